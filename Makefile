@@ -1,0 +1,25 @@
+# Two entry points: `make run` (the main job) and `make test`. Both create .venv and install
+# the project into it first, so a fresh machine with Python >= 3.11 needs nothing else.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/effsearch scale --baseline efficientnet-b0 --coeffs 1.2,1.1,1.15 --phi 0-7
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -n 2
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""search: the compound-scaling controller on Optuna, Pareto records, storage and the CLI."""

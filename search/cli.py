@@ -1,0 +1,185 @@
+"""The `effsearch` command line.
+
+Every subcommand parses its arguments here and calls library code; heavy imports (JAX, Optuna)
+happen inside the subcommand that needs them, so `effsearch cost` answers instantly. A
+`UserError` anywhere becomes one line on stderr and exit code 2; anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from rich.console import Console
+from rich.table import Table
+
+import space
+from space import UserError
+
+EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(EXIT_USER_ERROR)
+
+
+def _console() -> Console:
+    # Tables must not be squeezed when piped to a file or a CI log.
+    width = None if sys.stdout.isatty() else max(shutil.get_terminal_size().columns, 200)
+    return Console(width=width, highlight=False)
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def _spec_from_args(name_or_arch: str, resolution: int | None = None,
+                    classes: int | None = None) -> space.ArchSpec:
+    spec = space.resolve(name_or_arch)
+    changes: dict[str, int] = {}
+    if resolution is not None:
+        changes["resolution"] = resolution
+    if classes is not None:
+        changes["num_classes"] = classes
+    return spec.replace(**changes) if changes else spec
+
+
+def parse_phis(text: str) -> list[float]:
+    """"0-7" (integer range), "0,0.5,1" (list) or "2" (one value)."""
+    try:
+        if "," in text:
+            return [float(p) for p in text.split(",")]
+        if "-" in text.lstrip("-"):
+            lo, hi = text.lstrip("-").split("-", 1)
+            start = -int(lo) if text.startswith("-") else int(lo)
+            if int(hi) < start:
+                raise ValueError
+            return [float(p) for p in range(start, int(hi) + 1)]
+        return [float(text)]
+    except ValueError:
+        raise UserError(f"--phi must look like '0-7', '0,0.5,1' or '2', got '{text}'") from None
+
+
+# ----------------------------------------------------------------------------- cost
+
+
+def cmd_cost(args: argparse.Namespace) -> None:
+    spec = _spec_from_args(args.model, args.resolution, args.classes)
+    total = space.cost(spec)
+    record: dict[str, Any] = {"model": args.model, "arch": space.encode(spec),
+                              "resolution": spec.resolution, "macs": total.macs,
+                              "params": total.params, "activations": total.activations}
+    parts = space.cost_breakdown(spec) if args.per_block else []
+    if args.json:
+        if parts:
+            record["parts"] = [p._asdict() for p in parts]
+        _print_json(record)
+        return
+    table = Table(title=f"{args.model} at {spec.resolution}px, {spec.num_classes} classes")
+    for col in ("part", "size", "channels", "MACs (M)", "params", "acts (M)"):
+        table.add_column(col, justify="left" if col == "part" else "right")
+    for p in parts:
+        table.add_row(p.name, f"{p.in_size}->{p.out_size}", f"{p.in_channels}->{p.out_channels}",
+                      f"{p.macs / 1e6:.2f}", f"{p.params:,}", f"{p.activations / 1e6:.3f}")
+    table.add_row("total", str(spec.resolution), f"{spec.num_blocks} blocks",
+                  f"{total.macs / 1e6:.2f}", f"{total.params:,}",
+                  f"{total.activations / 1e6:.3f}", style="bold")
+    _console().print(table)
+
+
+# ----------------------------------------------------------------------------- scale
+
+
+def family_rows(baseline: space.ArchSpec, coeffs: space.Coefficients, phis: Sequence[float],
+                resolution_multiple: int) -> list[dict[str, Any]]:
+    """One row per phi: multipliers, rounded spec, costs and realized vs ideal cost ratios."""
+    base = space.cost(baseline)
+    rows = []
+    for phi in phis:
+        spec = space.scale(baseline, coeffs, phi, resolution_multiple=resolution_multiple)
+        d, w, r = space.compound(phi, *coeffs.as_tuple())
+        c = space.cost(spec)
+        rows.append({
+            "phi": phi, "d": d, "w": w, "r": r, "resolution": spec.resolution,
+            "blocks": spec.num_blocks, "macs": c.macs, "params": c.params,
+            "activations": c.activations, "macs_ratio": c.macs / base.macs,
+            "nominal_ratio": coeffs.product**phi, "ideal_ratio": coeffs.target**phi,
+            "arch": space.encode(spec)})
+    return rows
+
+
+def cmd_scale(args: argparse.Namespace) -> None:
+    baseline = space.resolve(args.baseline)
+    coeffs = space.parse_coefficients(args.coeffs)
+    rows = family_rows(baseline, coeffs, parse_phis(args.phi), args.resolution_multiple)
+    if args.json:
+        _print_json({"baseline": space.encode(baseline), "alpha": coeffs.alpha,
+                     "beta": coeffs.beta, "gamma": coeffs.gamma, "product": coeffs.product,
+                     "target": coeffs.target, "family": rows})
+        return
+    title = (f"{args.baseline} scaled by alpha={coeffs.alpha:g}, beta={coeffs.beta:g}, "
+             f"gamma={coeffs.gamma:g} (alpha*beta^2*gamma^2 = {coeffs.product:.3f}, "
+             f"{coeffs.deviation:+.1%} vs {coeffs.target:g})")
+    table = Table(title=title)
+    for col in ("phi", "d", "w", "r", "res", "blocks", "MACs (G)", "params (M)", "acts (M)",
+                "MACs ratio", f"{coeffs.target:g}^phi", "(abg)^phi"):
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(f"{row['phi']:g}", f"{row['d']:.3f}", f"{row['w']:.3f}", f"{row['r']:.3f}",
+                      str(row["resolution"]), str(row["blocks"]), f"{row['macs'] / 1e9:.3f}",
+                      f"{row['params'] / 1e6:.2f}", f"{row['activations'] / 1e6:.1f}",
+                      f"{row['macs_ratio']:.2f}", f"{row['ideal_ratio']:.2f}",
+                      f"{row['nominal_ratio']:.2f}")
+    _console().print(table)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="effsearch", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("cost", help="analytic MACs, params and activations of a model")
+    p.add_argument("model", help="a named model (efficientnet-b0 ... -b7, -b8, -l2) or an arch "
+                                 "string")
+    p.add_argument("--resolution", type=int, help="input size in pixels (default: the spec's)")
+    p.add_argument("--classes", type=int, help="number of classes (default: the spec's)")
+    p.add_argument("--per-block", action="store_true", help="show stem, every block and head")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_cost)
+
+    p = sub.add_parser("scale", help="the compound-scaled family of a baseline")
+    p.add_argument("--baseline", default="efficientnet-b0", help="named model or arch string")
+    p.add_argument("--coeffs", default="1.2,1.1,1.15",
+                   help="alpha,beta,gamma or a coefficients .json file (effsearch export)")
+    p.add_argument("--phi", default="0-7", help="'0-7', '0,0.5,1' or '2'")
+    p.add_argument("--resolution-multiple", type=int, default=space.DEFAULT_RESOLUTION_MULTIPLE,
+                   help="round scaled resolutions to this multiple (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_scale)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `effsearch` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as e:
+        sys.stderr.write(f"effsearch {args.command}: error: {e}\n")
+        return EXIT_USER_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

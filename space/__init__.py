@@ -1,0 +1,60 @@
+"""space: the EfficientNet search space: specs, arch strings, named models, scaling, cost, model.
+
+Imports nothing from `trainers` or `search`. JAX/Flax are imported only when a model is built,
+so cost and scaling queries stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from space.arch_string import ArchStringError, decode, decode_block, encode
+from space.coefficients import (
+    PAPER,
+    Coefficients,
+    CoefficientsError,
+    load_coefficients,
+    parse_coefficients,
+    save_coefficients,
+)
+from space.cost import Cost, PartCost, cost, cost_breakdown
+from space.errors import UserError
+from space.scaling import (
+    DEFAULT_RESOLUTION_MULTIPLE,
+    apply_multipliers,
+    compound,
+    round_filters,
+    round_repeats,
+    round_resolution,
+    scale,
+)
+from space.spec import ArchSpec, BlockSpec, SpecError
+from space.zoo import EFFICIENTNET_B0, get_model_spec, is_model_name, list_models
+
+
+def resolve(name_or_arch: str) -> ArchSpec:
+    """A named model ("efficientnet-b0", "b3") or an arch string, as a spec.
+
+    Text without a block (every block has a "_") is taken as a model name, so a typo there
+    gets the list of known models rather than a grammar error.
+    """
+    if is_model_name(name_or_arch) or "_" not in name_or_arch:
+        return get_model_spec(name_or_arch)
+    return decode(name_or_arch)
+
+
+def build_model(spec: ArchSpec, *, rngs: Any, dtype: Any = None, **kwargs: Any) -> Any:
+    """Builds the Flax NNX model of `spec`; see `space.model.EfficientNet` for the options."""
+    from space.model import EfficientNet
+
+    return EfficientNet(spec, rngs=rngs, dtype=dtype, **kwargs)
+
+
+__all__ = [
+    "DEFAULT_RESOLUTION_MULTIPLE", "EFFICIENTNET_B0", "PAPER", "ArchSpec", "ArchStringError",
+    "BlockSpec", "Coefficients", "CoefficientsError", "Cost", "PartCost", "SpecError",
+    "UserError", "apply_multipliers", "build_model", "compound", "cost", "cost_breakdown",
+    "decode", "decode_block", "encode", "get_model_spec", "is_model_name", "list_models",
+    "load_coefficients", "parse_coefficients", "resolve", "round_filters", "round_repeats",
+    "round_resolution", "save_coefficients", "scale",
+]

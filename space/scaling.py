@@ -1,0 +1,106 @@
+"""EfficientNet's scaling rules: channel/depth/resolution rounding and compound scaling.
+
+The rounding follows the official `efficientnet_model.py` (`round_filters`: nearest multiple
+of 8, never more than 10% below the exact value; `round_repeats`: ceil), so the named models
+B1-B7 come out of the same code as any scaled family. Because rounding inflates cost (ceil on
+depth most of all), the *realized* cost ratio is what the search scores, not alpha*beta^2*gamma^2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from space.coefficients import Coefficients
+from space.errors import UserError
+from space.spec import ArchSpec
+
+DEFAULT_RESOLUTION_MULTIPLE = 8
+"""Scaled resolutions are rounded to a multiple of 8 by default. Why 8: the first three
+stride-2 convs then keep even feature maps (no ragged SAME padding), and coarser steps mean
+fewer distinct input shapes, so XLA's compilation and autotuning caches are reused across
+trials (compile time dominates short proxies). The official table is hand-picked (260, 300,
+380 are multiples of 4 only); pycls uses 4. At proxy sizes below ~64 px a step of 8 is a >10%
+jump, so pass `resolution_multiple=2` or 4 there."""
+
+
+def round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    """Width-scales a channel count the official way.
+
+    Nearest multiple of `divisor` (at least `divisor`), bumped up by one divisor if that would
+    lose more than 10%. Width 1 returns `channels` unchanged (identical to the official rule
+    for every official channel count, which are all multiples of 8, and it keeps a user's
+    baseline exactly as written at phi = 0).
+    """
+    if width == 1:
+        return channels
+    exact = channels * width
+    new = max(divisor, int(exact + divisor / 2) // divisor * divisor)
+    if new < 0.9 * exact:
+        new += divisor
+    return int(new)
+
+
+def round_repeats(repeats: int, depth: float) -> int:
+    """Depth-scales a stage's block count: ceil(depth * repeats), at least 1."""
+    if depth == 1:
+        return repeats
+    # The small epsilon keeps float noise (1.1 * 10 = 11.000000000000002) from adding a block.
+    return max(1, math.ceil(depth * repeats - 1e-9))
+
+
+def round_resolution(resolution: int, factor: float,
+                     multiple: int = DEFAULT_RESOLUTION_MULTIPLE) -> int:
+    """Scales a resolution and rounds it to the nearest `multiple` (at least `multiple`)."""
+    if factor == 1:
+        return resolution
+    if multiple < 1:
+        raise UserError(f"resolution multiple must be >= 1, got {multiple}")
+    return max(multiple, int(resolution * factor / multiple + 0.5) * multiple)
+
+
+def compound(phi: float, alpha: float, beta: float, gamma: float) -> tuple[float, float, float]:
+    """The compound-scaling multipliers (d, w, r) = (alpha^phi, beta^phi, gamma^phi)."""
+    return alpha**phi, beta**phi, gamma**phi
+
+
+def apply_multipliers(spec: ArchSpec, *, depth: float = 1.0, width: float = 1.0,
+                      resolution: int | None = None, dropout: float | None = None) -> ArchSpec:
+    """Scales every stage's repeats by `depth` and every width (stem and head too) by `width`.
+
+    This is the official builder's rule; `resolution` and `dropout` replace the baseline's.
+    """
+    if depth <= 0 or width <= 0:
+        raise UserError(f"depth and width multipliers must be > 0, got {depth}, {width}")
+    stages = tuple(
+        dataclasses.replace(s, out_channels=round_filters(s.out_channels, width),
+                            repeats=round_repeats(s.repeats, depth))
+        for s in spec.stages)
+    return spec.replace(
+        stages=stages,
+        stem_channels=round_filters(spec.stem_channels, width),
+        head_channels=round_filters(spec.head_channels, width),
+        resolution=spec.resolution if resolution is None else resolution,
+        dropout=spec.dropout if dropout is None else dropout)
+
+
+def scale(baseline: ArchSpec, coeffs: Coefficients, phi: float, *,
+          resolution_multiple: int = DEFAULT_RESOLUTION_MULTIPLE) -> ArchSpec:
+    """The phi-th member of the compound-scaled family of `baseline`.
+
+    Args:
+        baseline: the phi = 0 network.
+        coeffs: (alpha, beta, gamma).
+        phi: the compound coefficient; 0 returns `baseline` itself, negative scales down.
+        resolution_multiple: the resolution is rounded to this multiple
+            (see `DEFAULT_RESOLUTION_MULTIPLE` for why 8).
+
+    Returns:
+        The scaled spec, with rounded channels, repeats and resolution.
+    """
+    if phi == 0:
+        return baseline
+    d, w, r = compound(phi, *coeffs.as_tuple())
+    return apply_multipliers(baseline, depth=d, width=w,
+                             resolution=round_resolution(baseline.resolution, r,
+                                                         resolution_multiple))

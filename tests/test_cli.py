@@ -1,0 +1,96 @@
+"""The `effsearch cost` and `scale` commands, through `main()` and the installed script."""
+
+import itertools
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from search.cli import main
+from space import PAPER, cost, get_model_spec, save_coefficients
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cost_json_for_b0(capsys):
+    code, out, _ = run(capsys, "cost", "efficientnet-b0", "--json")
+    record = json.loads(out)
+    assert code == 0
+    assert record["params"] == 5_288_548
+    assert round(record["macs"] / 1e9, 3) == 0.386
+    assert set(record) >= {"macs", "params", "activations", "resolution"}
+
+
+def test_cost_of_arch_string_with_overrides_and_per_block(capsys):
+    arch = "stem16-mb_r2_k3_s2_e6_c24_se0.25-head64"
+    code, out, _ = run(capsys, "cost", arch, "--resolution", "32", "--classes", "10", "--json",
+                       "--per-block")
+    record = json.loads(out)
+    assert code == 0 and record["resolution"] == 32
+    assert [p["name"] for p in record["parts"]] == ["stem", "block0", "block1", "head"]
+    assert sum(p["params"] for p in record["parts"]) == record["params"]
+
+
+def test_cost_table(capsys):
+    code, out, _ = run(capsys, "cost", "b1", "--per-block")
+    assert code == 0 and "block22" in out and "7,794,184" in out
+
+
+def test_scale_family_json(capsys):
+    code, out, _ = run(capsys, "scale", "--baseline", "efficientnet-b0", "--coeffs",
+                       "1.2,1.1,1.15", "--phi", "0-3", "--json")
+    record = json.loads(out)
+    rows = record["family"]
+    assert code == 0 and [r["phi"] for r in rows] == [0, 1, 2, 3]
+    assert rows[0]["macs_ratio"] == 1.0 and rows[0]["resolution"] == 224
+    assert rows[1]["macs"] == cost(get_model_spec("b2").replace(resolution=256)).macs
+    assert all(r["ideal_ratio"] == 2.0 ** r["phi"] for r in rows)
+    assert rows[3]["nominal_ratio"] == pytest.approx(PAPER.product ** 3)
+    assert all(a["macs"] < b["macs"] for a, b in itertools.pairwise(rows))
+
+
+def test_scale_reads_a_coefficients_file(capsys, tmp_path):
+    path = save_coefficients(PAPER, tmp_path / "c.json", provenance={"study": "x"})
+    code, out, _ = run(capsys, "scale", "--coeffs", str(path), "--phi", "1", "--json")
+    assert code == 0 and json.loads(out)["family"][0]["resolution"] == 256
+
+
+def test_scale_table_and_phi_lists(capsys):
+    code, out, _ = run(capsys, "scale", "--phi", "0,0.5,1")
+    assert code == 0 and "0.5" in out and "2^phi" in out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["cost", "efficientnet-b9"], "unknown model 'efficientnet-b9' (known: efficientnet-b0"),
+    (["cost", "mb_r1_k3_s1_c8_zz1"], "unknown token 'zz1'"),
+    (["scale", "--coeffs", "0.9,1.2,1.1"], "alpha must be >= 1, got 0.9"),
+    (["scale", "--coeffs", "missing.json"], "coefficients file not found"),
+    (["scale", "--phi", "a-b"], "--phi must look like"),
+    (["cost", "b0", "--resolution", "0"], "resolution must be an integer >= 1"),
+])
+def test_user_errors_are_one_line_and_exit_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_usage_errors_are_one_line_and_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["cost"])
+    _, err = capsys.readouterr()
+    assert e.value.code == 2 and err.count("\n") == 1
+
+
+@pytest.mark.skipif(shutil.which("effsearch") is None, reason="console script not installed")
+def test_console_script():
+    done = subprocess.run(["effsearch", "cost", "efficientnet-b0", "--json"],
+                          capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout)["params"] == 5_288_548
+    bad = subprocess.run(["effsearch", "scale", "--coeffs", "0.5,1,1"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1

@@ -1,0 +1,1 @@
+"""trainers: data loading, short proxy training in JAX, and latency/throughput probes."""
