@@ -125,9 +125,9 @@ class MBConv(nnx.Module):
     """One inverted-residual block with SE (MnasNet/EfficientNet MBConv)."""
 
     def __init__(self, c_in: int, stride: int, stage: BlockSpec, drop_rate: float, *,
-                 dtype: Any, depthwise: str, rngs: nnx.Rngs):
+                 dtype: Any, depthwise: str, rngs: nnx.Rngs, bn_momentum: float = BN_MOMENTUM):
         c_mid, c_out = stage.expanded(c_in), stage.out_channels
-        bn = dict(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=dtype, rngs=rngs)
+        bn = dict(momentum=bn_momentum, epsilon=BN_EPSILON, dtype=dtype, rngs=rngs)
         expands = stage.expansion != 1
         self.expand = (nnx.Conv(c_in, c_mid, (1, 1), use_bias=False, dtype=dtype,
                                 kernel_init=_conv_init, rngs=rngs) if expands else None)
@@ -171,26 +171,28 @@ class EfficientNet(nnx.Module):
         rngs: `nnx.Rngs` with a "params" stream (and "dropout" for training).
         dtype: compute dtype (None or float32, or bfloat16); parameters stay float32.
         depthwise: "auto", "xla" or "shift" (see module docstring).
+        bn_momentum: BatchNorm running-average momentum (TF convention; official 0.99).
 
     Call `model.train()` / `model.eval()` to switch BatchNorm statistics and dropout.
     """
 
     def __init__(self, spec: ArchSpec, *, rngs: nnx.Rngs, dtype: Any = None,
-                 depthwise: str = "auto"):
+                 depthwise: str = "auto", bn_momentum: float = BN_MOMENTUM):
         self.spec = spec
         self.dtype = dtype
         with _linear_time_tracing():
-            self._build(spec, rngs, dtype, resolve_depthwise(depthwise))
+            self._build(spec, rngs, dtype, resolve_depthwise(depthwise), bn_momentum)
 
-    def _build(self, spec: ArchSpec, rngs: nnx.Rngs, dtype: Any, depthwise: str) -> None:
-        bn = dict(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=dtype, rngs=rngs)
+    def _build(self, spec: ArchSpec, rngs: nnx.Rngs, dtype: Any, depthwise: str,
+               bn_momentum: float) -> None:
+        bn = dict(momentum=bn_momentum, epsilon=BN_EPSILON, dtype=dtype, rngs=rngs)
         self.stem = nnx.Conv(spec.in_channels, spec.stem_channels, (3, 3), strides=2,
                              use_bias=False, dtype=dtype, kernel_init=_conv_init, rngs=rngs)
         self.stem_bn = nnx.BatchNorm(spec.stem_channels, **bn)
         n = spec.num_blocks
         self.blocks = nnx.List([
             MBConv(c_in, stride, stage, spec.drop_connect_rate * idx / n, dtype=dtype,
-                   depthwise=depthwise, rngs=rngs)
+                   depthwise=depthwise, rngs=rngs, bn_momentum=bn_momentum)
             for idx, c_in, stride, stage in spec.blocks()])
         self.head = nnx.Conv(spec.stages[-1].out_channels, spec.head_channels, (1, 1),
                              use_bias=False, dtype=dtype, kernel_init=_conv_init, rngs=rngs)
@@ -225,7 +227,7 @@ _INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0,
 
 
 def create_model(spec: ArchSpec, *, seed: int = 0, dtype: Any = None,
-                 depthwise: str = "auto") -> EfficientNet:
+                 depthwise: str = "auto", bn_momentum: float = BN_MOMENTUM) -> EfficientNet:
     """Builds and initialises a model with one XLA compile of its whole initialiser.
 
     Eager NNX construction compiles every random op separately (18 s for B0 on a 2-core
@@ -234,7 +236,8 @@ def create_model(spec: ArchSpec, *, seed: int = 0, dtype: Any = None,
     """
     def init() -> tuple[nnx.GraphDef, nnx.State]:
         return nnx.split(EfficientNet(spec, rngs=nnx.Rngs(params=seed, dropout=seed + 1),
-                                      dtype=dtype, depthwise=depthwise))
+                                      dtype=dtype, depthwise=depthwise,
+                                      bn_momentum=bn_momentum))
 
     graphdef, _ = nnx.eval_shape(init)
     compiled = jax.jit(lambda: init()[1]).lower().compile(_INIT_COMPILER_OPTIONS)

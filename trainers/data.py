@@ -1,0 +1,275 @@
+"""Datasets for proxy training: one `load_dataset` entry over four sources.
+
+- `digits`: scikit-learn's 1,797 real 8x8 handwritten digits, the embedded default (offline,
+  seconds on a CPU). It has no official test split, so 20% is held out as test first.
+- any TFDS dataset by name (`tfds:NAME` or plain `NAME`): read through `tfds.data_source`
+  (array_record, no TensorFlow needed; `data_dir` configurable), or through `tfds.load` when
+  TensorFlow (the `tf` extra) is installed and the dataset was prepared as tfrecord.
+- a folder of images, one subfolder per class (optionally `train/` and `test/` inside).
+- an `.npz` file with `x_train`, `y_train` and optionally `x_test`, `y_test`.
+
+Every source gives uint8 NHWC images and int32 labels. A validation split is carved from
+train, stratified and with a fixed seed (MnasNet held out part of ImageNet-train the same
+way), so a search never selects on the test split; test is for reports only. Proxy datasets
+are small enough to hold in memory; the device-side input pipeline is in `trainers/pipeline.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from space import UserError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+class DatasetError(UserError):
+    """A dataset that does not exist, is not prepared, or is malformed."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Split:
+    """Images (uint8, N x H x W x C) and integer labels (N,)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray) -> Split:
+        return Split(self.images[index], self.labels[index])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """Train / validation / test splits of one dataset, plus what describes it."""
+
+    name: str
+    train: Split
+    val: Split
+    test: Split | None
+    num_classes: int
+    source: str
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def channels(self) -> int:
+        return self.train.images.shape[-1]
+
+    def stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel mean and std of the train split, in 0-255 units (for normalisation)."""
+        x = self.train.images.astype(np.float64)
+        return x.mean(axis=(0, 1, 2)), np.maximum(x.std(axis=(0, 1, 2)), 1e-3)
+
+    def summary(self) -> dict[str, object]:
+        return {"name": self.name, "source": self.source, "num_classes": self.num_classes,
+                "image_shape": list(self.image_shape), "train": len(self.train),
+                "val": len(self.val), "test": len(self.test) if self.test else 0}
+
+
+def _as_images(x: np.ndarray, where: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim == 3:  # N x H x W grayscale
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3, 4):
+        raise DatasetError(f"{where}: images must be N x H x W [x C] with C in 1, 3, 4; "
+                           f"got shape {x.shape}")
+    if x.dtype != np.uint8:
+        if np.issubdtype(x.dtype, np.floating) and x.max() <= 1.0:
+            x = x * 255.0
+        x = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    return x[..., :3] if x.shape[-1] == 4 else x
+
+
+def _as_labels(y: np.ndarray, n: int, where: str) -> np.ndarray:
+    y = np.asarray(y).reshape(-1)
+    if len(y) != n or not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+        raise DatasetError(f"{where}: labels must be {n} non-negative integers")
+    return y.astype(np.int32)
+
+
+def _stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """(rest, held_out) with `fraction` of every class held out; seeded, reproducible."""
+    # scikit-learn's splitter is the well-kept standard for this; it needs >= 2 per class.
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(split))
+    counts = np.bincount(split.labels)
+    stratify = split.labels if counts[counts > 0].min() >= 2 else None
+    rest, held = train_test_split(index, test_size=fraction, random_state=seed,
+                                  stratify=stratify)
+    return split.subset(np.sort(rest)), split.subset(np.sort(held))
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def _load_digits(split_seed: int) -> tuple[Split, Split | None, int, str]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    full = Split(images, digits.target.astype(np.int32))
+    train, test = _stratified_split(full, 0.2, split_seed)
+    return train, test, 10, "scikit-learn digits (1,797 8x8 grayscale; 20% held out as test)"
+
+
+def _load_npz(path: Path) -> tuple[Split, Split | None, int, str]:
+    try:
+        data = np.load(path)
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"cannot read {path} as .npz ({e})") from None
+    keys = set(data.files)
+    if not {"x_train", "y_train"} <= keys:
+        raise DatasetError(f"{path} must hold arrays x_train and y_train (and optionally "
+                           f"x_test, y_test); it has {sorted(keys)}")
+    x = _as_images(data["x_train"], f"{path}:x_train")
+    train = Split(x, _as_labels(data["y_train"], len(x), f"{path}:y_train"))
+    test = None
+    if {"x_test", "y_test"} <= keys:
+        xt = _as_images(data["x_test"], f"{path}:x_test")
+        test = Split(xt, _as_labels(data["y_test"], len(xt), f"{path}:y_test"))
+    classes = int(max(train.labels.max(), test.labels.max() if test else 0)) + 1
+    return train, test, classes, f"npz file {path}"
+
+
+def _read_folder(root: Path, classes: list[str], image_size: int | None) -> Split:
+    from PIL import Image
+
+    images, labels, size = [], [], image_size
+    for label, name in enumerate(classes):
+        for file in sorted((root / name).iterdir()):
+            if file.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(file) as im:
+                    im = im.convert("RGB")
+                    size = size or im.size[0]
+                    if im.size != (size, size):
+                        im = im.resize((size, size), Image.Resampling.BILINEAR)
+                    images.append(np.asarray(im, dtype=np.uint8))
+            except OSError as e:
+                raise DatasetError(f"cannot read image {file} ({e})") from None
+            labels.append(label)
+    if not images:
+        raise DatasetError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}")
+    return Split(np.stack(images), np.asarray(labels, np.int32))
+
+
+def _load_folder(root: Path, image_size: int | None) -> tuple[Split, Split | None, int, str]:
+    has_splits = (root / "train").is_dir()
+    train_root = root / "train" if has_splits else root
+    classes = sorted(p.name for p in train_root.iterdir() if p.is_dir())
+    if len(classes) < 2:
+        raise DatasetError(f"{train_root} must hold one subfolder per class (found "
+                           f"{len(classes)})")
+    train = _read_folder(train_root, classes, image_size)
+    size = image_size or train.images.shape[1]
+    test = (_read_folder(root / "test", classes, size) if has_splits and
+            (root / "test").is_dir() else None)
+    return train, test, len(classes), f"image folder {root} ({len(classes)} classes)"
+
+
+def _tfds_split(name: str, split: str, data_dir: str | None) -> Split | None:
+    import tensorflow_datasets as tfds
+
+    try:
+        source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+        items = [source[i] for i in range(len(source))]
+    except (NotImplementedError, AssertionError, FileNotFoundError) as e:
+        items = _tfds_load_with_tf(name, split, data_dir, e)
+    except ValueError as e:  # an unknown split name
+        if "split" in str(e).lower():
+            return None
+        raise
+    if not items:
+        return None
+    image_key = "image" if "image" in items[0] else next(
+        k for k, v in items[0].items() if np.ndim(v) >= 2)
+    x = _as_images(np.stack([it[image_key] for it in items]), f"tfds {name}:{split}")
+    return Split(x, _as_labels(np.asarray([it["label"] for it in items]), len(x),
+                               f"tfds {name}:{split}"))
+
+
+def _tfds_load_with_tf(name: str, split: str, data_dir: str | None,
+                       cause: Exception) -> list[dict]:
+    """Falls back to `tfds.load` (needs TensorFlow) for datasets prepared as tfrecord."""
+    import tensorflow_datasets as tfds
+
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        raise DatasetError(
+            f"TFDS dataset '{name}' is not prepared as array_record under "
+            f"{data_dir or '~/tensorflow_datasets'} ({type(cause).__name__}). Prepare it once "
+            f"on a machine with internet: `pip install 'effsearch[tf]' && tfds build {name} "
+            f"--file_format=array_record --data_dir DIR`, then pass --data-dir DIR") from None
+    try:
+        return list(tfds.as_numpy(tfds.load(name, split=split, data_dir=data_dir,
+                                            download=False)))
+    except Exception as e:  # tfds raises many types for "not there"; report them as one.
+        raise DatasetError(f"TFDS dataset '{name}' split '{split}' could not be read from "
+                           f"{data_dir or '~/tensorflow_datasets'}: {e}") from None
+
+
+def _load_tfds(name: str, data_dir: str | None) -> tuple[Split, Split | None, int, str]:
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DatasetError(f"unknown dataset '{name}': not 'digits', an existing .npz file or "
+                           f"image folder, nor a TFDS dataset name") from None
+    train = _tfds_split(name, "train", data_dir)
+    if train is None:
+        raise DatasetError(f"TFDS dataset '{name}' has no train split")
+    test = _tfds_split(name, "test", data_dir)
+    try:
+        label = builder.info.features["label"]
+    except KeyError:
+        label = None
+    classes = (label.num_classes if label is not None and hasattr(label, "num_classes")
+               else int(train.labels.max()) + 1)
+    return train, test, classes, f"tfds {name} ({data_dir or 'default data_dir'})"
+
+
+def load_dataset(name: str = "digits", *, data_dir: str | None = None,
+                 val_fraction: float = 0.1, split_seed: int = 0,
+                 image_size: int | None = None) -> Dataset:
+    """Loads a dataset with a stratified, seeded validation split carved from train.
+
+    Args:
+        name: "digits", a path to an `.npz` file or an image folder, or a TFDS name
+            (optionally prefixed "tfds:").
+        data_dir: TFDS data directory (default: TFDS's own).
+        val_fraction: share of train held out for validation (the search's selection set).
+        split_seed: seed of the val (and, for digits, test) split; fixed across a study.
+        image_size: folders only: resize every image to this square size.
+
+    Raises:
+        DatasetError: an unknown or unprepared dataset, or malformed files, with what to do.
+    """
+    if not 0 < val_fraction < 1:
+        raise DatasetError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    path = Path(name).expanduser()
+    if name == "digits":
+        train, test, classes, source = _load_digits(split_seed)
+    elif path.suffix == ".npz" or path.is_file():
+        if not path.exists():
+            raise DatasetError(f"dataset file not found: {path}")
+        train, test, classes, source = _load_npz(path)
+    elif path.is_dir():
+        train, test, classes, source = _load_folder(path, image_size)
+    else:
+        train, test, classes, source = _load_tfds(name.removeprefix("tfds:"), data_dir)
+    if classes < 2:
+        raise DatasetError(f"dataset '{name}' has {classes} class; need at least 2")
+    train, val = _stratified_split(train, val_fraction, split_seed)
+    return Dataset(name, train, val, test, classes, source)
