@@ -9,6 +9,7 @@ keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -142,6 +143,139 @@ def cmd_scale(args: argparse.Namespace) -> None:
     _console().print(table)
 
 
+# ----------------------------------------------------------------------------- train
+
+
+def load_config_file(path: str) -> Any:
+    """Runs `get_config()` of a Python config file (experiments/*.py)."""
+    import importlib.util
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"config file not found: {path}")
+    module_spec = importlib.util.spec_from_file_location(f"effsearch_config_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
+    try:
+        module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+        return module.get_config()
+    except AttributeError as e:
+        if "get_config" in str(e):
+            raise UserError(f"config file {path} defines no get_config()") from None
+        raise UserError(f"config file {path}: {e}") from None
+    except (TypeError, ValueError, NameError, SyntaxError) as e:
+        raise UserError(f"config file {path}: {type(e).__name__}: {e}") from None
+
+
+def _proxy_config(args: argparse.Namespace) -> Any:
+    from trainers.proxy import ProxyConfig
+
+    if args.target.endswith(".py"):
+        loaded = load_config_file(args.target)
+        config = getattr(loaded, "proxy", loaded)
+        if not isinstance(config, ProxyConfig):
+            raise UserError(f"{args.target}: get_config() must return a ProxyConfig or a "
+                            f"config with a .proxy ProxyConfig")
+    else:
+        space.resolve(args.target)  # a clear error for a bad name or arch string, up front
+        config = ProxyConfig(arch=args.target)
+    overrides = {field: value for field, value in (
+        ("dataset", args.dataset), ("data_dir", args.data_dir), ("epochs", args.epochs),
+        ("resolution", args.resolution), ("batch_size", args.batch), ("seed", args.seed),
+        ("width", args.width), ("depth", args.depth), ("optimizer", args.optimizer),
+        ("learning_rate", args.lr)) if value is not None}
+    return dataclasses.replace(config, **overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from rich.progress import Progress
+
+    from trainers import runtime
+    from trainers.proxy import train_and_evaluate
+
+    config = _proxy_config(args)
+    runtime.configure()
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"training {config.dataset}", total=None)
+        result = train_and_evaluate(
+            config, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    record = result.to_json()
+    if args.json:
+        _print_json(record)
+        return
+    table = Table(title=f"proxy {result.status}" + (f": {result.reason}" if result.reason
+                                                     else ""))
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("val_top1", "val_loss", "test_top1", "epochs_completed", "steps", "batch_size",
+                "images_per_s", "step_time_s", "compile_s", "init_s", "wall_s", "macs",
+                "params", "resolution", "device", "peak_memory_bytes"):
+        value = record[key]
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    _console().print(table)
+    if result.status != "ok":
+        raise UserError(f"training failed: {result.reason}")
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+def _torch_baseline(model: str, resolution: int, batch: int, steps: int) -> dict | str:
+    """timm's model timed in a separate process, or why it was not."""
+    import importlib.util
+    import subprocess
+
+    missing = [m for m in ("torch", "timm") if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"skipped: {' and '.join(missing)} not installed"
+    done = subprocess.run([sys.executable, "-m", "trainers.torch_bench", model, str(resolution),
+                           str(batch), str(steps)], capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        return f"failed: {lines[-1] if lines else done.returncode}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from trainers import runtime
+
+    runtime.configure()
+    import jax.numpy as jnp
+
+    from trainers.probes import measure_latency
+
+    spec = space.resolve(args.model)
+    dtype = {"auto": None, "float32": jnp.float32, "bfloat16": jnp.bfloat16}[args.dtype]
+    lat = measure_latency(spec, batch=args.batch, resolution=args.resolution, dtype=dtype,
+                          warmup=3, repeats=args.steps)
+    record: dict[str, Any] = {
+        "model": args.model, "resolution": lat.resolution, "batch": lat.batch,
+        "dtype": lat.dtype, "device": lat.device, "images_per_s": lat.train_images_per_s,
+        "step_ms": lat.train_p50_ms, "step_p90_ms": lat.train_p90_ms,
+        "compile_s": lat.train_compile_s, "forward_ms": lat.forward_p50_ms,
+        "forward_compile_s": lat.forward_compile_s}
+    if args.compare_torch:
+        torch = _torch_baseline(args.model, lat.resolution, args.batch, args.steps)
+        record["torch"] = torch
+        if isinstance(torch, dict):
+            record["speedup_vs_torch"] = lat.train_images_per_s / torch["images_per_s"]
+    if args.json:
+        _print_json(record)
+        return
+    table = Table(title=f"{args.model} train step, batch {lat.batch} at {lat.resolution}px, "
+                        f"{lat.dtype}, on {lat.device}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in record.items():
+        if key not in ("model", "torch"):
+            table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    if "torch" in record:
+        torch = record["torch"]
+        table.add_row("torch (timm, eager bf16)", torch if isinstance(torch, str) else
+                      f"{torch['images_per_s']:.1f} img/s on {torch['device']}")
+    _console().print(table)
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -167,6 +301,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="round scaled resolutions to this multiple (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_scale)
+
+    p = sub.add_parser("train", help="train one proxy and report accuracy, speed and cost")
+    p.add_argument("target", metavar="CONFIG_OR_ARCH",
+                   help="a config .py file (get_config()), a named model or an arch string")
+    p.add_argument("--dataset", help="digits (default), a TFDS name, an .npz or image folder")
+    p.add_argument("--data-dir", help="TFDS data directory")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--resolution", type=int)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--width", type=float, help="extra width multiplier on the arch")
+    p.add_argument("--depth", type=float, help="extra depth multiplier on the arch")
+    p.add_argument("--optimizer", choices=("sgd", "rmsprop"))
+    p.add_argument("--lr", type=float, help="peak learning rate (default: recipe, per 256)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("bench", help="training throughput, step and compile time on this device")
+    p.add_argument("--model", default="efficientnet-b0", help="named model or arch string")
+    p.add_argument("--resolution", type=int, default=224)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--steps", type=int, default=20, help="timed steps after 3 warm-up steps")
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto")
+    p.add_argument("--compare-torch", action="store_true",
+                   help="also time timm's model in PyTorch (separate process)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -1,0 +1,125 @@
+"""The proxy trainer and its device-side pipeline, on digits with tiny models (CPU, 2 devices)."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from space import UserError
+from trainers import pipeline
+from trainers.data import load_dataset
+from trainers.proxy import ProxyConfig, Stop, train_and_evaluate
+
+ARCH = "stem16-mb_r1_k3_s1_e1_c16_se0.25-mb_r2_k3_s2_e4_c24_se0.25-head64"
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def test_epoch_indices_are_seeded_permutations():
+    a = pipeline.epoch_indices(100, 16, seed=3, epoch=0)
+    assert a.shape == (6, 16) and len(set(a.ravel())) == 96
+    np.testing.assert_array_equal(a, pipeline.epoch_indices(100, 16, seed=3, epoch=0))
+    assert not np.array_equal(a, pipeline.epoch_indices(100, 16, seed=3, epoch=1))
+    index, mask = pipeline.eval_indices(10, 4)
+    assert index.shape == (3, 4) and mask.sum() == 10 and index.max() == 9
+
+
+def test_prepare_batch_resizes_normalises_and_augments(digits):
+    images, labels = jnp.asarray(digits.train.images), jnp.asarray(digits.train.labels)
+    mean, std = pipeline.normalisation(digits)
+    idx = jnp.arange(64)
+    kw = dict(resolution=16, mean=mean, std=std, dtype=jnp.float32)
+    x, y = pipeline.prepare_batch(images, labels, idx, None, augment=None, **kw)
+    assert x.shape == (64, 16, 16, 1) and (y == labels[:64]).all()
+    assert abs(float(x.mean())) < 0.5
+    aug = pipeline.Augment(crop_padding=0.25, flip=True)
+    xa, _ = pipeline.prepare_batch(images, labels, idx, jax.random.key(0), augment=aug, **kw)
+    xb, _ = pipeline.prepare_batch(images, labels, idx, jax.random.key(0), augment=aug, **kw)
+    np.testing.assert_array_equal(xa, xb)  # seeded
+    assert xa.shape == x.shape and not np.allclose(xa, x)
+
+
+def test_batch_is_a_multiple_of_the_devices():
+    mesh = pipeline.data_mesh()
+    assert mesh.size == 2  # conftest: two virtual CPU devices
+    assert pipeline.global_batch(65, 1000, mesh) == 64
+    assert pipeline.global_batch(512, 33, mesh) == 32
+    with pytest.raises(UserError, match="less than one example per device"):
+        pipeline.global_batch(1, 100, mesh)
+
+
+def test_trains_a_proxy_and_reports_everything(digits):
+    seen = []
+    result = train_and_evaluate(
+        ProxyConfig(arch=ARCH, resolution=16, epochs=3, batch_size=64, flip=False),
+        dataset=digits, callback=lambda epoch, m: seen.append((epoch, m["val_top1"])))
+    assert result.status == "ok" and result.reason is None
+    assert [e for e, _ in seen] == [1, 2, 3] and len(result.curve) == 3
+    assert result.val_top1 == seen[-1][1] > 0.3  # far above the 10% of chance
+    assert 0 <= result.test_top1 <= 1
+    assert result.compile_s > 0 and result.images_per_s > 0 and result.step_time_s > 0
+    assert result.steps == 3 * (len(digits.train) // 64) and result.batch_size == 64
+    assert result.device.endswith("x2") and result.resolution == 16
+    assert "in1" in result.arch and "cls10" in result.arch
+    record = json.loads(json.dumps(result.to_json()))
+    assert record["config"]["arch"] == ARCH and record["params"] == result.params > 0
+
+
+def test_same_seed_same_result(digits):
+    config = ProxyConfig(arch=ARCH, resolution=8, epochs=1, batch_size=128, fraction=0.5)
+    a, b = (train_and_evaluate(config, dataset=digits) for _ in range(2))
+    assert a.curve == b.curve
+
+
+def test_divergence_is_a_failed_result_not_a_crash(digits):
+    result = train_and_evaluate(ProxyConfig(arch=ARCH, resolution=8, epochs=3, batch_size=128,
+                                            learning_rate=1e6), dataset=digits)
+    assert result.status == "failed" and "diverged" in result.reason
+    assert result.epochs_completed == 0
+
+
+def test_out_of_memory_is_a_failed_result(digits):
+    def oom(epoch, metrics):  # what XLA raises when an allocation fails
+        raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.0GiB")
+
+    result = train_and_evaluate(ProxyConfig(arch=ARCH, resolution=8, epochs=2, batch_size=128),
+                                dataset=digits, callback=oom)
+    assert result.status == "failed" and result.reason.startswith("out of memory")
+
+
+def test_callback_can_stop_and_other_errors_propagate(digits):
+    def stop(epoch, metrics):
+        raise Stop
+
+    config = ProxyConfig(arch=ARCH, resolution=8, epochs=3, batch_size=128, ema_decay=0.99,
+                         optimizer="rmsprop")
+    result = train_and_evaluate(config, dataset=digits, callback=stop)
+    assert result.status == "ok" and result.epochs_completed == 1
+
+    def boom(epoch, metrics):
+        raise KeyError("pruned")
+
+    with pytest.raises(KeyError):
+        train_and_evaluate(config, dataset=digits, callback=boom)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("epochs", 0), ("optimizer", "adam"), ("fraction", 0), ("dtype", "fp16")])
+def test_bad_config_is_a_user_error(field, value):
+    with pytest.raises(UserError, match="proxy config"):
+        ProxyConfig(**{field: value})
+
+
+def test_measure_latency_percentiles():
+    from space import decode
+    from trainers.probes import measure_latency
+
+    lat = measure_latency(decode(ARCH + "-res16"), batch=4, repeats=5, train=True)
+    assert 0 < lat.forward_p50_ms <= lat.forward_p90_ms
+    assert 0 < lat.train_p50_ms <= lat.train_p90_ms
+    assert lat.train_images_per_s > 0 and lat.resolution == 16 and lat.dtype == "float32"
