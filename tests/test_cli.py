@@ -4,6 +4,8 @@ import itertools
 import json
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -86,11 +88,16 @@ def test_usage_errors_are_one_line_and_exit_2(capsys):
     assert e.value.code == 2 and err.count("\n") == 1
 
 
-@pytest.mark.skipif(shutil.which("effsearch") is None, reason="console script not installed")
+# The script installed beside this interpreter (make test runs .venv/bin/python, PATH aside).
+SCRIPT = shutil.which("effsearch", path=str(Path(sys.executable).parent)) or shutil.which(
+    "effsearch")
+
+
+@pytest.mark.skipif(SCRIPT is None, reason="console script not installed")
 def test_console_script():
-    done = subprocess.run(["effsearch", "cost", "efficientnet-b0", "--json"],
+    done = subprocess.run([SCRIPT, "cost", "efficientnet-b0", "--json"],
                           capture_output=True, text=True, check=True)
     assert json.loads(done.stdout)["params"] == 5_288_548
-    bad = subprocess.run(["effsearch", "scale", "--coeffs", "0.5,1,1"], capture_output=True,
+    bad = subprocess.run([SCRIPT, "scale", "--coeffs", "0.5,1,1"], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1

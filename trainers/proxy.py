@@ -300,9 +300,8 @@ def train_and_evaluate(config: ProxyConfig, *, dataset: Dataset | None = None,
         train_data = pipeline.put_split(train_split, mesh)
         val_data = pipeline.put_split(dataset.val, mesh)
         sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "data"))
-        eval_batch = max(mesh.size, batch // mesh.size * mesh.size)
         val_index, val_mask = (jax.device_put(a, sharded)
-                               for a in pipeline.eval_indices(len(dataset.val), eval_batch))
+                               for a in pipeline.eval_indices(len(dataset.val), batch))
         key = jax.random.key(config.seed)
 
         def epoch_args(epoch: int) -> tuple:
