@@ -39,6 +39,16 @@ def _console() -> Console:
     return Console(width=width, highlight=False)
 
 
+def _metric_table(title: str, rows: Sequence[tuple[str, Any]]) -> Table:
+    """A two-column metric/value table; floats to 4 significant digits."""
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in rows:
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    return table
+
+
 def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
@@ -203,16 +213,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.json:
         _print_json(record)
         return
-    table = Table(title=f"proxy {result.status}" + (f": {result.reason}" if result.reason
-                                                     else ""))
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in ("val_top1", "val_loss", "test_top1", "epochs_completed", "steps", "batch_size",
-                "images_per_s", "step_time_s", "compile_s", "init_s", "wall_s", "macs",
-                "params", "resolution", "device", "peak_memory_bytes"):
-        value = record[key]
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
-    _console().print(table)
+    keys = ("val_top1", "val_loss", "test_top1", "epochs_completed", "steps", "batch_size",
+            "images_per_s", "step_time_s", "compile_s", "init_s", "wall_s", "macs", "params",
+            "resolution", "device", "peak_memory_bytes")
+    title = f"proxy {result.status}" + (f": {result.reason}" if result.reason else "")
+    _console().print(_metric_table(title, [(k, record[k]) for k in keys]))
     if result.status != "ok":
         raise UserError(f"training failed: {result.reason}")
 
@@ -262,18 +267,13 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.json:
         _print_json(record)
         return
-    table = Table(title=f"{args.model} train step, batch {lat.batch} at {lat.resolution}px, "
-                        f"{lat.dtype}, on {lat.device}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in record.items():
-        if key not in ("model", "torch"):
-            table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    rows = [(k, v) for k, v in record.items() if k not in ("model", "torch")]
     if "torch" in record:
         torch = record["torch"]
-        table.add_row("torch (timm, eager bf16)", torch if isinstance(torch, str) else
-                      f"{torch['images_per_s']:.1f} img/s on {torch['device']}")
-    _console().print(table)
+        rows.append(("torch (timm, eager bf16)", torch if isinstance(torch, str) else
+                     f"{torch['images_per_s']:.1f} img/s on {torch['device']}"))
+    _console().print(_metric_table(f"{args.model} train step, batch {lat.batch} at "
+                                   f"{lat.resolution}px, {lat.dtype}, on {lat.device}", rows))
 
 
 # ----------------------------------------------------------------------------- main

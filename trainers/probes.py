@@ -20,6 +20,7 @@ from flax import nnx
 
 import space
 from space.model import create_model
+from trainers.proxy import compute_dtype, make_loss_fn
 
 
 @dataclasses.dataclass
@@ -68,8 +69,7 @@ def measure_latency(spec: space.ArchSpec, *, batch: int = 1, resolution: int | N
     """
     if resolution:
         spec = spec.replace(resolution=resolution)
-    if dtype is None:
-        dtype = jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
+    dtype = compute_dtype() if dtype is None else dtype
     model = create_model(spec, dtype=dtype, depthwise=depthwise)
     x = jax.random.normal(jax.random.key(0), (batch, spec.resolution, spec.resolution,
                                               spec.in_channels), jnp.float32)
@@ -87,14 +87,10 @@ def measure_latency(spec: space.ArchSpec, *, batch: int = 1, resolution: int | N
         model.train()
         train_def, params, rest = nnx.split(model, nnx.Param, ...)
         tx = optax.sgd(0.01, momentum=0.9)
+        loss_fn = make_loss_fn(train_def, spec.num_classes, label_smoothing=0.0)
 
         def step(params, rest, opt_state, x, y):
-            def loss_fn(params, rest):
-                m = nnx.merge(train_def, params, jax.tree.map(lambda a: a, rest))
-                loss = optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean()
-                return loss, nnx.split(m, nnx.Param, ...)[2]
-
-            (_, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
+            (_, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, x, y)
             updates, opt_state = tx.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), rest, opt_state
 

@@ -166,10 +166,27 @@ def make_optimizer(config: ProxyConfig, params: nnx.State, steps_per_epoch: int,
 # ----------------------------------------------------------------------------- steps
 
 
-def _compute_dtype(name: str) -> Any:
+def compute_dtype(name: str = "auto") -> Any:
+    """The compute dtype: "auto" is bfloat16 on accelerators and float32 on CPU."""
     if name == "auto":
         return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
     return jnp.bfloat16 if name == "bfloat16" else jnp.float32
+
+
+def make_loss_fn(train_def: nnx.GraphDef, num_classes: int,
+                 label_smoothing: float) -> Callable[..., tuple[jax.Array, nnx.State]]:
+    """loss(params, rest, x, y) -> (mean smoothed cross-entropy, updated non-param state)."""
+
+    def loss_fn(params, rest, x, y):
+        # Rebuild the non-differentiated Variables at this trace level so BatchNorm may update
+        # them (NNX refuses writes to Variables created at an outer trace).
+        rest = jax.tree.map(lambda a: a, rest)
+        model = nnx.merge(train_def, params, rest)
+        labels = optax.smooth_labels(jax.nn.one_hot(y, num_classes), label_smoothing)
+        loss = optax.softmax_cross_entropy(model(x), labels).mean()
+        return loss, nnx.split(model, nnx.Param, ...)[2]  # updated BN statistics and RNG
+
+    return loss_fn
 
 
 def _build_steps(model: nnx.Module, tx: optax.GradientTransformation, config: ProxyConfig,
@@ -180,17 +197,7 @@ def _build_steps(model: nnx.Module, tx: optax.GradientTransformation, config: Pr
     eval_def = nnx.graphdef(model)
     augment = pipeline.Augment(config.crop_padding, config.flip)
     batch_fn = dict(resolution=resolution, mean=mean, std=std, dtype=dtype)
-    num_classes = model.spec.num_classes
-
-    def loss_fn(params, rest, x, y):
-        # Rebuild the non-differentiated Variables at this trace level so BatchNorm may update
-        # them (NNX refuses writes to Variables created at an outer trace).
-        rest = jax.tree.map(lambda a: a, rest)
-        model = nnx.merge(train_def, params, rest)
-        logits = model(x)
-        labels = optax.smooth_labels(jax.nn.one_hot(y, num_classes), config.label_smoothing)
-        loss = optax.softmax_cross_entropy(logits, labels).mean()
-        return loss, nnx.split(model, nnx.Param, ...)[2]  # updated BN statistics and RNG
+    loss_fn = make_loss_fn(train_def, model.spec.num_classes, config.label_smoothing)
 
     def train_epoch(carry, images, labels, index, key):
         def step(carry, inputs):
@@ -274,7 +281,7 @@ def train_and_evaluate(config: ProxyConfig, *, dataset: Dataset | None = None,
     steps_per_epoch = len(train_split) // batch
     epochs = (config.epochs if config.steps is None
               else max(1, math.ceil(config.steps / steps_per_epoch)))
-    dtype = _compute_dtype(config.dtype)
+    dtype = compute_dtype(config.dtype)
     total = space.cost(spec)
     result = ProxyResult(
         status="ok", reason=None, val_top1=float("nan"), val_loss=float("nan"),
