@@ -128,56 +128,106 @@ def family_rows(baseline: space.ArchSpec, coeffs: space.Coefficients, phis: Sequ
     return rows
 
 
+FIT_KEYS = ("macs", "params", "resolution", "latency")
+
+
+def parse_fit(text: str) -> tuple[str, float]:
+    """"macs=2e9" -> ("macs", 2e9); latency is in milliseconds."""
+    key, _, value = text.partition("=")
+    try:
+        budget = float(value)
+    except ValueError:
+        budget = -1.0
+    if key not in FIT_KEYS or not budget > 0:
+        raise UserError(f"--fit must be one of {', '.join(k + '=N' for k in FIT_KEYS)} with "
+                        f"N > 0, got '{text}'")
+    return key, budget
+
+
+def fit_member(rows: Sequence[dict[str, Any]], key: str, budget: float,
+               measure: Any = None) -> dict[str, Any]:
+    """The largest family member (highest phi) whose `key` is within `budget`.
+
+    Args:
+        rows: from `family_rows`, in any order.
+        key: "macs", "params", "resolution", or "latency" (then `measure(row) -> ms` is
+            called in increasing phi and stops at the first member over budget, since cost
+            grows with phi).
+    """
+    fitting = None
+    for row in sorted(rows, key=lambda r: r["phi"]):
+        value = measure(row) if key == "latency" else row[key]
+        if key == "latency":
+            row["latency_ms"] = value
+        if value > budget:
+            if key == "latency":
+                break
+            continue
+        fitting = row
+    if fitting is None:
+        smallest = min(rows, key=lambda r: r["phi"])
+        value = smallest.get("latency_ms" if key == "latency" else key)
+        raise UserError(f"no family member fits {key} <= {budget:g}; the smallest listed "
+                        f"(phi={smallest['phi']:g}) has {key} {value:g}")
+    return fitting
+
+
+def _latency_probe(batch: int) -> Any:
+    from trainers import runtime
+
+    runtime.configure()
+    from trainers.probes import measure_latency
+
+    return lambda row: measure_latency(space.decode(row["arch"]), batch=batch,
+                                       train=False).forward_p50_ms
+
+
 def cmd_scale(args: argparse.Namespace) -> None:
-    baseline = space.resolve(args.baseline)
     coeffs = space.parse_coefficients(args.coeffs)
+    name = args.baseline or (coeffs.provenance or {}).get("baseline") or "efficientnet-b0"
+    baseline = space.resolve(name)
     rows = family_rows(baseline, coeffs, parse_phis(args.phi), args.resolution_multiple)
+    chosen = None
+    if args.fit:
+        key, budget = parse_fit(args.fit)
+        chosen = fit_member(rows, key, budget,
+                            _latency_probe(args.batch) if key == "latency" else None)
     if args.json:
         _print_json({"baseline": space.encode(baseline), "alpha": coeffs.alpha,
                      "beta": coeffs.beta, "gamma": coeffs.gamma, "product": coeffs.product,
-                     "target": coeffs.target, "family": rows})
+                     "target": coeffs.target, "family": rows,
+                     **({"fit": args.fit, "chosen": chosen} if chosen else {})})
         return
-    title = (f"{args.baseline} scaled by alpha={coeffs.alpha:g}, beta={coeffs.beta:g}, "
+    title = (f"{name} scaled by alpha={coeffs.alpha:g}, beta={coeffs.beta:g}, "
              f"gamma={coeffs.gamma:g} (alpha*beta^2*gamma^2 = {coeffs.product:.3f}, "
              f"{coeffs.deviation:+.1%} vs {coeffs.target:g})")
     table = Table(title=title)
+    latency = any("latency_ms" in row for row in rows)
     for col in ("phi", "d", "w", "r", "res", "blocks", "MACs (G)", "params (M)", "acts (M)",
-                "MACs ratio", f"{coeffs.target:g}^phi", "(abg)^phi"):
+                "MACs ratio", f"{coeffs.target:g}^phi", "(abg)^phi",
+                *(("latency (ms)",) if latency else ())):
         table.add_column(col, justify="right")
     for row in rows:
         table.add_row(f"{row['phi']:g}", f"{row['d']:.3f}", f"{row['w']:.3f}", f"{row['r']:.3f}",
                       str(row["resolution"]), str(row["blocks"]), f"{row['macs'] / 1e9:.3f}",
                       f"{row['params'] / 1e6:.2f}", f"{row['activations'] / 1e6:.1f}",
                       f"{row['macs_ratio']:.2f}", f"{row['ideal_ratio']:.2f}",
-                      f"{row['nominal_ratio']:.2f}")
+                      f"{row['nominal_ratio']:.2f}",
+                      *((f"{row['latency_ms']:.2f}" if "latency_ms" in row else "",)
+                        if latency else ()),
+                      style="bold green" if row is chosen else None)
     _console().print(table)
+    if chosen:
+        sys.stdout.write(f"--fit {args.fit}: phi={chosen['phi']:g}, {chosen['resolution']} px, "
+                         f"{chosen['macs'] / 1e9:.3f} GMACs, {chosen['params'] / 1e6:.2f}M "
+                         f"params\n{chosen['arch']}\n")
 
 
 # ----------------------------------------------------------------------------- train
 
 
-def load_config_file(path: str) -> Any:
-    """Runs `get_config()` of a Python config file (experiments/*.py)."""
-    import importlib.util
-    from pathlib import Path
-
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"config file not found: {path}")
-    module_spec = importlib.util.spec_from_file_location(f"effsearch_config_{file.stem}", file)
-    module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
-    try:
-        module_spec.loader.exec_module(module)  # type: ignore[union-attr]
-        return module.get_config()
-    except AttributeError as e:
-        if "get_config" in str(e):
-            raise UserError(f"config file {path} defines no get_config()") from None
-        raise UserError(f"config file {path}: {e}") from None
-    except (TypeError, ValueError, NameError, SyntaxError) as e:
-        raise UserError(f"config file {path}: {type(e).__name__}: {e}") from None
-
-
 def _proxy_config(args: argparse.Namespace) -> Any:
+    from search.config import load_config_file
     from trainers.proxy import ProxyConfig
 
     if args.target.endswith(".py"):
@@ -293,12 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cost)
 
     p = sub.add_parser("scale", help="the compound-scaled family of a baseline")
-    p.add_argument("--baseline", default="efficientnet-b0", help="named model or arch string")
+    p.add_argument("--baseline", help="named model, arch string or arch .json (default: the "
+                                       "coefficients file's baseline, else efficientnet-b0)")
     p.add_argument("--coeffs", default="1.2,1.1,1.15",
                    help="alpha,beta,gamma or a coefficients .json file (effsearch export)")
     p.add_argument("--phi", default="0-7", help="'0-7', '0,0.5,1' or '2'")
     p.add_argument("--resolution-multiple", type=int, default=space.DEFAULT_RESOLUTION_MULTIPLE,
                    help="round scaled resolutions to this multiple (default: %(default)s)")
+    p.add_argument("--fit", metavar="KEY=BUDGET",
+                   help="pick the largest member within a budget: macs=2e9, params=1e7, "
+                        "resolution=300, or latency=5 (ms, measured on this device)")
+    p.add_argument("--batch", type=int, default=1, help="batch of the --fit latency probe")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_scale)
 
@@ -328,6 +383,47 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also time timm's model in PyTorch (separate process)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    from search import study_commands as sc
+    from search.storage import DEFAULT_WORKDIR
+
+    def storage_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--workdir", help=f"work directory of the embedded journal storage "
+                                         f"(default: ./{DEFAULT_WORKDIR})")
+        p.add_argument("--storage", help="an Optuna storage URL (postgresql://..., redis://...) "
+                                         "or a .journal file; overrides --workdir")
+
+    p = sub.add_parser("search", help="run (or resume) a search sweep from a config file")
+    p.add_argument("config", help="a sweep config .py file with get_config()")
+    storage_args(p)
+    p.add_argument("--study", help="study name (default: the config's name)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--trials", type=int, help="trained trials to finish (default: the config's)")
+    p.set_defaults(func=sc.cmd_search)
+
+    study_help = "study name or its config .py (default: the only study in the storage)"
+    p = sub.add_parser("front", help="the Pareto front of a study: table, JSON or plot")
+    p.add_argument("study", nargs="?", help=study_help)
+    storage_args(p)
+    p.add_argument("--all", action="store_true", help="also the dominated trials, by front")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.add_argument("--plot", metavar="FILE", help="write the figure: front.png or front.html")
+    p.set_defaults(func=sc.cmd_front)
+
+    p = sub.add_parser("export", help="write a result: coefficients (or a baseline arch) as JSON")
+    p.add_argument("study", nargs="?", help=study_help)
+    storage_args(p)
+    p.add_argument("--pick", default="knee", help="best, knee (default) or a trial number")
+    p.add_argument("-o", "--output", required=True, help="the .json file to write")
+    p.set_defaults(func=sc.cmd_export)
+
+    p = sub.add_parser("validate", help="retrain the top trials longer; rank correlation")
+    p.add_argument("study", nargs="?", help=study_help)
+    storage_args(p)
+    p.add_argument("--top", type=int, default=5, help="how many of the best trials")
+    p.add_argument("--epochs", type=int, required=True, help="the longer budget")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=sc.cmd_validate)
     return parser
 
 

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from space.arch_string import ArchStringError, decode, decode_block, encode
+from space.arch_string import (
+    ArchStringError,
+    decode,
+    decode_block,
+    encode,
+    load_arch,
+    save_arch,
+)
 from space.coefficients import (
     PAPER,
     Coefficients,
@@ -33,11 +40,13 @@ from space.zoo import EFFICIENTNET_B0, get_model_spec, is_model_name, list_model
 
 
 def resolve(name_or_arch: str) -> ArchSpec:
-    """A named model ("efficientnet-b0", "b3") or an arch string, as a spec.
+    """A named model ("efficientnet-b0", "b3"), an arch string or an arch .json file, as a spec.
 
     Text without a block (every block has a "_") is taken as a model name, so a typo there
     gets the list of known models rather than a grammar error.
     """
+    if name_or_arch.endswith(".json"):
+        return load_arch(name_or_arch)
     if is_model_name(name_or_arch) or "_" not in name_or_arch:
         return get_model_spec(name_or_arch)
     return decode(name_or_arch)
@@ -55,6 +64,6 @@ __all__ = [
     "BlockSpec", "Coefficients", "CoefficientsError", "Cost", "PartCost", "SpecError",
     "UserError", "apply_multipliers", "build_model", "compound", "cost", "cost_breakdown",
     "decode", "decode_block", "encode", "get_model_spec", "is_model_name", "list_models",
-    "load_coefficients", "parse_coefficients", "resolve", "round_filters", "round_repeats",
-    "round_resolution", "save_coefficients", "scale",
+    "load_arch", "load_coefficients", "parse_coefficients", "resolve", "round_filters",
+    "round_repeats", "round_resolution", "save_arch", "save_coefficients", "scale",
 ]

@@ -21,7 +21,11 @@ every spec. Written by hand (not parsed with a grammar library) because the whol
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -166,3 +170,38 @@ def encode(spec: ArchSpec | BlockSpec) -> str:
     for key in _GLOBAL_ORDER:
         items.append(f"{key}{_fmt(getattr(spec, _GLOBAL_KEYS[key]))}")
     return "-".join(items)
+
+
+ARCH_FILE_FORMAT = "effsearch.arch"
+
+
+def save_arch(spec: ArchSpec, path: str | Path, provenance: Mapping[str, Any] | None = None
+              ) -> Path:
+    """Writes an architecture (e.g. a found baseline) as JSON that `load_arch` reads back."""
+    path = Path(path)
+    path.write_text(json.dumps({"format": ARCH_FILE_FORMAT, "version": 1, "arch": encode(spec),
+                                "provenance": dict(provenance or {})}, indent=2) + "\n")
+    return path
+
+
+def load_arch(path: str | Path) -> ArchSpec:
+    """Reads an architecture file written by `save_arch` / `effsearch export` of a baseline study.
+
+    Raises:
+        ArchStringError: a missing, broken or foreign file, or a bad arch string in it.
+    """
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ArchStringError(f"architecture file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArchStringError(f"architecture file {path} is not valid JSON ({e})") from None
+    if not isinstance(record, dict) or record.get("format") != ARCH_FILE_FORMAT \
+            or not isinstance(record.get("arch"), str):
+        raise ArchStringError(f"{path} is not an effsearch architecture file (expected "
+                              f"\"format\": \"{ARCH_FILE_FORMAT}\" and an \"arch\" string)")
+    try:
+        return decode(record["arch"])
+    except UserError as e:
+        raise ArchStringError(f"{path}: {e}") from None

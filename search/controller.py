@@ -1,0 +1,486 @@
+"""The search controller: one Optuna study, driven by ask/tell from any number of workers.
+
+A worker loops: fail trials whose worker died (their heartbeat went silent) and enqueue
+retries, ask for a trial, turn its parameters into an architecture (a scaled baseline, or a
+member of the baseline space), reject it without training if it is infeasible, train the
+proxy with rung decisions after each epoch, and tell the values. Everything a trial measured
+goes into its user attrs, so optuna-dashboard shows it and `front`/`export` read it back.
+
+Why ask/tell and not `study.optimize`: the controller must reject candidates without training,
+stop trials at rungs of a multi-objective study (Optuna prunes only single-objective ones),
+and keep an exact trial budget across workers and hosts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+import space
+import space.baseline_space
+from search import halving as halving_lib
+from search.config import BaselineSearch, CoefficientSearch, SearchConfig, dumps
+from search.manifold import COEFFICIENT, paper_reference
+from search.records import CONFIG_ATTR, study_config
+from space import Coefficients, UserError
+from trainers.data import Dataset, load_dataset
+from trainers.proxy import ProxyResult, Stop, train_and_evaluate
+
+HEARTBEAT = "heartbeat"
+MAX_REJECTIONS_IN_A_ROW = 500
+
+log = logging.getLogger("effsearch")
+
+
+# ----------------------------------------------------------------------------- study
+
+
+def _sampler(config: SearchConfig) -> optuna.samplers.BaseSampler:
+    seed = config.seed
+    if config.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=config.startup_trials)
+    if config.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if config.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=config.startup_trials)
+    # "grid": every lattice point is enqueued up front, nothing is left to sample.
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
+    if config.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=config.startup_trials)
+    if config.pruner == "sha":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if config.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(max_resource=config.proxy.epochs)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(config: SearchConfig, storage: optuna.storages.BaseStorage,
+               name: str) -> tuple[optuna.Study, bool]:
+    """Creates the study (returning True) or loads it, checking it is the same search.
+
+    Creation is the lock: of several commands started at once against one storage, exactly
+    one creates the study and enqueues the design; the others load it.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress bar says it better
+    sampler, pruner = _sampler(config), _pruner(config)
+    directions = list(config.objective.directions)
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                    pruner=pruner, directions=directions)
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler,
+                                  pruner=pruner)
+        stored = study_config(study)
+        mine = json.loads(dumps(config))
+        for key in ("kind", "search", "objective", "proxy"):
+            if stored.get(key) != mine.get(key):
+                raise UserError(f"study '{name}' exists with a different {key}; resume it "
+                                f"with the same config or pick another --study") from None
+        return study, False
+    study.set_user_attr(CONFIG_ATTR, dumps(config))
+    with warnings.catch_warnings():  # experimental since Optuna 3.2, but the dashboard uses it
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(config.objective.names))
+    return study, True
+
+
+def design(config: SearchConfig) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The (params, user_attrs) enqueued up front: references first, then a seeded design."""
+    search = config.search
+    out: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    if isinstance(search, CoefficientSearch):
+        manifold = search.manifold
+        if "paper" in search.references and len(manifold.dimensions) == 3:
+            paper = paper_reference(search.target)
+            out.append((manifold.sampled_values(paper),
+                        {"reference": "paper", "coefficients": list(paper.as_tuple())}))
+        if "controls" in search.references and len(manifold.dimensions) > 1:
+            for label, coeffs in manifold.controls():
+                out.append((manifold.sampled_values(coeffs), {"reference": label}))
+        points = (manifold.grid(search.grid_step) if config.sampler == "grid"
+                  else manifold.design(config.startup_trials, config.seed))
+        out += [(p, {}) for p in points]
+    else:
+        import numpy as np
+
+        seed_values = _baseline_space(config).seed_values()
+        if seed_values is not None:
+            out.append((seed_values, {"reference": "seed"}))
+        rng = np.random.default_rng(config.seed)
+        choices = _baseline_space(config).choices()
+        for _ in range(config.startup_trials):
+            out.append(({k: v[rng.integers(len(v))] for k, v in choices.items()}, {}))
+    return out
+
+
+def budget(config: SearchConfig) -> int:
+    """Trained trials the study is to finish."""
+    if config.trials is not None:
+        return config.trials
+    return len(design(config))
+
+
+def enqueue_design(study: optuna.Study, config: SearchConfig) -> int:
+    """Enqueues the design (at most the budget); returns how many trials were enqueued."""
+    points = design(config)[: budget(config)]
+    for params, attrs in points:
+        study.enqueue_trial(_plain(params), user_attrs=attrs)
+    return len(points)
+
+
+def _plain(params: dict[str, Any]) -> dict[str, Any]:
+    # numpy scalars from the design would not survive JSON storage.
+    return {k: v.item() if hasattr(v, "item") else v for k, v in params.items()}
+
+
+def _baseline_space(config: SearchConfig) -> space.baseline_space.BaselineSpace:
+    # The decisions and their options do not depend on the proxy's dataset or width.
+    assert isinstance(config.search, BaselineSearch)
+    return config.search.space(space.resolve(config.search.seed))
+
+
+# ----------------------------------------------------------------------------- trials
+
+
+def counts_toward_budget(trial: FrozenTrial) -> bool:
+    """Trained (or training, or queued) trials count; failed and rejected ones do not."""
+    if trial.state == TrialState.FAIL:
+        return False
+    return not (trial.state == TrialState.PRUNED and "rejected" in trial.user_attrs)
+
+
+def fail_stale_trials(study: optuna.Study, grace_s: float, max_retries: int,
+                      trials: Sequence[FrozenTrial] | None = None) -> list[int]:
+    """Fails RUNNING trials whose heartbeat is older than `grace_s` and enqueues retries.
+
+    Safe when several workers do it at once: only the one whose tell succeeds retries.
+    Heartbeats are the workers' wall clocks; hosts must agree on time to within the grace.
+
+    Returns:
+        The numbers of the trials this call failed.
+    """
+    now = time.time()
+    failed = []
+    for t in trials if trials is not None else study.get_trials(deepcopy=False):
+        if t.state != TrialState.RUNNING:
+            continue
+        last = t.user_attrs.get(HEARTBEAT, t.datetime_start.timestamp()
+                                if t.datetime_start else now)
+        if now - last <= grace_s:
+            continue
+        try:
+            study.tell(t.number, state=TrialState.FAIL)
+        except (ValueError, RuntimeError):  # another worker got there first
+            continue
+        failed.append(t.number)
+        retry(study, t, max_retries)
+    return failed
+
+
+def retry(study: optuna.Study, trial: FrozenTrial, max_retries: int) -> bool:
+    """Enqueues the same parameters again, unless the trial was retried `max_retries` times."""
+    retries = int(trial.user_attrs.get("retries", 0))
+    if retries >= max_retries:
+        return False
+    attrs = {k: v for k, v in trial.user_attrs.items() if k in ("reference", "coefficients")}
+    attrs.update(retry_of=trial.number, retries=retries + 1)
+    study.enqueue_trial(trial.params, user_attrs=attrs)
+    return True
+
+
+class _Heartbeat:
+    """Writes the trial's `heartbeat` user attr every `interval` seconds from a thread."""
+
+    def __init__(self, trial: optuna.Trial, interval: float) -> None:
+        self._trial, self._interval = trial, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._trial.set_user_attr(HEARTBEAT, time.time())
+            except Exception:  # the trial was failed by another worker: stop quietly
+                return
+
+    def __enter__(self) -> _Heartbeat:
+        self._trial.set_user_attr(HEARTBEAT, time.time())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclasses.dataclass
+class Candidate:
+    """One trial's architecture and what is known before training."""
+
+    spec: space.ArchSpec
+    attrs: dict[str, Any]  # recorded as user attrs
+    coefficients: Coefficients | None = None
+
+
+class TrialRunner:
+    """Turns trials into candidates and trains them; one per worker process.
+
+    Holds what is shared by all trials of a worker: the dataset (loaded once), the baseline
+    spec adapted to it, and the cost target of the reward.
+    """
+
+    def __init__(self, config: SearchConfig, study: optuna.Study,
+                 dataset: Dataset | None = None) -> None:
+        self.config, self.study = config, study
+        proxy = config.proxy
+        self.dataset = dataset or load_dataset(proxy.dataset, data_dir=proxy.data_dir,
+                                               val_fraction=proxy.val_fraction,
+                                               split_seed=proxy.split_seed)
+        adapt = lambda arch: dataclasses.replace(proxy, arch=arch).spec(  # noqa: E731
+            self.dataset.num_classes, self.dataset.channels)
+        search = config.search
+        if isinstance(search, CoefficientSearch):
+            self.baseline = adapt(search.baseline)
+            self.baseline_space = None
+        else:
+            self.baseline = adapt(search.seed)
+            self.baseline_space = search.space(self.baseline)
+            cheapest = space.cost(self.baseline_space.cheapest()).macs
+            limit = search.macs_target * (1 + search.max_over)
+            if cheapest > limit:
+                raise UserError(f"infeasible MACs target: the cheapest member of the space "
+                                f"has {cheapest:.4g} MACs, over the limit {limit:.4g}")
+        self.base_cost = space.cost(self.baseline)
+        self._latency_cache: dict[str, float] = {}
+
+    # --- candidates
+
+    def propose(self, trial: optuna.Trial) -> Candidate | str:
+        """The trial's architecture, or why it is rejected without training."""
+        search = self.config.search
+        if isinstance(search, CoefficientSearch):
+            manifold = search.manifold
+            sampled = {COEFFICIENT[d]: trial.suggest_float(COEFFICIENT[d], 1.0,
+                                                           manifold.upper(d))
+                       for d in manifold.sampled}
+            fixed = trial.user_attrs.get("coefficients")
+            coeffs = (Coefficients(*fixed, target=search.target) if fixed
+                      else manifold.solve(sampled))
+            if coeffs is None:
+                name = COEFFICIENT[manifold.solved]
+                return (f"{name} would be < 1 for {sampled}: off the feasible part of "
+                        f"the manifold")
+            spec = space.scale(self.baseline, coeffs, search.phi,
+                               resolution_multiple=search.resolution_multiple)
+            c = space.cost(spec)
+            ideal = search.target ** search.phi
+            return Candidate(spec, {
+                "alpha": coeffs.alpha, "beta": coeffs.beta, "gamma": coeffs.gamma,
+                "product": coeffs.product, "phi": search.phi, "ideal_ratio": ideal,
+                "macs_ratio": c.macs / self.base_cost.macs,
+                "realized_vs_ideal": c.macs / self.base_cost.macs / ideal}, coeffs)
+        assert self.baseline_space is not None
+        values = {name: trial.suggest_categorical(name, options)
+                  for name, options in self.baseline_space.choices().items()}
+        spec = self.baseline_space.build(values)
+        macs, limit = space.cost(spec).macs, search.macs_target * (1 + search.max_over)
+        if macs > limit:
+            return (f"{macs:.4g} MACs is over the limit {limit:.4g} (target "
+                    f"{search.macs_target:.4g})")
+        return Candidate(spec, {"macs_ratio": macs / search.macs_target})
+
+    # --- objective values
+
+    def latency_ms(self, spec: space.ArchSpec) -> float:
+        key = space.encode(spec)
+        if key not in self._latency_cache:
+            from trainers.probes import measure_latency
+
+            lat = measure_latency(spec, batch=self.config.objective.latency_batch, train=False,
+                                  depthwise=self.config.proxy.depthwise)
+            self._latency_cache[key] = lat.forward_p50_ms
+        return self._latency_cache[key]
+
+    def cost_target(self) -> float:
+        """T of the reward, in the cost's unit."""
+        objective, search = self.config.objective, self.config.search
+        if objective.target is not None:
+            return objective.target
+        if isinstance(search, BaselineSearch):
+            return search.macs_target if objective.cost == "macs" else float(
+                getattr(self.base_cost, objective.cost))
+        growth = search.target ** search.phi
+        if objective.cost == "latency":
+            return self.latency_ms(self.baseline) * growth
+        return float(getattr(self.base_cost, objective.cost)) * growth
+
+    def values(self, metric: float, cost: float) -> list[float]:
+        objective = self.config.objective
+        if objective.kind == "pareto":
+            return [metric, cost]
+        if objective.kind == "reward":
+            return [metric * (cost / self.cost_target()) ** objective.weight]
+        return [metric]
+
+    # --- one trial
+
+    def run(self, trial: optuna.Trial, candidate: Candidate) -> tuple[TrialState, list | None]:
+        """Trains a candidate; returns the state and values to tell."""
+        config, objective = self.config, self.config.objective
+        spec = candidate.spec
+        total = space.cost(spec)
+        attrs: dict[str, Any] = {
+            "kind": config.kind, "arch": space.encode(spec), "resolution": spec.resolution,
+            "macs": total.macs, "params": total.params, "activations": total.activations,
+            "max_budget": config.proxy.epochs, "worker": f"{socket.gethostname()}:{os.getpid()}",
+            **candidate.attrs}
+        costs = {"macs": float(total.macs), "params": float(total.params)}
+        if objective.cost == "latency":
+            costs["latency"] = attrs["latency_ms"] = self.latency_ms(spec)
+        cost = costs[objective.cost]
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+
+        rungs = (config.halving.rungs(config.proxy.epochs, config.halving.bracket(trial.number))
+                 if config.halving else [])
+
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            values = self.values(metrics[objective.metric], cost)
+            if config.pruner:
+                trial.report(values[0], epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+            if epoch in rungs:
+                key = f"rung_{epoch}"
+                trial.set_user_attr(key, values)
+                bracket = config.halving.bracket(trial.number)
+                others = [t.user_attrs[key] for t in self.study.get_trials(deepcopy=False)
+                          if t.number != trial.number and key in t.user_attrs
+                          and config.halving.bracket(t.number) == bracket]
+                if not halving_lib.promote(values, others, objective.directions,
+                                           config.halving.eta):
+                    trial.set_user_attr("stopped_at", epoch)
+                    raise Stop
+
+        proxy = dataclasses.replace(config.proxy, arch=space.encode(spec), width=1.0,
+                                    depth=1.0, resolution=spec.resolution)
+        result: ProxyResult | None = None
+        try:
+            with _Heartbeat(trial, config.heartbeat_s):
+                result = train_and_evaluate(proxy, dataset=self.dataset, callback=on_epoch)
+        except optuna.TrialPruned:
+            return TrialState.PRUNED, None
+        finally:
+            if result is not None:
+                self._record(trial, result)
+            _release_memory()
+        if result.status != "ok":
+            return TrialState.FAIL, None
+        return TrialState.COMPLETE, self.values(getattr(result, objective.metric), cost)
+
+    @staticmethod
+    def _record(trial: optuna.Trial, result: ProxyResult) -> None:
+        record = result.to_json()
+        for key in ("status", "reason", "val_top1", "val_loss", "test_top1", "curve",
+                    "compile_s", "init_s", "wall_s", "images_per_s", "step_time_s",
+                    "device", "seed", "peak_memory_bytes"):
+            trial.set_user_attr(key, record[key])
+        trial.set_user_attr("budget", result.epochs_completed)
+        trial.set_user_attr("dataset", record["dataset"]["name"])
+
+
+def _release_memory() -> None:
+    # Each trial compiles a new network; without this a worker's host and device memory grows
+    # with every architecture it has seen.
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
+
+
+# ----------------------------------------------------------------------------- worker
+
+
+@dataclasses.dataclass
+class WorkerReport:
+    trained: int = 0
+    rejected: int = 0
+    failed: int = 0
+
+
+def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
+               dataset: Dataset | None = None, poll_s: float = 2.0) -> WorkerReport:
+    """Runs trials of `study` until `trials` count toward the budget and none is running.
+
+    Every worker of a study, on any host, runs this same loop on the same storage.
+    """
+    runner = TrialRunner(config, study, dataset)
+    report, rejections_in_a_row = WorkerReport(), 0
+    while True:
+        trials_now = study.get_trials(deepcopy=False)
+        if fail_stale_trials(study, config.grace_s, config.max_retries, trials_now):
+            trials_now = study.get_trials(deepcopy=False)
+        counted = sum(counts_toward_budget(t) for t in trials_now)
+        waiting = any(t.state == TrialState.WAITING for t in trials_now)
+        if counted >= trials and not waiting:
+            if any(t.state == TrialState.RUNNING for t in trials_now):
+                time.sleep(poll_s)  # a running trial may still die and need a retry
+                continue
+            return report
+        trial = study.ask()
+        if _is_surplus(study, trial.number, trials):
+            trial.set_user_attr("surplus", True)
+            study.tell(trial, state=TrialState.FAIL)
+            continue
+        candidate = runner.propose(trial)
+        if isinstance(candidate, str):
+            trial.set_user_attr("rejected", candidate)
+            study.tell(trial, state=TrialState.PRUNED)
+            report.rejected += 1
+            rejections_in_a_row += 1
+            if rejections_in_a_row >= MAX_REJECTIONS_IN_A_ROW:
+                raise UserError(f"{rejections_in_a_row} candidates in a row were rejected "
+                                f"before training (last: {candidate}); the target looks "
+                                f"infeasible")
+            continue
+        rejections_in_a_row = 0
+        try:
+            state, values = runner.run(trial, candidate)
+            study.tell(trial, values, state=state, skip_if_finished=True)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another worker missed this trial's heartbeat and failed it; its retry redoes it.
+            log.warning("trial %d was failed by another worker (heartbeat late)", trial.number)
+            continue
+        except BaseException as e:
+            # Ctrl-C or a bug: the trial is failed and the study survives; an interrupted
+            # trial is queued again so that resuming the command finishes it.
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:500])
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            if isinstance(e, KeyboardInterrupt):
+                frozen = study.get_trials(deepcopy=False)[trial.number]
+                retry(study, frozen, config.max_retries)
+            raise
+        report.trained += state != TrialState.FAIL
+        report.failed += state == TrialState.FAIL
+
+
+def _is_surplus(study: optuna.Study, number: int, trials: int) -> bool:
+    """Whether `trials` counted trials precede this one (two workers asked at once)."""
+    ahead = sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False)
+                if t.number < number)
+    return ahead >= trials

@@ -1,0 +1,297 @@
+"""`effsearch search | front | export | validate`: launching sweeps and using their results."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from search import records, storage
+from space import UserError
+
+
+def _console() -> Console:
+    width = None if sys.stdout.isatty() else max(shutil.get_terminal_size().columns, 200)
+    return Console(width=width, highlight=False)
+
+
+# ----------------------------------------------------------------------------- search
+
+
+def _gpu_count() -> int:
+    if not shutil.which("nvidia-smi"):
+        return 0
+    done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+    return sum(line.startswith("GPU ") for line in done.stdout.splitlines())
+
+
+def worker_env(index: int, workers: int, gpus: int) -> dict[str, str]:
+    """Environment of worker `index`: its own GPU if there are enough, else a memory share.
+
+    JAX preallocates 75% of a GPU per process, so two workers on one GPU would run out of
+    memory without an explicit fraction. The user's own settings always win.
+    """
+    env = dict(os.environ)
+    if gpus > 1 and "CUDA_VISIBLE_DEVICES" not in env:
+        env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
+    per_gpu = -(-workers // max(gpus, 1))
+    if gpus and per_gpu > 1:
+        env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 / per_gpu:.2f}")
+    return env
+
+
+class _StudyProgress:
+    """A progress bar fed by polling the storage: trials done, best so far, ETA."""
+
+    def __init__(self, study: Any, total: int, metric: str) -> None:
+        self.study, self.total, self.metric = study, total, metric
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                            MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
+                            TimeRemainingColumn(), console=Console(stderr=True))
+        self.task = self.bar.add_task(study.study_name, total=total, best="")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def update(self) -> None:
+        rows = records.trial_rows(self.study)
+        best = max(rows, key=lambda r: r["score"], default=None)
+        text = (f"best {self.metric} {best['score']:.4f} (trial {best['trial']})"
+                if best else "")
+        self.bar.update(self.task, completed=min(len(rows), self.total), best=text)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(1.0):
+            # A storage hiccup must not kill the bar; the next poll retries.
+            with contextlib.suppress(Exception):
+                self.update()
+
+    def __enter__(self) -> _StudyProgress:
+        self.bar.start()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        try:
+            self.update()
+        finally:
+            self.bar.stop()
+
+
+def _run_workers(args: argparse.Namespace, url: str, name: str, total: int,
+                 workdir: Path) -> None:
+    """Starts `--workers` processes and waits; their logs go to `<workdir>/logs/`."""
+    logs = workdir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    gpus = _gpu_count()
+    procs = []
+    for i in range(args.workers):
+        log_path = logs / f"{name}.worker{i}.log"
+        with open(log_path, "ab") as log_file:
+            procs.append((subprocess.Popen(
+                [sys.executable, "-m", "search.worker", args.config, "--storage", url,
+                 "--study", name, "--trials", str(total)],
+                stdout=log_file, stderr=subprocess.STDOUT,
+                env=worker_env(i, args.workers, gpus)), log_path))
+    try:
+        codes = [p.wait() for p, _ in procs]
+    except KeyboardInterrupt:
+        for p, _ in procs:  # workers fail and requeue their running trial on SIGINT
+            p.send_signal(signal.SIGINT)
+        for p, _ in procs:
+            p.wait()
+        raise
+    bad = [(i, code, log) for i, ((_, log), code) in enumerate(zip(procs, codes, strict=True))
+           if code != 0]
+    if bad:
+        i, code, log = bad[0]
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        raise UserError(f"worker {i} exited with code {code}: {tail[0]} (log: {log}); "
+                        f"finished trials are kept, re-run the command to resume")
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    from search import controller
+    from search.config import load_search_config
+    from trainers import runtime
+
+    config = load_search_config(args.config)
+    if args.trials is not None:
+        config = dataclasses.replace(config, trials=args.trials)
+    if args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    name = args.study or config.name
+    url = storage.storage_url(args.workdir, args.storage)
+    if args.workers > 1 and storage.is_sqlite(url):
+        raise UserError("SQLite cannot serve parallel workers (no row locks); use the default "
+                        "journal file (--workdir) or PostgreSQL")
+    store = storage.open_storage(url)
+    study, created = controller.open_study(config, store, name)
+    if created:
+        controller.enqueue_design(study, config)
+    total = controller.budget(config)
+    workdir = Path(args.workdir or storage.DEFAULT_WORKDIR)
+    start = time.time()
+    with _StudyProgress(study, total, config.objective.metric):
+        if args.workers == 1:
+            runtime.configure()
+            controller.run_worker(config, study, trials=total)
+        else:
+            _run_workers(args, url, name, total, workdir)
+    rows = records.trial_rows(study)
+    rejected = sum("rejected" in t.user_attrs for t in study.get_trials(deepcopy=False))
+    best = max(rows, key=lambda r: r["score"], default=None)
+    sys.stderr.write(
+        f"study '{name}' in {storage.redact(url)}: {len(rows)} trials trained, {rejected} "
+        f"rejected before training, {time.time() - start:.0f} s"
+        + (f"; best {best['metric']} {best['score']:.4f} (trial {best['trial']})" if best
+           else "") + f"\nnext: effsearch front {name}"
+        + ("" if args.storage is None and args.workdir is None else
+           f" {'--storage ' + args.storage if args.storage else '--workdir ' + args.workdir}")
+        + "\n")
+
+
+# ----------------------------------------------------------------------------- front
+
+
+def _open(args: argparse.Namespace) -> tuple[Any, str]:
+    url = storage.storage_url(args.workdir, args.storage)
+    store = storage.open_storage(url, create=False)
+    name = args.study
+    if name and name.endswith(".py"):
+        from search.config import load_search_config
+
+        name = load_search_config(name).name
+    if not name:
+        names = storage.study_names(store)
+        if len(names) != 1:
+            raise UserError(f"name a study: {storage.redact(url)} holds "
+                            f"{', '.join(names) if names else 'none'}")
+        name = names[0]
+    return storage.load_study(store, name, url), url
+
+
+def _cost_key(config: dict[str, Any]) -> str:
+    cost = config["objective"]["cost"]
+    return "latency_ms" if cost == "latency" else cost
+
+
+def _iso_costs(config: dict[str, Any], rows: list[dict[str, Any]]) -> list[tuple[str, float]]:
+    if _cost_key(config) != "macs" or not rows:
+        return []
+    search = config["search"]
+    if config["kind"] == "baseline":
+        return [("MACs target", float(search["macs_target"]))]
+    base = rows[0]["macs"] / rows[0]["macs_ratio"]
+    growth = search["target"] ** search["phi"]
+    return [("baseline", base), (f"target {growth:g}x baseline", base * growth)]
+
+
+FRONT_COLUMNS = {"coefficients": ("trial", "alpha", "beta", "gamma"), "baseline": ("trial",)}
+
+
+def cmd_front(args: argparse.Namespace) -> None:
+    study, _ = _open(args)
+    config = records.study_config(study)
+    cost = _cost_key(config)
+    ranked = records.front(records.trial_rows(study), cost)
+    shown = ranked if args.all else [r for r in ranked if r["rank"] == 0]
+    keys = (*FRONT_COLUMNS[config["kind"]], "score", "val_top1", "macs", "params",
+            "latency_ms", "resolution", "budget", "rank", "reference", "arch")
+    if args.json:
+        out = [{k: r.get(k) for k in keys} | {"metric": r["metric"]} for r in shown]
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+    else:
+        metric = config["objective"]["metric"]
+        shown_what = "all trials by front" if args.all else "Pareto front"
+        title = (f"study '{study.study_name}': {shown_what} of {metric} vs {cost} "
+                 f"({len(ranked)} full-budget trials)")
+        table = Table(title=title)
+        # Empty columns (no latency measured) and a score that is just val_top1 are left out.
+        columns = [k for k in keys if (k != "arch" or config["kind"] == "baseline")
+                   and (k != "val_top1" or metric != "val_top1")
+                   and any(r.get(k) is not None for r in shown)]
+        for col in columns:
+            table.add_column(metric if col == "score" else col, justify="right")
+        for r in shown:
+            table.add_row(*(_cell(r.get(c), c) for c in columns),
+                          style="dim" if r["rank"] > 0 else None)
+        _console().print(table)
+    if args.plot:
+        from search.plots import html_table, save_front
+
+        path = save_front(
+            ranked, args.plot, cost=cost, metric=config["objective"]["metric"],
+            title=f"{study.study_name}: {config['kind']} search, {len(ranked)} trials",
+            iso_costs=_iso_costs(config, ranked),
+            table_html=html_table(ranked, [k for k in keys if k != "values"]))
+        sys.stderr.write(f"wrote {path}\n")
+
+
+def _cell(value: Any, column: str) -> str:
+    if value is None:
+        return ""
+    if column in ("macs", "params"):
+        return f"{value / 1e6:.3f}M"
+    if column == "arch":
+        return str(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    study, url = _open(args)
+    config = records.study_config(study)
+    row = records.pick(records.trial_rows(study), args.pick, _cost_key(config))
+    path = records.export(study, row, args.output, storage.redact(url))
+    what = (f"alpha={row['alpha']:.4f}, beta={row['beta']:.4f}, gamma={row['gamma']:.4f}"
+            if config["kind"] == "coefficients" else row["arch"])
+    sys.stdout.write(f"wrote {path}: trial {row['trial']} ({args.pick}), {what}, "
+                     f"{row['metric']} {row['score']:.4f}, {row['macs'] / 1e6:.2f}M MACs\n")
+
+
+# ----------------------------------------------------------------------------- validate
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    from search.validation import validate
+    from trainers import runtime
+
+    study, _ = _open(args)
+    runtime.configure()
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"retraining top {args.top}", total=args.top)
+        report = validate(study, top=args.top, epochs=args.epochs,
+                          progress=lambda done, total: bar.update(task, completed=done,
+                                                                  total=total))
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        table = Table(title=f"proxy ({report['proxy_epochs']} epochs) vs {report['long_epochs']}"
+                            f" epochs: Spearman {_cell(report['spearman'], '')}, Kendall "
+                            f"{_cell(report['kendall'], '')}")
+        for col in ("trial", "alpha", "beta", "gamma", "macs", "proxy_score", "long_score"):
+            table.add_column(col, justify="right")
+        for r in report["rows"]:
+            table.add_row(*(_cell(r[c], c) for c in ("trial", "alpha", "beta", "gamma", "macs",
+                                                    "proxy_score", "long_score")))
+        _console().print(table)
+    if report["warning"]:
+        sys.stderr.write(f"warning: {report['warning']}\n")

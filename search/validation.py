@@ -1,0 +1,80 @@
+"""Proxy fidelity: retrain a study's top trials at a longer budget and compare the rankings.
+
+A short proxy is only useful if it ranks candidates the way a longer training would. This
+retrains the top-K (by proxy score, full-budget trials) with the same recipe and seed, and
+reports Spearman's rho and Kendall's tau (scipy) between proxy and long-budget scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from scipy import stats
+
+from search.records import study_config, trial_rows
+from space import UserError
+from trainers.proxy import ProxyConfig, train_and_evaluate
+
+RELIABLE_RHO = 0.6  # below this, the proxy's order is close to a coin flip for top-K choices
+VALIDATION_ATTR = "effsearch.validation"
+
+
+def validate(study: optuna.Study, *, top: int, epochs: int,
+             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Retrains the `top` best full-budget trials for `epochs` epochs.
+
+    Returns:
+        {"rows": [{trial, arch, proxy_score, long_score, ...}], "spearman", "kendall",
+        "p_spearman", "p_kendall", "reliable", "warning"}; also stored in the study's user
+        attrs so the dashboard and later reports see it.
+    """
+    if top < 2:
+        raise UserError(f"--top must be >= 2 to compare rankings, got {top}")
+    config = study_config(study)
+    metric = config["objective"]["metric"]
+    rows = [r for r in trial_rows(study)
+            if r["state"] == "complete" and r["budget"] == r["max_budget"]]
+    rows = sorted(rows, key=lambda r: -r["score"])[:top]
+    if len(rows) < 2:
+        raise UserError(f"need at least 2 trials trained for the full budget, the study has "
+                        f"{len(rows)}")
+    proxy = ProxyConfig(**config["proxy"])
+    if epochs <= proxy.epochs:
+        raise UserError(f"--epochs must exceed the proxy budget ({proxy.epochs}), got {epochs}")
+    out_rows = []
+    for i, row in enumerate(rows):
+        long = dataclasses.replace(proxy, arch=row["arch"], width=1.0, depth=1.0,
+                                   resolution=row["resolution"], epochs=epochs)
+        result = train_and_evaluate(long)
+        out_rows.append({"trial": row["trial"], "arch": row["arch"], "alpha": row["alpha"],
+                         "beta": row["beta"], "gamma": row["gamma"], "macs": row["macs"],
+                         "proxy_score": row["score"], "long_score": getattr(result, metric),
+                         "long_status": result.status})
+        if progress:
+            progress(i + 1, len(rows))
+    proxy_scores = [r["proxy_score"] for r in out_rows]
+    long_scores = [r["long_score"] for r in out_rows]
+    rho, p_rho = stats.spearmanr(proxy_scores, long_scores)
+    tau, p_tau = stats.kendalltau(proxy_scores, long_scores)
+    rho, tau = _finite(rho), _finite(tau)
+    reliable = rho is not None and rho >= RELIABLE_RHO
+    warning = None if reliable else (
+        f"the {proxy.epochs}-epoch proxy does not rank reliably against {epochs} epochs "
+        f"(Spearman rho = {rho if rho is None else round(rho, 3)} < {RELIABLE_RHO}): "
+        f"lengthen the proxy or use more data before trusting the front")
+    report = {"metric": metric, "proxy_epochs": proxy.epochs, "long_epochs": epochs,
+              "rows": out_rows, "spearman": rho, "p_spearman": _finite(p_rho),
+              "kendall": tau, "p_kendall": _finite(p_tau), "reliable": reliable,
+              "warning": warning}
+    study.set_user_attr(VALIDATION_ATTR, json.dumps(report))
+    return report
+
+
+def _finite(x: float) -> float | None:
+    # Constant scores make the correlation undefined (NaN): report None, not NaN.
+    x = float(x)
+    return x if x == x else None

@@ -1,0 +1,184 @@
+"""Both searches end to end on CPU at toy size: trials, halving, front, export, validate."""
+
+import dataclasses
+import json
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import space
+from search import controller, records, storage
+from search.cli import main
+from search.config import BaselineSearch, CoefficientSearch, Objective, SearchConfig
+from search.halving import Halving
+from space.baseline_space import StageChoices
+from trainers.data import load_dataset
+from trainers.proxy import ProxyConfig
+
+ARCH = "stem8-mb_r1_k3_s1_e1_c8-mb_r1_k3_s2_e3_c16-head16-res8"
+PROXY = ProxyConfig(dataset="digits", epochs=2, batch_size=128, resolution=8)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def run(config: SearchConfig, tmp_path, digits, trials=None):
+    store = storage.open_storage(str(tmp_path / "s.journal"))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study, created = controller.open_study(config, store, config.name)
+    assert created
+    controller.enqueue_design(study, config)
+    report = controller.run_worker(config, study, trials=trials or controller.budget(config),
+                                   dataset=digits)
+    return study, report
+
+
+def coefficient_config(**changes) -> SearchConfig:
+    base = SearchConfig(name="coef", search=CoefficientSearch(baseline=ARCH),
+                        proxy=PROXY, sampler="tpe", trials=5, startup_trials=1,
+                        halving=Halving(min_epochs=1, eta=2))
+    return dataclasses.replace(base, **changes)
+
+
+@pytest.fixture(scope="module")
+def coef_study(tmp_path_factory, digits):
+    """One small coefficient study shared by the tests that read results back."""
+    path = tmp_path_factory.mktemp("coef")
+    study, report = run(coefficient_config(), path, digits)
+    return study, report, path
+
+
+def test_coefficient_search_records_realized_cost_and_exports(coef_study, tmp_path, capsys):
+    study, report, _ = coef_study
+    trials = study.get_trials()
+    assert report.trained == 5 and len(trials) == 5
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert [t.user_attrs.get("reference") for t in trials[:4]] == [
+        "paper", "depth-only", "width-only", "resolution-only"]
+    for t in trials:
+        a = t.user_attrs
+        spec = space.decode(a["arch"])
+        assert a["macs"] == space.cost(spec).macs  # realized, after rounding
+        assert a["macs_ratio"] == pytest.approx(a["realized_vs_ideal"] * 2.0)
+        assert t.values == [a["val_top1"], a["macs"]]
+        if a.get("reference") != "paper":  # every sampled point is on the manifold
+            assert a["alpha"] * a["beta"] ** 2 * a["gamma"] ** 2 == pytest.approx(2.0)
+        assert a["budget"] in (1, 2) and a["max_budget"] == 2
+    assert trials[1].user_attrs["alpha"] == 2.0  # depth-only
+    assert space.decode(trials[1].user_attrs["arch"]).num_blocks == 4
+
+    rows = records.trial_rows(study)
+    ranked = records.front(rows)
+    assert ranked and ranked[0]["rank"] == 0
+    assert all(r["budget"] == 2 for r in ranked)  # stopped trials are not compared
+    out = tmp_path / "coeffs.json"
+    row = records.pick(rows, "best")
+    records.export(study, row, out, "test")
+    coeffs = space.load_coefficients(out)
+    assert (coeffs.alpha, coeffs.beta, coeffs.gamma) == (row["alpha"], row["beta"],
+                                                         row["gamma"])
+    prov = coeffs.provenance
+    assert prov["trial"] == row["trial"] and prov["dataset"] == "digits"
+    assert prov["baseline"] == ARCH and prov["realized_macs"] == row["macs"]
+    assert prov["proxy_budget"]["epochs"] == 2 and prov["selection_metric"] == "val_top1"
+    # The exported file drives `scale`, with the search's baseline by default.
+    assert main(["scale", "--coeffs", str(out), "--phi", "0-2", "--json"]) == 0
+    family = json.loads(capsys.readouterr()[0])["family"]
+    assert family[1]["arch"] == space.encode(space.scale(space.decode(ARCH), coeffs, 1,
+                                                         resolution_multiple=8))
+
+
+def test_single_dimension_control_is_one_switch(tmp_path, digits):
+    config = coefficient_config(
+        search=CoefficientSearch(baseline=ARCH, dimensions=("resolution",)), trials=1,
+        halving=None)
+    study, _ = run(config, tmp_path, digits)
+    (t,) = study.get_trials()
+    assert (t.user_attrs["alpha"], t.user_attrs["beta"]) == (1.0, 1.0)
+    assert t.user_attrs["gamma"] == pytest.approx(2**0.5)
+    assert t.user_attrs["resolution"] == 12  # 8 * 1.414 rounded to a multiple of 2
+
+
+def test_baseline_search_rejects_over_budget_candidates_before_training(tmp_path, digits):
+    seed = space.decode(ARCH).replace(num_classes=10, in_channels=1)
+    target = space.cost(seed).macs
+    config = SearchConfig(
+        name="base", search=BaselineSearch(seed=ARCH, macs_target=target, max_over=0.0,
+                                           choices=StageChoices(widths=(1.0, 2.0))),
+        proxy=PROXY, objective=Objective(kind="reward"), sampler="random", trials=3,
+        startup_trials=6)
+    study, report = run(config, tmp_path, digits)
+    trials = study.get_trials()
+    rejected = [t for t in trials if "rejected" in t.user_attrs]
+    assert report.trained == 3 and report.rejected == len(rejected) > 0
+    for t in rejected:  # never trained
+        assert t.state == TrialState.PRUNED and "val_top1" not in t.user_attrs
+        assert "over the limit" in t.user_attrs["rejected"]
+    trained = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert trials[0].user_attrs["reference"] == "seed"
+    for t in trained:
+        a = t.user_attrs
+        assert a["macs"] <= target
+        assert t.values[0] == pytest.approx(a["val_top1"] * (a["macs"] / target) ** -0.07)
+    path = tmp_path / "arch.json"
+    records.export(study, records.pick(records.trial_rows(study), "best"), path, "test")
+    assert space.cost(space.resolve(str(path))).macs <= target
+
+
+def test_optuna_pruner_for_single_objective_studies(tmp_path, digits):
+    config = coefficient_config(objective=Objective(kind="metric"), halving=None,
+                                pruner="median", trials=2, startup_trials=0,
+                                proxy=dataclasses.replace(PROXY, epochs=3))
+    study, report = run(config, tmp_path, digits)
+    assert report.trained == 2
+    for t in study.get_trials():
+        assert t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        assert t.intermediate_values  # reported every epoch
+
+
+def test_cli_front_export_validate(coef_study, tmp_path, capsys):
+    study, _, path = coef_study
+    where = ["--storage", str(path / "s.journal")]
+    assert main(["front", "coef", *where, "--json", "--plot", str(tmp_path / "f.png")]) == 0
+    front = json.loads(capsys.readouterr()[0])
+    assert front and {"trial", "alpha", "beta", "gamma", "val_top1", "macs", "params",
+                      "budget"} <= set(front[0])
+    assert (tmp_path / "f.png").stat().st_size > 10_000
+    assert main(["front", *where, "--all", "--plot", str(tmp_path / "f.html")]) == 0
+    assert "<table" in (tmp_path / "f.html").read_text()
+    assert "Pareto" not in capsys.readouterr()[1]
+    assert main(["export", "coef", *where, "--pick", "knee", "-o", str(tmp_path / "c.json")]) \
+        == 0
+    assert "wrote" in capsys.readouterr()[0]
+    assert main(["validate", "coef", *where, "--top", "2", "--epochs", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr()[0])
+    assert len(report["rows"]) == 2 and report["long_epochs"] == 3
+    assert report["spearman"] is None or -1 <= report["spearman"] <= 1
+    assert json.loads(study.user_attrs["effsearch.validation"])["rows"] == report["rows"]
+
+
+def test_resuming_with_another_search_is_refused(tmp_path, digits):
+    config = coefficient_config(trials=1, halving=None)
+    run(config, tmp_path, digits)
+    store = storage.open_storage(str(tmp_path / "s.journal"))
+    other = dataclasses.replace(config, objective=Objective(kind="metric"))
+    with pytest.raises(space.UserError, match="exists with a different objective"):
+        controller.open_study(other, store, "coef")
+
+
+def test_stale_trials_are_failed_and_retried(tmp_path):
+    store = storage.open_storage(str(tmp_path / "s.journal"))
+    study = optuna.create_study(storage=store, study_name="s")
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    trial.set_user_attr("reference", "paper")
+    trial.set_user_attr(controller.HEARTBEAT, 0.0)  # silent since 1970
+    assert controller.fail_stale_trials(study, grace_s=60, max_retries=1) == [trial.number]
+    old, new = study.get_trials()
+    assert old.state == TrialState.FAIL and new.state == TrialState.WAITING
+    assert new.system_attrs["fixed_params"] == old.params
+    assert new.user_attrs["retry_of"] == old.number
+    assert new.user_attrs["reference"] == "paper"
+    assert controller.fail_stale_trials(study, grace_s=60, max_retries=1) == []

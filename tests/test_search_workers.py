@@ -1,0 +1,159 @@
+"""Worker processes on one study: journal file, PostgreSQL, kill -9 and resume, user errors."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search import storage
+from search.cli import main
+
+EFFSEARCH = str(Path(sys.executable).parent / "effsearch")
+ARCH = "stem8-mb_r1_k3_s1_e1_c8-mb_r1_k3_s2_e3_c16-head16-res8"
+
+
+def write_config(path: Path, name: str, trials: int, **extra: str) -> Path:
+    options = "".join(f", {k}={v}" for k, v in extra.items())
+    path.write_text(textwrap.dedent(f"""
+        from search.config import CoefficientSearch, SearchConfig
+        from trainers.proxy import ProxyConfig
+
+        def get_config():
+            return SearchConfig(
+                name="{name}", search=CoefficientSearch(baseline="{ARCH}"),
+                proxy=ProxyConfig(dataset="digits", epochs=2, batch_size=128, resolution=8),
+                sampler="random", trials={trials}, startup_trials=2,
+                heartbeat_s=0.5, grace_s=6{options})
+        """))
+    return path
+
+
+def load(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage.open_storage(url, create=False))
+
+
+def check_counts(study: optuna.Study, trials: int) -> None:
+    """Exactly `trials` complete, each enqueued design point run once, nothing left running."""
+    all_trials = study.get_trials()
+    complete = [t for t in all_trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == trials
+    assert not [t for t in all_trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    params = [tuple(sorted(t.params.items())) for t in complete]
+    assert len(set(params)) == len(params)  # no duplicated trial
+    assert len({t.number for t in all_trials}) == len(all_trials)
+
+
+def test_two_workers_share_one_journal_study(tmp_path):
+    config = write_config(tmp_path / "c.py", "pair", trials=6)
+    done = subprocess.run([EFFSEARCH, "search", str(config), "--workdir", str(tmp_path / "w"),
+                           "--workers", "2"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    study = load(str(tmp_path / "w" / storage.JOURNAL_NAME), "pair")
+    check_counts(study, 6)
+    logs = sorted((tmp_path / "w" / "logs").glob("pair.worker*.log"))
+    assert len(logs) == 2 and all("worker done" in p.read_text() for p in logs)
+    trained = sum(int(p.read_text().split("worker done: ")[1].split()[0]) for p in logs)
+    assert trained == 6  # the workers' own counts add up to the study's
+
+
+@pytest.fixture
+def postgres_url():
+    url = os.environ.get("EFFSEARCH_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide EFFSEARCH_TEST_POSTGRES_URL (.ci/postgres.sh)")
+        pytest.skip("no PostgreSQL server: run `source .ci/postgres.sh` first")
+    return url
+
+
+def test_two_workers_on_postgresql(tmp_path, postgres_url):
+    name = f"pg-{os.getpid()}-{time.time_ns()}"
+    config = write_config(tmp_path / "c.py", name, trials=4)
+    done = subprocess.run([EFFSEARCH, "search", str(config), "--storage", postgres_url,
+                           "--workers", "2", "--workdir", str(tmp_path / "w")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    check_counts(load(postgres_url, name), 4)
+    assert main(["front", name, "--storage", postgres_url, "--json"]) == 0
+
+
+def test_killed_search_resumes_and_retries_the_running_trial(tmp_path):
+    config = write_config(tmp_path / "c.py", "kill", trials=4)
+    workdir, url = tmp_path / "w", str(tmp_path / "w" / storage.JOURNAL_NAME)
+    command = [EFFSEARCH, "search", str(config), "--workdir", str(workdir)]
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    victim = None
+    while victim is None and time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            trials = load(url, "kill").get_trials()
+        except Exception:  # not created yet
+            continue
+        running = [t for t in trials if t.state == TrialState.RUNNING
+                   and "heartbeat" in t.user_attrs]
+        if any(t.state == TrialState.COMPLETE for t in trials) and running:
+            victim = running[0].number
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole search, mid-trial
+    proc.wait()
+    assert victim is not None, "no trial was seen running"
+    finished_before = {t.number: t.values for t in load(url, "kill").get_trials()
+                       if t.state == TrialState.COMPLETE}
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    study = load(url, "kill")
+    check_counts(study, 4)
+    trials = study.get_trials()
+    assert trials[victim].state == TrialState.FAIL
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == victim]
+    assert retry.state == TrialState.COMPLETE and retry.params == trials[victim].params
+    for number, values in finished_before.items():  # nothing finished was lost
+        assert trials[number].values == values
+
+
+def test_user_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
+    def error(argv):
+        assert main(argv) == 2
+        err = capsys.readouterr()[1]
+        assert err.count("\n") == 1 and "Traceback" not in err
+        return err
+
+    typo = tmp_path / "typo.py"
+    typo.write_text("from search.config import SearchConfig\n\n"
+                    "def get_config():\n    return SearchConfig(nmae='x')\n")
+    assert "unexpected keyword argument 'nmae'" in error(["search", str(typo)])
+    flat = write_config(tmp_path / "flat.py", "flat", trials=1).read_text().replace(
+        'CoefficientSearch(baseline=', 'CoefficientSearch(target=1.0, baseline=')
+    (tmp_path / "flat.py").write_text(flat)
+    assert "must be > 1" in error(["search", str(tmp_path / "flat.py")])
+    tight = write_config(tmp_path / "tight.py", "tight", trials=1).read_text().replace(
+        'search=CoefficientSearch(baseline="', 'search=BaselineSearch(macs_target=10, seed="')
+    (tmp_path / "tight.py").write_text(tight.replace(
+        "import CoefficientSearch,", "import BaselineSearch, CoefficientSearch,"))
+    assert "infeasible MACs target" in error(["search", str(tmp_path / "tight.py"), "--workdir",
+                                              str(tmp_path / "w")])
+    assert "alpha must be >= 1" in error(["scale", "--coeffs", "0.9,1.1,1.1"])
+    assert "does not answer" in error(["front", "x", "--storage",
+                                       "postgresql://u:secret@127.0.0.1:1/none"])
+    assert "secret" not in error(["front", "x", "--storage",
+                                  "postgresql://u:secret@127.0.0.1:1/none"])
+    assert "no study storage" in error(["front", "--workdir", str(tmp_path / "empty")])
+    one = write_config(tmp_path / "one.py", "one", trials=1)
+    assert "SQLite cannot serve parallel workers" in error(
+        ["search", str(one), "--workers", "2", "--storage", f"sqlite:///{tmp_path / 'x.db'}"])
+    journal = str(tmp_path / "j.journal")
+    optuna.create_study(study_name="other", storage=storage.open_storage(journal))
+    assert "no study 'nope'" in error(["front", "nope", "--storage", journal])
+    assert "not created by effsearch" in error(["front", "other", "--storage", journal])
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text("{}")
+    assert "is not an effsearch coefficients file" in error(["scale", "--coeffs", str(foreign)])
