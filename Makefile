@@ -13,7 +13,8 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 run: $(BIN)/.installed
-	$(BIN)/effsearch scale --baseline efficientnet-b0 --coeffs 1.2,1.1,1.15 --phi 0-7
+	$(BIN)/effsearch search experiments/quickstart.py
+	$(BIN)/effsearch front quickstart
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -n 2

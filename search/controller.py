@@ -40,6 +40,9 @@ from trainers.proxy import ProxyResult, Stop, train_and_evaluate
 
 HEARTBEAT = "heartbeat"
 MAX_REJECTIONS_IN_A_ROW = 500
+RESULT_ATTRS = ("status", "reason", "val_top1", "val_loss", "test_top1", "curve", "compile_s",
+                "init_s", "wall_s", "images_per_s", "step_time_s", "device", "seed",
+                "peak_memory_bytes")
 
 log = logging.getLogger("effsearch")
 
@@ -356,6 +359,13 @@ class TrialRunner:
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
 
+        twin = self._twin(trial.number, attrs["arch"])
+        if twin is not None:
+            for key in (*RESULT_ATTRS, "budget", "dataset"):
+                trial.set_user_attr(key, twin.user_attrs.get(key))
+            trial.set_user_attr("duplicate_of", twin.number)
+            return TrialState.COMPLETE, list(twin.values)
+
         rungs = (config.halving.rungs(config.proxy.epochs, config.halving.bracket(trial.number))
                  if config.halving else [])
 
@@ -393,12 +403,19 @@ class TrialRunner:
             return TrialState.FAIL, None
         return TrialState.COMPLETE, self.values(getattr(result, objective.metric), cost)
 
+    def _twin(self, number: int, arch: str) -> FrozenTrial | None:
+        """A finished full-budget trial of the same network: rounding maps nearby coefficients
+        to one network, and training it again with the same seed would repeat the result."""
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if (t.number != number and t.user_attrs.get("arch") == arch
+                    and t.user_attrs.get("budget") == self.config.proxy.epochs):
+                return t
+        return None
+
     @staticmethod
     def _record(trial: optuna.Trial, result: ProxyResult) -> None:
         record = result.to_json()
-        for key in ("status", "reason", "val_top1", "val_loss", "test_top1", "curve",
-                    "compile_s", "init_s", "wall_s", "images_per_s", "step_time_s",
-                    "device", "seed", "peak_memory_bytes"):
+        for key in RESULT_ATTRS:
             trial.set_user_attr(key, record[key])
         trial.set_user_attr("budget", result.epochs_completed)
         trial.set_user_attr("dataset", record["dataset"]["name"])
@@ -424,12 +441,13 @@ class WorkerReport:
 
 
 def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
-               dataset: Dataset | None = None, poll_s: float = 2.0) -> WorkerReport:
+               dataset: Dataset | None = None, runner: TrialRunner | None = None,
+               poll_s: float = 2.0) -> WorkerReport:
     """Runs trials of `study` until `trials` count toward the budget and none is running.
 
     Every worker of a study, on any host, runs this same loop on the same storage.
     """
-    runner = TrialRunner(config, study, dataset)
+    runner = runner or TrialRunner(config, study, dataset)
     report, rejections_in_a_row = WorkerReport(), 0
     while True:
         trials_now = study.get_trials(deepcopy=False)

@@ -61,7 +61,8 @@ class _StudyProgress:
         self.study, self.total, self.metric = study, total, metric
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                             MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
-                            TimeRemainingColumn(), console=Console(stderr=True))
+                            TimeRemainingColumn(), console=Console(stderr=True),
+                            transient=True)
         self.task = self.bar.add_task(study.study_name, total=total, best="")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -147,10 +148,11 @@ def cmd_search(args: argparse.Namespace) -> None:
     total = controller.budget(config)
     workdir = Path(args.workdir or storage.DEFAULT_WORKDIR)
     start = time.time()
+    runner = controller.TrialRunner(config, study)  # loads the data, rejects infeasible targets
     with _StudyProgress(study, total, config.objective.metric):
         if args.workers == 1:
             runtime.configure()
-            controller.run_worker(config, study, trials=total)
+            controller.run_worker(config, study, trials=total, runner=runner)
         else:
             _run_workers(args, url, name, total, workdir)
     rows = records.trial_rows(study)

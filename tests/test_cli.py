@@ -67,7 +67,35 @@ def test_scale_table_and_phi_lists(capsys):
     assert code == 0 and "0.5" in out and "2^phi" in out
 
 
+@pytest.mark.parametrize("fit", ["macs=1e9", "params=2e7", "resolution=300"])
+def test_scale_fit_picks_the_largest_member_within_budget(capsys, fit):
+    code, out, _ = run(capsys, "scale", "--phi", "0-7", "--fit", fit, "--json")
+    record = json.loads(out)
+    key, budget = fit.split("=")
+    family, chosen = record["family"], record["chosen"]
+    assert code == 0 and chosen[key] <= float(budget)
+    larger = [row for row in family if row["phi"] > chosen["phi"]]
+    assert larger and all(row[key] > float(budget) for row in larger)
+
+
+def test_fit_by_latency_measures_in_order_and_stops_over_budget():
+    from search.cli import family_rows, fit_member
+
+    rows = family_rows(get_model_spec("b0"), PAPER, [0, 1, 2, 3, 4], 8)
+    measured = []
+
+    def measure(row):  # a stand-in device: latency proportional to MACs
+        measured.append(row["phi"])
+        return row["macs"] / 1e8
+
+    chosen = fit_member(rows, "latency", 9.0, measure)
+    assert chosen["phi"] == 1 and chosen["latency_ms"] == pytest.approx(8.6, abs=0.05)
+    assert measured == [0, 1, 2]  # phi 3 and 4 were never measured
+
+
 @pytest.mark.parametrize(("argv", "message"), [
+    (["scale", "--fit", "flops=1"], "--fit must be one of macs=N"),
+    (["scale", "--fit", "macs=1e3"], "no family member fits macs <= 1000"),
     (["cost", "efficientnet-b9"], "unknown model 'efficientnet-b9' (known: efficientnet-b0"),
     (["cost", "mb_r1_k3_s1_c8_zz1"], "unknown token 'zz1'"),
     (["scale", "--coeffs", "0.9,1.2,1.1"], "alpha must be >= 1, got 0.9"),

@@ -93,13 +93,16 @@ def test_coefficient_search_records_realized_cost_and_exports(coef_study, tmp_pa
 
 def test_single_dimension_control_is_one_switch(tmp_path, digits):
     config = coefficient_config(
-        search=CoefficientSearch(baseline=ARCH, dimensions=("resolution",)), trials=1,
+        search=CoefficientSearch(baseline=ARCH, dimensions=("resolution",)), trials=2,
         halving=None)
-    study, _ = run(config, tmp_path, digits)
-    (t,) = study.get_trials()
-    assert (t.user_attrs["alpha"], t.user_attrs["beta"]) == (1.0, 1.0)
-    assert t.user_attrs["gamma"] == pytest.approx(2**0.5)
-    assert t.user_attrs["resolution"] == 12  # 8 * 1.414 rounded to a multiple of 2
+    study, report = run(config, tmp_path, digits)
+    first, second = study.get_trials()
+    assert (first.user_attrs["alpha"], first.user_attrs["beta"]) == (1.0, 1.0)
+    assert first.user_attrs["gamma"] == pytest.approx(2**0.5)
+    assert first.user_attrs["resolution"] == 12  # 8 * 1.414 rounded to a multiple of 2
+    # One free dimension leaves one network: the second trial reuses the first's result.
+    assert second.user_attrs["duplicate_of"] == 0 and second.values == first.values
+    assert "compile_s" in second.user_attrs and report.trained == 2
 
 
 def test_baseline_search_rejects_over_budget_candidates_before_training(tmp_path, digits):

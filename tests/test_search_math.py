@@ -108,7 +108,7 @@ def test_crowding_and_order():
     front = [[0.9, 10], [0.8, 5], [0.7, 3], [0.6, 2]]
     d = crowding_distance(front, MAX_MIN)
     assert np.isinf(d[0]) and np.isinf(d[3]) and np.all(np.isfinite(d[1:3]))
-    order = rank_order(front + [[0.5, 20]], MAX_MIN)
+    order = rank_order([*front, [0.5, 20]], MAX_MIN)
     assert order[-1] == 4  # the dominated point comes last
 
 
