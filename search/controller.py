@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import importlib.util
 import json
 import logging
 import os
@@ -57,6 +58,9 @@ def _sampler(config: SearchConfig) -> optuna.samplers.BaseSampler:
     if config.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     if config.sampler == "gp":
+        if importlib.util.find_spec("torch") is None:
+            raise UserError("the gp sampler (Optuna's GPSampler) needs PyTorch: "
+                            "pip install 'effsearch[gp]'")
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=config.startup_trials)
     # "grid": every lattice point is enqueued up front, nothing is left to sample.
     return optuna.samplers.RandomSampler(seed=seed)
@@ -350,7 +354,8 @@ class TrialRunner:
         attrs: dict[str, Any] = {
             "kind": config.kind, "arch": space.encode(spec), "resolution": spec.resolution,
             "macs": total.macs, "params": total.params, "activations": total.activations,
-            "max_budget": config.proxy.epochs, "worker": f"{socket.gethostname()}:{os.getpid()}",
+            "max_budget": config.proxy.epochs, "baseline_arch": space.encode(self.baseline),
+            "worker": f"{socket.gethostname()}:{os.getpid()}",
             **candidate.attrs}
         costs = {"macs": float(total.macs), "params": float(total.params)}
         if objective.cost == "latency":

@@ -22,8 +22,8 @@ from space import UserError
 CONFIG_ATTR = "effsearch.config"
 ROW_KEYS = ("alpha", "beta", "gamma", "product", "arch", "resolution", "val_top1", "val_loss",
             "test_top1", "macs", "params", "latency_ms", "macs_ratio", "realized_vs_ideal",
-            "budget", "max_budget", "reference", "duplicate_of", "compile_s", "wall_s", "device",
-            "seed")
+            "budget", "max_budget", "reference", "duplicate_of", "baseline_arch", "compile_s",
+            "wall_s", "device", "seed")
 
 
 def study_config(study: optuna.Study) -> dict[str, Any]:
@@ -116,7 +116,8 @@ def provenance(study: optuna.Study, row: dict[str, Any], storage_url: str) -> di
         "params": row["params"], "arch": row["arch"], "resolution": row["resolution"],
     }
     if config["kind"] == "coefficients":
-        out.update(baseline=search["baseline"], phi=search["phi"], target=search["target"],
+        out.update(baseline=search["baseline"], baseline_arch=row["baseline_arch"],
+                   phi=search["phi"], target=search["target"],
                    baseline_width=proxy["width"], baseline_depth=proxy["depth"],
                    baseline_resolution=proxy["resolution"],
                    realized_vs_ideal_macs=row["realized_vs_ideal"])

@@ -214,7 +214,7 @@ def cmd_front(args: argparse.Namespace) -> None:
     ranked = records.front(records.trial_rows(study), cost)
     shown = ranked if args.all else [r for r in ranked if r["rank"] == 0]
     keys = (*FRONT_COLUMNS[config["kind"]], "score", "val_top1", "macs", "params",
-            "latency_ms", "resolution", "budget", "rank", "reference", "arch")
+            "latency_ms", "resolution", "budget", "rank", "reference", "duplicate_of", "arch")
     if args.json:
         out = [{k: r.get(k) for k in keys} | {"metric": r["metric"]} for r in shown]
         sys.stdout.write(json.dumps(out, indent=2) + "\n")

@@ -83,6 +83,7 @@ def test_coefficient_search_records_realized_cost_and_exports(coef_study, tmp_pa
     prov = coeffs.provenance
     assert prov["trial"] == row["trial"] and prov["dataset"] == "digits"
     assert prov["baseline"] == ARCH and prov["realized_macs"] == row["macs"]
+    assert space.decode(prov["baseline_arch"]).num_classes == 10
     assert prov["proxy_budget"]["epochs"] == 2 and prov["selection_metric"] == "val_top1"
     # The exported file drives `scale`, with the search's baseline by default.
     assert main(["scale", "--coeffs", str(out), "--phi", "0-2", "--json"]) == 0
@@ -129,6 +130,42 @@ def test_baseline_search_rejects_over_budget_candidates_before_training(tmp_path
     path = tmp_path / "arch.json"
     records.export(study, records.pick(records.trial_rows(study), "best"), path, "test")
     assert space.cost(space.resolve(str(path))).macs <= target
+
+
+@pytest.mark.parametrize("sampler", ["grid", "tpe", "nsga2", "gp", "random"])
+def test_every_sampler_proposes_points_on_the_manifold(sampler, tmp_path, digits):
+    if sampler == "gp":
+        pytest.importorskip("torch", reason="Optuna's GPSampler needs PyTorch")
+    config = coefficient_config(sampler=sampler, trials=None if sampler == "grid" else 12,
+                                startup_trials=3, search=CoefficientSearch(baseline=ARCH,
+                                                                           grid_step=0.1))
+    study, _ = controller.open_study(config, storage.open_storage(str(tmp_path / "s.journal")),
+                                     "s")
+    controller.enqueue_design(study, config)
+    runner = controller.TrialRunner(config, study, digits)
+    proposed = []
+    for i in range(controller.budget(config)):
+        trial = study.ask()
+        candidate = runner.propose(trial)
+        if isinstance(candidate, str):
+            study.tell(trial, state=TrialState.PRUNED)
+            continue
+        # Stand-in scores (no training): this exercises the samplers' model updates only.
+        study.tell(trial, [0.5 + 0.01 * i, space.cost(candidate.spec).macs])
+        proposed.append(candidate.coefficients)
+    assert len(proposed) >= 4
+    for c in proposed[1:]:  # all but the paper's reference lie exactly on the manifold
+        assert c.alpha * c.beta**2 * c.gamma**2 == pytest.approx(2.0) and min(c.as_tuple()) >= 1
+    assert proposed[0].as_tuple() == (1.2, 1.1, 1.15)
+
+
+def test_latency_as_the_cost_objective(tmp_path, digits):
+    config = coefficient_config(objective=Objective(cost="latency"), halving=None, trials=1)
+    study, _ = run(config, tmp_path, digits)
+    (t,) = study.get_trials()
+    assert t.user_attrs["latency_ms"] > 0
+    assert t.values == [t.user_attrs["val_top1"], t.user_attrs["latency_ms"]]
+    assert records.front(records.trial_rows(study), "latency_ms")[0]["rank"] == 0
 
 
 def test_optuna_pruner_for_single_objective_studies(tmp_path, digits):

@@ -1,6 +1,7 @@
 """The pure parts of search/: the manifold, non-dominated sorting, halving, the baseline space."""
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -10,10 +11,12 @@ from hypothesis import strategies as st
 from strategies import archs
 
 import space
+from search.config import BaselineSearch, CoefficientSearch, Objective, SearchConfig, dumps
 from search.halving import Halving, promote
 from search.manifold import COEFFICIENT, DIMENSIONS, EXPONENT, Manifold, paper_reference
 from search.pareto import crowding_distance, knee, nondominated_ranks, rank_order
 from space.baseline_space import BaselineSpace, StageChoices, mnasnet_space
+from trainers.proxy import ProxyConfig
 
 MAX_MIN = ("maximize", "minimize")
 
@@ -169,3 +172,28 @@ def test_baseline_space_errors():
         StageChoices(kernels=(2, 3))
     with pytest.raises(space.UserError, match="2 stage choices"):
         BaselineSpace(space.EFFICIENTNET_B0, (StageChoices(),) * 2)
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    (lambda: {"sampler": "cmaes"}, "sampler must be one of"),
+    (lambda: {"pruner": "median"}, "Optuna's pruners need a single objective"),
+    (lambda: {"halving": Halving(min_epochs=5)}, "halving has no rung below"),
+    (lambda: {"search": BaselineSearch(), "sampler": "grid"}, "grid sampler is for coefficient"),
+    (lambda: {"trials": None}, "trials must be set"),
+    (lambda: {"heartbeat_s": 10.0, "grace_s": 5.0}, "heartbeat_s < grace_s"),
+    (lambda: {"objective": Objective(metric="top5")}, "objective.metric must be one of"),
+    (lambda: {"search": CoefficientSearch(phi=0)}, "phi must be > 0"),
+])
+def test_config_mistakes_are_user_errors(changes, message):
+    with pytest.raises(space.UserError, match=message):
+        SearchConfig(name="x", **changes())
+
+
+def test_config_round_trips_through_json():
+    config = SearchConfig(name="x", halving=Halving(), search=BaselineSearch())
+    record = json.loads(dumps(config))
+    assert record["kind"] == "baseline" and record["halving"]["eta"] == 3
+    assert ProxyConfig(**record["proxy"]) == config.proxy

@@ -157,3 +157,20 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     foreign = tmp_path / "foreign.json"
     foreign.write_text("{}")
     assert "is not an effsearch coefficients file" in error(["scale", "--coeffs", str(foreign)])
+
+
+def test_worker_environment_splits_gpus(monkeypatch):
+    from search.study_commands import worker_env
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION", raising=False)
+    envs = [worker_env(i, 4, gpus=2) for i in range(4)]
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "1", "0", "1"]
+    assert {e["XLA_PYTHON_CLIENT_MEM_FRACTION"] for e in envs} == {"0.45"}
+    one_each = worker_env(1, 2, gpus=2)
+    assert one_each["CUDA_VISIBLE_DEVICES"] == "1"
+    assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in one_each
+    cpu = worker_env(0, 2, gpus=0)
+    assert "CUDA_VISIBLE_DEVICES" not in cpu and "XLA_PYTHON_CLIENT_MEM_FRACTION" not in cpu
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.2")  # the user's setting wins
+    assert worker_env(0, 3, gpus=1)["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.2"
