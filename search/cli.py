@@ -243,7 +243,8 @@ def _proxy_config(args: argparse.Namespace) -> Any:
         ("dataset", args.dataset), ("data_dir", args.data_dir), ("epochs", args.epochs),
         ("resolution", args.resolution), ("batch_size", args.batch), ("seed", args.seed),
         ("width", args.width), ("depth", args.depth), ("optimizer", args.optimizer),
-        ("learning_rate", args.lr)) if value is not None}
+        ("learning_rate", args.lr), ("imbalance", args.imbalance),
+        ("remedy", args.remedy)) if value is not None}
     return dataclasses.replace(config, **overrides)
 
 
@@ -263,9 +264,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.json:
         _print_json(record)
         return
-    keys = ("val_top1", "val_loss", "test_top1", "epochs_completed", "steps", "batch_size",
-            "images_per_s", "step_time_s", "compile_s", "init_s", "wall_s", "macs", "params",
-            "resolution", "device", "peak_memory_bytes")
+    keys = ("val_top1", "val_balanced_accuracy", "val_macro_f1", "val_worst_class_recall",
+            "val_loss", "test_top1", "test_balanced_accuracy", "epochs_completed", "steps",
+            "batch_size", "images_per_s", "step_time_s", "compile_s", "init_s", "wall_s",
+            "macs", "params", "resolution", "device", "peak_memory_bytes")
     title = f"proxy {result.status}" + (f": {result.reason}" if result.reason else "")
     _console().print(_metric_table(title, [(k, record[k]) for k in keys]))
     if result.status != "ok":
@@ -370,6 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=float, help="extra depth multiplier on the arch")
     p.add_argument("--optimizer", choices=("sgd", "rmsprop"))
     p.add_argument("--lr", type=float, help="peak learning rate (default: recipe, per 256)")
+    p.add_argument("--imbalance", type=float, metavar="RATIO",
+                   help="long-tailed train split: largest / smallest class (e.g. 10, 100)")
+    # Checked by ProxyConfig, so that this parser does not import JAX for `effsearch cost`.
+    p.add_argument("--remedy", help="class-imbalance remedy: class-balanced, logit-adjust, "
+                                    "logit-adjust-posthoc, focal, sqrt-sampling, "
+                                    "inverse-sampling (default: none)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_train)
 

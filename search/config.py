@@ -24,7 +24,8 @@ from trainers.proxy import ProxyConfig
 
 SAMPLERS = ("grid", "tpe", "nsga2", "gp", "random")
 OBJECTIVE_KINDS = ("pareto", "reward", "metric")
-METRICS = ("val_top1",)  # accuracy-like, maximised
+# Accuracy-like, maximised, all from the validation split; see trainers/metrics.py.
+METRICS = ("val_top1", "val_balanced_accuracy", "val_worst_class_recall", "val_macro_f1")
 COSTS = ("macs", "params", "latency")  # minimised
 PRUNERS = ("median", "sha", "hyperband")
 

@@ -41,7 +41,9 @@ from trainers.proxy import ProxyResult, Stop, train_and_evaluate
 
 HEARTBEAT = "heartbeat"
 MAX_REJECTIONS_IN_A_ROW = 500
-RESULT_ATTRS = ("status", "reason", "val_top1", "val_loss", "test_top1", "curve", "compile_s",
+RESULT_ATTRS = ("status", "reason", "val_top1", "val_loss", "val_balanced_accuracy",
+                "val_macro_f1", "val_worst_class_recall", "val_per_class_recall", "test_top1",
+                "test_balanced_accuracy", "train_class_counts", "curve", "compile_s",
                 "init_s", "wall_s", "images_per_s", "step_time_s", "device", "seed",
                 "peak_memory_bytes")
 

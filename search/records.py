@@ -21,9 +21,10 @@ from space import UserError
 
 CONFIG_ATTR = "effsearch.config"
 ROW_KEYS = ("alpha", "beta", "gamma", "product", "arch", "resolution", "val_top1", "val_loss",
-            "test_top1", "macs", "params", "latency_ms", "macs_ratio", "realized_vs_ideal",
-            "budget", "max_budget", "reference", "duplicate_of", "baseline_arch", "compile_s",
-            "wall_s", "device", "seed")
+            "val_balanced_accuracy", "val_worst_class_recall", "val_macro_f1", "test_top1",
+            "macs", "params", "latency_ms", "macs_ratio", "realized_vs_ideal", "budget",
+            "max_budget", "reference", "duplicate_of", "baseline_arch", "compile_s", "wall_s",
+            "device", "seed")
 
 
 def study_config(study: optuna.Study) -> dict[str, Any]:

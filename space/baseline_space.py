@@ -122,8 +122,18 @@ class BaselineSpace:
         return values
 
     def cheapest(self) -> ArchSpec:
-        """The lowest-cost member: every cost grows with each option, so take each minimum."""
-        return self.build({name: min(options) for name, options in self.choices().items()})
+        """The lowest-cost member.
+
+        Cost grows with kernel, expansion, repeats and SE, and with each stage's channel count;
+        but the width option with the fewest channels is not always the smallest multiplier
+        (rounding: 1 channel at width 0.75 becomes 8, at width 1 stays 1).
+        """
+        values = {name: min(options) for name, options in self.choices().items()}
+        for i, (stage, seed_stage) in enumerate(zip(self.stages, self.seed.stages,
+                                                    strict=True), start=1):
+            values[f"s{i}_width"] = min(
+                stage.widths, key=lambda w, c=seed_stage.out_channels: (round_filters(c, w), w))
+        return self.build(values)
 
 
 _DECISION = {"kernels": "kernel", "expansions": "expansion", "repeat_deltas": "repeats",

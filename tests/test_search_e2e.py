@@ -159,6 +159,23 @@ def test_every_sampler_proposes_points_on_the_manifold(sampler, tmp_path, digits
     assert proposed[0].as_tuple() == (1.2, 1.1, 1.15)
 
 
+def test_balanced_accuracy_replaces_top1_as_the_objective(tmp_path, digits):
+    config = coefficient_config(objective=Objective(metric="val_balanced_accuracy"),
+                                proxy=dataclasses.replace(PROXY, imbalance=10), halving=None,
+                                trials=2)
+    study, _ = run(config, tmp_path, digits)
+    for t in study.get_trials():
+        assert t.values[0] == t.user_attrs["val_balanced_accuracy"]
+        counts = t.user_attrs["train_class_counts"]
+        assert counts[0] >= 9 * counts[-1]  # trained on the long-tailed split
+    rows = records.trial_rows(study)
+    assert {r["metric"] for r in rows} == {"val_balanced_accuracy"}
+    path = records.export(study, records.pick(rows, "best"), tmp_path / "c.json", "test")
+    provenance = space.load_coefficients(path).provenance
+    assert provenance["selection_metric"] == "val_balanced_accuracy"
+    assert provenance["objective"]["metric"] == "val_balanced_accuracy"
+
+
 def test_latency_as_the_cost_objective(tmp_path, digits):
     config = coefficient_config(objective=Objective(cost="latency"), halving=None, trials=1)
     study, _ = run(config, tmp_path, digits)

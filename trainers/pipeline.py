@@ -54,10 +54,17 @@ def put_split(split: Split, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
             jax.device_put(split.labels, replicated))
 
 
-def epoch_indices(n: int, batch: int, seed: int, epoch: int) -> np.ndarray:
-    """A seeded permutation of `n` examples as (steps, batch), dropping the remainder."""
+def epoch_indices(n: int, batch: int, seed: int, epoch: int,
+                  weights: np.ndarray | None = None) -> np.ndarray:
+    """A seeded permutation of `n` examples as (steps, batch), dropping the remainder.
+
+    With per-example `weights` (class-balanced sampling), the epoch's n // batch batches are
+    drawn with replacement with those probabilities instead.
+    """
     rng = np.random.default_rng([seed, epoch])
     steps = n // batch
+    if weights is not None:
+        return rng.choice(n, size=(steps, batch), p=weights).astype(np.int32)
     return rng.permutation(n)[: steps * batch].reshape(steps, batch).astype(np.int32)
 
 

@@ -27,8 +27,10 @@ from flax import nnx
 import space
 from space import UserError
 from space.model import create_model
-from trainers import pipeline
+from trainers import imbalance, pipeline
 from trainers.data import Dataset, load_dataset
+from trainers.imbalance import REMEDIES
+from trainers.metrics import classification_metrics
 
 # ----------------------------------------------------------------------------- config
 
@@ -65,6 +67,13 @@ class ProxyConfig:
     crop_padding: float = 0.125
     flip: bool = True
     seed: int = 0
+    # Class imbalance (trainers/imbalance.py). The long-tailed train subset is drawn with
+    # split_seed, so it is the same for every trial of a study.
+    imbalance: float | None = None  # largest / smallest class size of the train split
+    remedy: str = "none"  # see trainers.imbalance.REMEDIES
+    cb_beta: float = 0.999  # class-balanced loss
+    focal_gamma: float = 2.0  # focal loss
+    logit_tau: float = 1.0  # logit adjustment
 
     def __post_init__(self) -> None:
         checks = [
@@ -79,6 +88,11 @@ class ProxyConfig:
             (self.resolution is None or self.resolution >= 8, "resolution must be >= 8"),
             (self.width > 0 and self.depth > 0, "width and depth must be > 0"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+            (self.imbalance is None or self.imbalance >= 1, "imbalance must be >= 1"),
+            (self.remedy in REMEDIES, f"remedy must be one of {', '.join(REMEDIES)}"),
+            (0 < self.cb_beta < 1, "cb_beta must be in (0, 1)"),
+            (self.focal_gamma >= 0 and self.logit_tau >= 0,
+             "focal_gamma and logit_tau must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -101,7 +115,13 @@ class ProxyResult:
     reason: str | None
     val_top1: float
     val_loss: float
+    val_balanced_accuracy: float  # mean per-class recall
+    val_macro_f1: float
+    val_worst_class_recall: float
+    val_per_class_recall: list[float | None]
     test_top1: float | None
+    test_balanced_accuracy: float | None
+    train_class_counts: list[int]  # after long-tail subsampling and `fraction`
     curve: list[dict[str, float]]  # one entry per epoch
     epochs_completed: int
     steps: int
@@ -173,9 +193,13 @@ def compute_dtype(name: str = "auto") -> Any:
     return jnp.bfloat16 if name == "bfloat16" else jnp.float32
 
 
-def make_loss_fn(train_def: nnx.GraphDef, num_classes: int,
-                 label_smoothing: float) -> Callable[..., tuple[jax.Array, nnx.State]]:
-    """loss(params, rest, x, y) -> (mean smoothed cross-entropy, updated non-param state)."""
+def make_loss_fn(train_def: nnx.GraphDef, num_classes: int, label_smoothing: float,
+                 **remedies: Any) -> Callable[..., tuple[jax.Array, nnx.State]]:
+    """loss(params, rest, x, y) -> (mean smoothed cross-entropy, updated non-param state).
+
+    `remedies` are the imbalance terms of `trainers.imbalance.softmax_loss` (class_weights,
+    logit_offsets, focal_gamma).
+    """
 
     def loss_fn(params, rest, x, y):
         # Rebuild the non-differentiated Variables at this trace level so BatchNorm may update
@@ -183,21 +207,50 @@ def make_loss_fn(train_def: nnx.GraphDef, num_classes: int,
         rest = jax.tree.map(lambda a: a, rest)
         model = nnx.merge(train_def, params, rest)
         labels = optax.smooth_labels(jax.nn.one_hot(y, num_classes), label_smoothing)
-        loss = optax.softmax_cross_entropy(model(x), labels).mean()
+        loss = imbalance.softmax_loss(model(x), labels, y, **remedies).mean()
         return loss, nnx.split(model, nnx.Param, ...)[2]  # updated BN statistics and RNG
 
     return loss_fn
 
 
+@dataclasses.dataclass(frozen=True)
+class _Remedy:
+    """The imbalance remedy as arrays: loss terms, prediction offsets, sampling weights."""
+
+    loss_terms: dict[str, Any]
+    eval_offsets: np.ndarray | None
+    sampling: np.ndarray | None
+
+
+def _remedy(config: ProxyConfig, labels: np.ndarray, num_classes: int) -> _Remedy:
+    counts = np.bincount(labels, minlength=num_classes)
+    terms: dict[str, Any] = {}
+    offsets = sampling = None
+    if config.remedy == "class-balanced":
+        terms["class_weights"] = jnp.asarray(imbalance.class_balanced_weights(counts,
+                                                                              config.cb_beta))
+    elif config.remedy == "logit-adjust":
+        terms["logit_offsets"] = jnp.asarray(config.logit_tau * imbalance.log_prior(counts))
+    elif config.remedy == "logit-adjust-posthoc":
+        offsets = config.logit_tau * imbalance.log_prior(counts)
+    elif config.remedy == "focal":
+        terms["focal_gamma"] = config.focal_gamma
+    elif config.remedy.endswith("-sampling"):
+        sampling = imbalance.sampling_weights(labels, counts, config.remedy.split("-")[0])
+    return _Remedy(terms, offsets, sampling)
+
+
 def _build_steps(model: nnx.Module, tx: optax.GradientTransformation, config: ProxyConfig,
-                 resolution: int, mean: np.ndarray, std: np.ndarray, dtype: Any) -> tuple:
+                 resolution: int, mean: np.ndarray, std: np.ndarray, dtype: Any,
+                 remedy: _Remedy) -> tuple:
     model.train()
     train_def, params, rest = nnx.split(model, nnx.Param, ...)
     model.eval()
     eval_def = nnx.graphdef(model)
     augment = pipeline.Augment(config.crop_padding, config.flip)
     batch_fn = dict(resolution=resolution, mean=mean, std=std, dtype=dtype)
-    loss_fn = make_loss_fn(train_def, model.spec.num_classes, config.label_smoothing)
+    loss_fn = make_loss_fn(train_def, model.spec.num_classes, config.label_smoothing,
+                           **remedy.loss_terms)
 
     def train_epoch(carry, images, labels, index, key):
         def step(carry, inputs):
@@ -224,6 +277,8 @@ def _build_steps(model: nnx.Module, tx: optax.GradientTransformation, config: Pr
             idx, valid = inputs
             x, y = pipeline.prepare_batch(images, labels, idx, None, augment=None, **batch_fn)
             logits = model(x)
+            if remedy.eval_offsets is not None:  # post-hoc logit adjustment
+                logits = logits - remedy.eval_offsets
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
             return None, (jnp.argmax(logits, -1), jnp.where(valid, loss, 0.0))
 
@@ -258,6 +313,7 @@ def train_and_evaluate(config: ProxyConfig, *, dataset: Dataset | None = None,
         config: the run.
         dataset: an already loaded dataset (else `load_dataset` with the config's options).
         callback: called after every epoch with (epoch, {"val_top1", "val_loss",
+            "val_balanced_accuracy", "val_macro_f1", "val_worst_class_recall",
             "train_loss"}); it may raise `Stop` (or e.g. `optuna.TrialPruned`, which
             propagates) to end the run.
         progress: called with (epochs done, epochs total), for progress bars.
@@ -272,6 +328,9 @@ def train_and_evaluate(config: ProxyConfig, *, dataset: Dataset | None = None,
                                       split_seed=config.split_seed)
     spec = config.spec(dataset.num_classes, dataset.channels)
     train_split = dataset.train
+    if config.imbalance:
+        train_split = train_split.subset(imbalance.long_tail_indices(
+            train_split.labels, dataset.num_classes, config.imbalance, config.split_seed))
     if config.fraction < 1:
         keep = np.random.default_rng(config.seed).permutation(len(train_split))
         train_split = train_split.subset(np.sort(keep[: max(1, round(config.fraction *
@@ -285,7 +344,12 @@ def train_and_evaluate(config: ProxyConfig, *, dataset: Dataset | None = None,
     total = space.cost(spec)
     result = ProxyResult(
         status="ok", reason=None, val_top1=float("nan"), val_loss=float("nan"),
-        test_top1=None, curve=[], epochs_completed=0, steps=0, batch_size=batch,
+        val_balanced_accuracy=float("nan"), val_macro_f1=float("nan"),
+        val_worst_class_recall=float("nan"), val_per_class_recall=[], test_top1=None,
+        test_balanced_accuracy=None,
+        train_class_counts=np.bincount(train_split.labels,
+                                       minlength=dataset.num_classes).tolist(),
+        curve=[], epochs_completed=0, steps=0, batch_size=batch,
         step_time_s=float("nan"), images_per_s=float("nan"), compile_s=0.0, init_s=0.0,
         wall_s=0.0, macs=total.macs, params=total.params, activations=total.activations,
         arch=space.encode(spec), resolution=spec.resolution, peak_memory_bytes=None,
@@ -300,8 +364,9 @@ def train_and_evaluate(config: ProxyConfig, *, dataset: Dataset | None = None,
         tx = make_optimizer(config, nnx.state(model, nnx.Param), steps_per_epoch,
                             epochs * steps_per_epoch, batch)
         mean, std = pipeline.normalisation(dataset)
+        remedy = _remedy(config, train_split.labels, dataset.num_classes)
         (params, rest), train_epoch, evaluate = _build_steps(
-            model, tx, config, spec.resolution, mean, std, dtype)
+            model, tx, config, spec.resolution, mean, std, dtype, remedy)
         ema = jax.tree.map(jnp.copy, params) if config.ema_decay else None
         carry = (params, rest, tx.init(params), ema, jnp.zeros((), jnp.float32))
         train_data = pipeline.put_split(train_split, mesh)
@@ -312,7 +377,8 @@ def train_and_evaluate(config: ProxyConfig, *, dataset: Dataset | None = None,
         key = jax.random.key(config.seed)
 
         def epoch_args(epoch: int) -> tuple:
-            index = pipeline.epoch_indices(len(train_split), batch, config.seed, epoch)
+            index = pipeline.epoch_indices(len(train_split), batch, config.seed, epoch,
+                                           weights=remedy.sampling)
             return (*train_data, jax.device_put(index, sharded), jax.random.fold_in(key, epoch))
 
         t = time.perf_counter()
@@ -334,12 +400,18 @@ def train_and_evaluate(config: ProxyConfig, *, dataset: Dataset | None = None,
                 break
             pred, loss = evaluate(eval_params(carry), carry[1], *val_data, val_index, val_mask)
             n = len(dataset.val)
-            top1 = float(np.mean(np.asarray(pred)[:n] == dataset.val.labels))
-            val_loss = float(np.sum(np.asarray(loss)) / n)
-            metrics = {"epoch": epoch + 1, "train_loss": train_loss, "val_top1": top1,
-                       "val_loss": val_loss}
+            scores = classification_metrics(np.asarray(pred)[:n], dataset.val.labels,
+                                            dataset.num_classes)
+            metrics = {"epoch": epoch + 1, "train_loss": train_loss, "val_top1": scores["top1"],
+                       "val_loss": float(np.sum(np.asarray(loss)) / n),
+                       "val_balanced_accuracy": scores["balanced_accuracy"],
+                       "val_macro_f1": scores["macro_f1"],
+                       "val_worst_class_recall": scores["worst_class_recall"]}
             result.curve.append(metrics)
-            result.val_top1, result.val_loss = top1, val_loss
+            for name in ("val_top1", "val_loss", "val_balanced_accuracy", "val_macro_f1",
+                         "val_worst_class_recall"):
+                setattr(result, name, metrics[name])
+            result.val_per_class_recall = scores["per_class_recall"]
             result.epochs_completed = epoch + 1
             if progress:
                 progress(epoch + 1, epochs)
@@ -352,8 +424,10 @@ def train_and_evaluate(config: ProxyConfig, *, dataset: Dataset | None = None,
             result.step_time_s = train_time / result.steps
             result.images_per_s = result.steps * batch / train_time
         if result.status == "ok" and dataset.test is not None:
-            result.test_top1 = _test_accuracy(evaluate, eval_params(carry), carry[1], dataset,
-                                              mesh, val_index, val_mask)
+            test = _test_metrics(evaluate, eval_params(carry), carry[1], dataset, mesh,
+                                 val_index, val_mask)
+            result.test_top1, result.test_balanced_accuracy = (test["top1"],
+                                                               test["balanced_accuracy"])
     except Exception as e:
         if not _is_oom(e):
             raise
@@ -368,19 +442,19 @@ def eval_params(carry: tuple) -> Any:
     return carry[3] if carry[3] is not None else carry[0]
 
 
-def _test_accuracy(evaluate, params, rest, dataset: Dataset, mesh, val_index: jax.Array,
-                   val_mask: jax.Array) -> float:
-    """Test top-1 for reports, through the compiled val evaluator (no new compile).
+def _test_metrics(evaluate, params, rest, dataset: Dataset, mesh, val_index: jax.Array,
+                  val_mask: jax.Array) -> dict[str, Any]:
+    """Test metrics for reports, through the compiled val evaluator (no new compile).
 
     The evaluator is specialised to the validation split's shape, so the test split goes
     through it in val-sized chunks, the last one padded.
     """
     test, n_val = dataset.test, len(dataset.val)
-    correct = 0
+    preds = []
     for start in range(0, len(test), n_val):
         part = test.subset(np.arange(start, min(start + n_val, len(test))))
         pad = np.minimum(np.arange(n_val), len(part) - 1)
         pred, _ = evaluate(params, rest, *pipeline.put_split(part.subset(pad), mesh),
                            val_index, val_mask)
-        correct += int(np.sum(np.asarray(pred)[: len(part)] == part.labels))
-    return correct / len(test)
+        preds.append(np.asarray(pred)[: len(part)])
+    return classification_metrics(np.concatenate(preds), test.labels, dataset.num_classes)
