@@ -244,7 +244,8 @@ def _proxy_config(args: argparse.Namespace) -> Any:
         ("resolution", args.resolution), ("batch_size", args.batch), ("seed", args.seed),
         ("width", args.width), ("depth", args.depth), ("optimizer", args.optimizer),
         ("learning_rate", args.lr), ("imbalance", args.imbalance),
-        ("remedy", args.remedy)) if value is not None}
+        ("remedy", args.remedy), ("flip", False if args.no_flip else None))
+        if value is not None}
     return dataclasses.replace(config, **overrides)
 
 
@@ -372,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=float, help="extra depth multiplier on the arch")
     p.add_argument("--optimizer", choices=("sgd", "rmsprop"))
     p.add_argument("--lr", type=float, help="peak learning rate (default: recipe, per 256)")
+    p.add_argument("--no-flip", action="store_true",
+                   help="no horizontal flips (digits and text are not mirror-symmetric)")
     p.add_argument("--imbalance", type=float, metavar="RATIO",
                    help="long-tailed train split: largest / smallest class (e.g. 10, 100)")
     # Checked by ProxyConfig, so that this parser does not import JAX for `effsearch cost`.

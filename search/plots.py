@@ -50,7 +50,7 @@ def front_figure(rows: Sequence[dict[str, Any]], *, cost: str, metric: str, titl
                     xytext=(-10, -4 - 60 * (i % 2)), textcoords="offset points", va="top",
                     fontsize=7, color="0.3")
     ax.set_xlabel(COST_LABEL.get(cost, cost))
-    ax.set_ylabel(f"{metric} (validation)")
+    ax.set_ylabel(metric)
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")

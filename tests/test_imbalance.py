@@ -131,3 +131,22 @@ def test_train_cli_reports_every_metric(capsys):
     assert record["config"]["remedy"] == "logit-adjust" and record["config"]["imbalance"] == 100
     assert main(["train", ARCH, "--remedy", "smote"]) == 2
     assert "remedy must be one of" in capsys.readouterr()[1]
+
+
+@pytest.mark.parametrize("source", ["tfds", "npz"])
+def test_long_tail_works_for_other_sources(source, tmp_path):
+    if source == "tfds":
+        from test_data import _prepare_array_record
+
+        _prepare_array_record(tmp_path)
+        data = load_dataset("tfds:effsearch_toy", data_dir=str(tmp_path), val_fraction=0.2)
+    else:
+        rng = np.random.default_rng(0)
+        np.savez(tmp_path / "toy.npz", x_train=rng.integers(0, 255, (30, 8, 8, 3), np.uint8),
+                 y_train=np.arange(30) % 3)
+        data = load_dataset(str(tmp_path / "toy.npz"), val_fraction=0.2)
+    r = train_and_evaluate(ProxyConfig(arch=ARCH, epochs=1, batch_size=4, imbalance=4),
+                           dataset=data)
+    n_max = np.bincount(data.train.labels).min()
+    assert r.train_class_counts == [n_max, n_max // 2, n_max // 4]  # n_max * 4^(-i/2)
+    assert np.ptp(np.bincount(data.val.labels)) <= 1
