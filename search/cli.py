@@ -275,6 +275,96 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise UserError(f"training failed: {result.reason}")
 
 
+# ----------------------------------------------------------------------------- compare
+
+
+def _methods(specs: Sequence[str] | None) -> list[Any]:
+    from search.comparison import Method, single_dimension_methods
+
+    methods = []
+    for text in specs or ["paper=1.2,1.1,1.15"]:
+        name, sep, value = text.partition("=")
+        if not sep or not name:
+            raise UserError(f"--coeffs must be NAME=alpha,beta,gamma or NAME=FILE.json, got "
+                            f"'{text}'")
+        methods.append(Method(name, "compound", space.parse_coefficients(value)))
+    return methods + single_dimension_methods()
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from rich.progress import Progress
+
+    from search.comparison import compare, comparison_figure
+    from trainers import runtime
+    from trainers.data import load_dataset
+    from trainers.proxy import train_and_evaluate
+
+    proxy = _proxy_config(args)
+    baseline_name = args.baseline or proxy.arch
+    if args.baseline is None and args.target.endswith(".py"):
+        from search.config import load_config_file
+
+        # A search config: scale the baseline its coefficient search scaled.
+        search = getattr(load_config_file(args.target), "search", None)
+        baseline_name = getattr(search, "baseline", baseline_name)
+    methods = _methods(args.coeffs)
+    factors = [float(f) for f in args.factors.split(",")]
+    seeds = list(range(proxy.seed, proxy.seed + args.seeds))
+    runtime.configure()
+    data = load_dataset(proxy.dataset, data_dir=proxy.data_dir, val_fraction=proxy.val_fraction,
+                        split_seed=proxy.split_seed)
+    baseline = dataclasses.replace(proxy, arch=baseline_name).spec(data.num_classes,
+                                                                   data.channels)
+    latency = None
+    if args.latency:
+        from trainers.probes import measure_latency
+
+        def latency(spec: space.ArchSpec) -> float:
+            return measure_latency(spec, batch=1, train=False).forward_p50_ms
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("training", total=len(factors) * len(methods) * len(seeds))
+
+        def train(spec: space.ArchSpec, seed: int) -> Any:
+            result = train_and_evaluate(dataclasses.replace(
+                proxy, arch=space.encode(spec), width=1.0, depth=1.0,
+                resolution=spec.resolution, seed=seed), dataset=data)
+            bar.advance(task)
+            return result
+
+        rows = compare(baseline, methods, factors, seeds, train, latency,
+                       args.resolution_multiple)
+    record = {"baseline": space.encode(baseline), "dataset": data.summary(),
+              "proxy": dataclasses.asdict(proxy), "factors": factors, "seeds": seeds,
+              "rows": rows}
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(record, f, indent=2)
+    if args.plot:
+        import matplotlib.pyplot as plt
+
+        fig = comparison_figure(rows)
+        fig.savefig(args.plot)
+        plt.close(fig)
+    if args.json:
+        _print_json(record)
+        return
+    table = Table(title=f"scaling methods at equal realized MACs from {baseline_name} "
+                        f"({len(seeds)} seeds, {proxy.epochs} epochs on {proxy.dataset})")
+    for col in ("factor", "method", "setting", "res", "MACs ratio", "params", "latency ms",
+                "val top-1", "test top-1"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for r in rows:
+        setting = (f"phi={r['parameter']:.3f}" if r["kind"] == "compound"
+                   else f"x{r['parameter']:.3f}")
+        table.add_row(f"{r['factor']:g}x", r["method"], setting, str(r["resolution"]),
+                      f"{r['macs_ratio']:.2f}", f"{r['params']:,}",
+                      "" if r["latency_ms"] is None else f"{r['latency_ms']:.2f}",
+                      f"{r['val_top1_mean']:.3f} +- {r['val_top1_std']:.3f}",
+                      f"{r['test_top1_mean']:.3f} +- {r['test_top1_std']:.3f}")
+    _console().print(table)
+
+
 # ----------------------------------------------------------------------------- bench
 
 
@@ -383,6 +473,28 @@ def build_parser() -> argparse.ArgumentParser:
                                     "inverse-sampling (default: none)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("compare", help="compound vs single-dimension scaling at equal MACs, "
+                                       "several seeds (the paper's Figure 8 at proxy scale)")
+    p.add_argument("target", metavar="CONFIG_OR_ARCH",
+                   help="a proxy or search config .py, a named model or an arch string")
+    p.add_argument("--baseline", help="the network to scale (default: the proxy's arch)")
+    p.add_argument("--coeffs", action="append", metavar="NAME=A,B,G|FILE",
+                   help="a compound method, repeatable (default: paper=1.2,1.1,1.15)")
+    p.add_argument("--factors", default="4,8", help="MACs factors over the baseline")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--latency", action="store_true", help="measure forward latency (batch 1)")
+    p.add_argument("--resolution-multiple", type=int, default=2)
+    p.add_argument("-o", "--output", help="write the rows as JSON")
+    p.add_argument("--plot", help="write the figure (.png)")
+    p.add_argument("--json", action="store_true")
+    for flag, kind in (("--dataset", str), ("--data-dir", str), ("--epochs", int),
+                       ("--resolution", int), ("--batch", int), ("--seed", int),
+                       ("--width", float), ("--depth", float), ("--lr", float),
+                       ("--imbalance", float)):
+        p.add_argument(flag, type=kind)
+    p.add_argument("--no-flip", action="store_true")
+    p.set_defaults(func=cmd_compare, optimizer=None, remedy=None)
 
     p = sub.add_parser("bench", help="training throughput, step and compile time on this device")
     p.add_argument("--model", default="efficientnet-b0", help="named model or arch string")

@@ -1,0 +1,136 @@
+"""The paper's comparison (Figure 8 / Table 7) at proxy scale: scaling methods at equal cost.
+
+From one baseline, each method has a one-parameter family: compound scaling with given
+coefficients (phi), or depth, width or resolution alone (the multiplier). For each cost factor
+(e.g. 4x and 8x the baseline's MACs), each method's member whose *realized* MACs come closest
+to the factor is trained with several seeds; accuracy is reported as mean and standard
+deviation, next to MACs, params and measured latency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+import space
+from space import Coefficients, UserError
+
+KINDS = ("compound", "depth", "width", "resolution")
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A scaling method: `kind` "compound" (with `coeffs`) or one single dimension."""
+
+    name: str
+    kind: str
+    coeffs: Coefficients | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise UserError(f"scaling kind must be one of {', '.join(KINDS)}, got {self.kind}")
+        if (self.kind == "compound") != (self.coeffs is not None):
+            raise UserError("compound scaling needs coefficients, single dimensions none")
+
+    def member(self, baseline: space.ArchSpec, t: float, resolution_multiple: int
+               ) -> space.ArchSpec:
+        """The family member at parameter t (phi for compound, the multiplier otherwise)."""
+        if self.kind == "compound":
+            return space.scale(baseline, self.coeffs, t, resolution_multiple=resolution_multiple)
+        if self.kind == "resolution":
+            return baseline.replace(resolution=space.round_resolution(
+                baseline.resolution, t, resolution_multiple))
+        return space.apply_multipliers(baseline, **{self.kind: t})
+
+
+def single_dimension_methods() -> list[Method]:
+    return [Method(f"{kind} only", kind) for kind in ("depth", "width", "resolution")]
+
+
+def match_macs(baseline: space.ArchSpec, method: Method, factor: float,
+               resolution_multiple: int = 2) -> tuple[space.ArchSpec, float]:
+    """The member whose realized MACs are closest (in log) to `factor` x the baseline's.
+
+    Realized MACs are a step function of the parameter (rounding), so a fine geometric scan
+    is used rather than a root finder; the analytic cost model makes it cheap.
+
+    Returns:
+        (spec, parameter).
+    """
+    if factor < 1:
+        raise UserError(f"cost factor must be >= 1, got {factor}")
+    target = math.log(space.cost(baseline).macs * factor)
+    # Enough range for the cheapest way up: depth alone needs t ~ factor, phi ~ log2(factor).
+    upper = factor * 1.5 if method.kind == "depth" else (
+        math.log2(factor) * 1.5 + 1 if method.kind == "compound" else math.sqrt(factor) * 1.5)
+    best, best_gap = (baseline, 1.0 if method.kind != "compound" else 0.0), math.inf
+    for t in np.geomspace(1e-3 if method.kind == "compound" else 1.0, upper, 600):
+        spec = method.member(baseline, float(t), resolution_multiple)
+        gap = abs(math.log(space.cost(spec).macs) - target)
+        if gap < best_gap - 1e-12:
+            best, best_gap = (spec, float(t)), gap
+    return best
+
+
+def compare(baseline: space.ArchSpec, methods: Sequence[Method], factors: Sequence[float],
+            seeds: Sequence[int], train: Callable[[space.ArchSpec, int], Any],
+            latency: Callable[[space.ArchSpec], float] | None = None,
+            resolution_multiple: int = 2) -> list[dict[str, Any]]:
+    """Trains every (factor, method) member with every seed; one row per (factor, method).
+
+    Args:
+        baseline: the network all methods scale.
+        train: (spec, seed) -> a `ProxyResult`-like object with val_top1, test_top1 and
+            val_balanced_accuracy.
+        latency: spec -> forward latency in ms on this device (None: not measured).
+    """
+    base_macs = space.cost(baseline).macs
+    rows = []
+    for factor in factors:
+        for method in methods:
+            spec, t = match_macs(baseline, method, factor, resolution_multiple)
+            results = [train(spec, seed) for seed in seeds]
+            cost = space.cost(spec)
+            row = {"factor": factor, "method": method.name, "kind": method.kind,
+                   "parameter": t, "arch": space.encode(spec), "resolution": spec.resolution,
+                   "macs": cost.macs, "params": cost.params, "macs_ratio": cost.macs / base_macs,
+                   "seeds": list(seeds),
+                   "latency_ms": latency(spec) if latency else None}
+            for key in ("val_top1", "test_top1", "val_balanced_accuracy"):
+                values = [getattr(r, key) for r in results]
+                row[key] = values
+                row[f"{key}_mean"] = statistics.fmean(values)
+                row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            row["failed"] = sum(r.status != "ok" for r in results)
+            if method.coeffs is not None:
+                row.update(alpha=method.coeffs.alpha, beta=method.coeffs.beta,
+                           gamma=method.coeffs.gamma)
+            rows.append(row)
+    return rows
+
+
+def comparison_figure(rows: Sequence[dict[str, Any]], metric: str = "test_top1") -> Any:
+    """Accuracy (mean +- std over seeds) vs realized MACs, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for i, name in enumerate(dict.fromkeys(r["method"] for r in rows)):
+        mine = sorted((r for r in rows if r["method"] == name), key=lambda r: r["macs"])
+        ax.errorbar([r["macs"] for r in mine], [r[f"{metric}_mean"] for r in mine],
+                    yerr=[r[f"{metric}_std"] for r in mine], marker="os^vD*"[i % 6],
+                    capsize=3, label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("realized MACs")
+    ax.set_ylabel(f"{metric} (mean +- std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,54 @@
+"""The paper-comparison pipeline: equal-MACs matching and a toy end-to-end table."""
+
+import json
+
+import pytest
+
+import space
+from search.cli import main
+from search.comparison import Method, match_macs, single_dimension_methods
+
+ARCH = "stem8-mb_r1_k3_s1_e1_c8-mb_r1_k3_s2_e3_c16-head16-res8"
+
+
+@pytest.mark.parametrize("factor", [4, 8])
+def test_every_method_reaches_the_same_realized_macs(factor):
+    b0 = space.EFFICIENTNET_B0
+    base = space.cost(b0).macs
+    for method in [Method("paper", "compound", space.PAPER), *single_dimension_methods()]:
+        spec, t = match_macs(b0, method, factor, resolution_multiple=8)
+        assert space.cost(spec).macs / base == pytest.approx(factor, rel=0.03)
+        # Only the method's own dimension moved.
+        if method.kind == "depth":
+            assert spec.resolution == 224 and spec.stem_channels == 32
+        if method.kind == "width":
+            assert spec.resolution == 224 and spec.num_blocks == 16
+        if method.kind == "resolution":
+            assert spec.stages == b0.stages and spec.resolution > 224
+        assert t > (0 if method.kind == "compound" else 1)
+
+
+def test_method_mistakes_are_user_errors():
+    with pytest.raises(space.UserError):
+        Method("x", "compound")
+    with pytest.raises(space.UserError):
+        Method("x", "height")
+    with pytest.raises(space.UserError, match="factor must be >= 1"):
+        match_macs(space.EFFICIENTNET_B0, Method("d", "depth"), 0.5)
+
+
+def test_toy_comparison_produces_a_well_formed_table(tmp_path, capsys):
+    out, png = tmp_path / "rows.json", tmp_path / "fig.png"
+    assert main(["compare", ARCH, "--resolution", "8", "--epochs", "1", "--batch", "128",
+                 "--factors", "2", "--seeds", "2", "--coeffs", "paper=1.2,1.1,1.15",
+                 "-o", str(out), "--plot", str(png), "--latency"]) == 0
+    assert "scaling methods at equal realized MACs" in capsys.readouterr()[0]
+    record = json.loads(out.read_text())
+    rows = record["rows"]
+    assert [r["method"] for r in rows] == ["paper", "depth only", "width only",
+                                           "resolution only"]
+    for r in rows:  # shape only: no accuracy claims at toy size
+        assert len(r["val_top1"]) == 2 and r["seeds"] == [0, 1] and r["failed"] == 0
+        assert 0 <= r["test_top1_mean"] <= 1 and r["test_top1_std"] >= 0
+        assert r["latency_ms"] > 0 and r["macs_ratio"] > 1
+    assert png.stat().st_size > 10_000
