@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -248,6 +249,7 @@ def load_config_file(path: str) -> Any:
         raise UserError(f"config file not found: {path}")
     module_spec = importlib.util.spec_from_file_location(f"effsearch_config_{file.stem}", file)
     module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
+    sys.path.insert(0, str(file.parent.resolve()))  # configs may import helpers beside them
     try:
         module_spec.loader.exec_module(module)  # type: ignore[union-attr]
         return module.get_config()
@@ -259,6 +261,8 @@ def load_config_file(path: str) -> Any:
         raise UserError(f"config file {path}: {e}") from None
     except (TypeError, ValueError, NameError, SyntaxError, ImportError) as e:
         raise UserError(f"config file {path}: {type(e).__name__}: {e}") from None
+    finally:
+        sys.path.remove(str(file.parent.resolve()))
 
 
 def load_search_config(path: str) -> SearchConfig:

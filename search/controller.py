@@ -97,7 +97,12 @@ def open_study(config: SearchConfig, storage: optuna.storages.BaseStorage,
         stored = study_config(study)
         mine = json.loads(dumps(config))
         for key in ("kind", "search", "objective", "proxy"):
-            if stored.get(key) != mine.get(key):
+            # Fields added by a later effsearch are missing from older studies: only the
+            # stored ones must match.
+            theirs, ours = stored.get(key), mine.get(key)
+            if isinstance(theirs, dict) and isinstance(ours, dict):
+                ours = {k: v for k, v in ours.items() if k in theirs}
+            if theirs != ours:
                 raise UserError(f"study '{name}' exists with a different {key}; resume it "
                                 f"with the same config or pick another --study") from None
         return study, False

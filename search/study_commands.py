@@ -193,7 +193,7 @@ def _cost_key(config: dict[str, Any]) -> str:
     return "latency_ms" if cost == "latency" else cost
 
 
-def _iso_costs(config: dict[str, Any], rows: list[dict[str, Any]]) -> list[tuple[str, float]]:
+def iso_costs(config: dict[str, Any], rows: list[dict[str, Any]]) -> list[tuple[str, float]]:
     if _cost_key(config) != "macs" or not rows:
         return []
     search = config["search"]
@@ -240,7 +240,7 @@ def cmd_front(args: argparse.Namespace) -> None:
         path = save_front(
             ranked, args.plot, cost=cost, metric=config["objective"]["metric"],
             title=f"{study.study_name}: {config['kind']} search, {len(ranked)} trials",
-            iso_costs=_iso_costs(config, ranked),
+            iso_costs=iso_costs(config, ranked),
             table_html=html_table(ranked, [k for k in keys if k != "values"]))
         sys.stderr.write(f"wrote {path}\n")
 

@@ -25,7 +25,7 @@ VALIDATION_ATTR = "effsearch.validation"
 
 def validate(study: optuna.Study, *, top: int, epochs: int,
              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Retrains the `top` best full-budget trials for `epochs` epochs.
+    """Retrains the `top` best full-budget trials (distinct networks) for `epochs` epochs.
 
     Returns:
         {"rows": [{trial, arch, proxy_score, long_score, ...}], "spearman", "kendall",
@@ -38,7 +38,11 @@ def validate(study: optuna.Study, *, top: int, epochs: int,
     metric = config["objective"]["metric"]
     rows = [r for r in trial_rows(study)
             if r["state"] == "complete" and r["budget"] == r["max_budget"]]
-    rows = sorted(rows, key=lambda r: -r["score"])[:top]
+    # One row per distinct network: trials that rounded to the same one would repeat a result.
+    unique: dict[str, dict[str, Any]] = {}
+    for row in sorted(rows, key=lambda r: -r["score"]):
+        unique.setdefault(row["arch"], row)
+    rows = list(unique.values())[:top]
     if len(rows) < 2:
         raise UserError(f"need at least 2 trials trained for the full budget, the study has "
                         f"{len(rows)}")

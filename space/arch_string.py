@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from space.errors import UserError
+from space.errors import UserError, read_json_file
 from space.spec import BLOCK_TYPES, ArchSpec, BlockSpec, SpecError
 
 
@@ -191,12 +191,7 @@ def load_arch(path: str | Path) -> ArchSpec:
         ArchStringError: a missing, broken or foreign file, or a bad arch string in it.
     """
     path = Path(path)
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ArchStringError(f"architecture file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ArchStringError(f"architecture file {path} is not valid JSON ({e})") from None
+    record = read_json_file(path, "architecture", ArchStringError)
     if not isinstance(record, dict) or record.get("format") != ARCH_FILE_FORMAT \
             or not isinstance(record.get("arch"), str):
         raise ArchStringError(f"{path} is not an effsearch architecture file (expected "

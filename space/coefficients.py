@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from space.errors import UserError
+from space.errors import UserError, read_json_file
 
 FILE_FORMAT = "effsearch.coefficients"
 FILE_VERSION = 1
@@ -115,12 +115,7 @@ def load_coefficients(path: str | Path) -> Coefficients:
             file, or holds invalid values.
     """
     path = Path(path)
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CoefficientsError(f"coefficients file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CoefficientsError(f"coefficients file {path} is not valid JSON ({e})") from None
+    record = read_json_file(path, "coefficients", CoefficientsError)
     if not isinstance(record, dict) or record.get("format") != FILE_FORMAT:
         raise CoefficientsError(f"{path} is not an effsearch coefficients file "
                                 f"(expected \"format\": \"{FILE_FORMAT}\")")

@@ -52,3 +52,20 @@ def test_toy_comparison_produces_a_well_formed_table(tmp_path, capsys):
         assert 0 <= r["test_top1_mean"] <= 1 and r["test_top1_std"] >= 0
         assert r["latency_ms"] > 0 and r["macs_ratio"] > 1
     assert png.stat().st_size > 10_000
+    # The notebook's tables and figures are regenerated from the recorded file.
+    out.rename(tmp_path / "comparison.json")
+    report = load_report_script()
+    report.main(tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "| 2x | paper |" in text and (tmp_path / "comparison.png").exists()
+
+
+def load_report_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "experiments" / "report.py"
+    spec = importlib.util.spec_from_file_location("experiments_report", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

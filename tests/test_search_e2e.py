@@ -217,6 +217,19 @@ def test_cli_front_export_validate(coef_study, tmp_path, capsys):
     assert json.loads(study.user_attrs["effsearch.validation"])["rows"] == report["rows"]
 
 
+def test_report_script_tabulates_every_trial(coef_study, tmp_path):
+    from test_comparison import load_report_script
+
+    study, _, path = coef_study
+    (tmp_path / storage.JOURNAL_NAME).write_bytes((path / "s.journal").read_bytes())
+    load_report_script().main(tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "### Study `coef`" in text and (tmp_path / "coef.front.png").exists()
+    assert text.count("| paper |") == 1 and "- **knee**: trial" in text
+    assert len([line for line in text.splitlines() if line.startswith("| ")]) == 1 + len(
+        records.trial_rows(study))
+
+
 def test_resuming_with_another_search_is_refused(tmp_path, digits):
     config = coefficient_config(trials=1, halving=None)
     run(config, tmp_path, digits)
