@@ -13,4 +13,5 @@ effsearch compare experiments/digits_coefficients.py --coeffs "found=$R/digits-c
 effsearch validate digits-coefficients --workdir "$R" --top 5 --epochs 18 --json > "$R/validation.json"
 effsearch search experiments/digits_longtail_top1.py --workdir "$R" --workers 2
 effsearch search experiments/digits_longtail_balanced.py --workdir "$R" --workers 2
+effsearch search experiments/digits_longtail_worst.py --workdir "$R" --workers 2
 effsearch search experiments/digits_latency.py --workdir "$R" --workers 2
