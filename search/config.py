@@ -233,11 +233,6 @@ def _one_of(field: str, value: Any, options: tuple) -> None:
         raise UserError(f"{field} must be one of {', '.join(map(str, options))}; got {value!r}")
 
 
-def proxy_from_json(record: dict[str, Any]) -> ProxyConfig:
-    """The proxy config stored with a study (for `validate`)."""
-    return ProxyConfig(**record)
-
-
 def dumps(config: SearchConfig) -> str:
     return json.dumps(config.to_json())
 

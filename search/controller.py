@@ -477,7 +477,11 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
             trial.set_user_attr("surplus", True)
             study.tell(trial, state=TrialState.FAIL)
             continue
-        candidate = runner.propose(trial)
+        try:
+            candidate = runner.propose(trial)
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)  # never leave a trial running
+            raise
         if isinstance(candidate, str):
             trial.set_user_attr("rejected", candidate)
             study.tell(trial, state=TrialState.PRUNED)
