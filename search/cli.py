@@ -111,12 +111,14 @@ def cmd_cost(args: argparse.Namespace) -> None:
 
 
 def family_rows(baseline: space.ArchSpec, coeffs: space.Coefficients, phis: Sequence[float],
-                resolution_multiple: int) -> list[dict[str, Any]]:
+                resolution_multiple: int,
+                channel_divisor: int = space.DEFAULT_CHANNEL_DIVISOR) -> list[dict[str, Any]]:
     """One row per phi: multipliers, rounded spec, costs and realized vs ideal cost ratios."""
     base = space.cost(baseline)
     rows = []
     for phi in phis:
-        spec = space.scale(baseline, coeffs, phi, resolution_multiple=resolution_multiple)
+        spec = space.scale(baseline, coeffs, phi, resolution_multiple=resolution_multiple,
+                           channel_divisor=channel_divisor)
         d, w, r = space.compound(phi, *coeffs.as_tuple())
         c = space.cost(spec)
         rows.append({
@@ -186,7 +188,8 @@ def cmd_scale(args: argparse.Namespace) -> None:
     coeffs = space.parse_coefficients(args.coeffs)
     name = args.baseline or (coeffs.provenance or {}).get("baseline") or "efficientnet-b0"
     baseline = space.resolve(name)
-    rows = family_rows(baseline, coeffs, parse_phis(args.phi), args.resolution_multiple)
+    rows = family_rows(baseline, coeffs, parse_phis(args.phi), args.resolution_multiple,
+                       args.channel_divisor)
     chosen = None
     if args.fit:
         key, budget = parse_fit(args.fit)
@@ -333,7 +336,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
             return result
 
         rows = compare(baseline, methods, factors, seeds, train, latency,
-                       args.resolution_multiple)
+                       args.resolution_multiple, args.channel_divisor)
     record = {"baseline": space.encode(baseline), "dataset": data.summary(),
               "proxy": dataclasses.asdict(proxy), "factors": factors, "seeds": seeds,
               "rows": rows}
@@ -443,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phi", default="0-7", help="'0-7', '0,0.5,1' or '2'")
     p.add_argument("--resolution-multiple", type=int, default=space.DEFAULT_RESOLUTION_MULTIPLE,
                    help="round scaled resolutions to this multiple (default: %(default)s)")
+    p.add_argument("--channel-divisor", type=int, default=space.DEFAULT_CHANNEL_DIVISOR,
+                   help="round scaled channels to this multiple (default: %(default)s)")
     p.add_argument("--fit", metavar="KEY=BUDGET",
                    help="pick the largest member within a budget: macs=2e9, params=1e7, "
                         "resolution=300, or latency=5 (ms, measured on this device)")
@@ -485,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--latency", action="store_true", help="measure forward latency (batch 1)")
     p.add_argument("--resolution-multiple", type=int, default=2)
+    p.add_argument("--channel-divisor", type=int, default=space.DEFAULT_CHANNEL_DIVISOR)
     p.add_argument("-o", "--output", help="write the rows as JSON")
     p.add_argument("--plot", help="write the figure (.png)")
     p.add_argument("--json", action="store_true")

@@ -37,15 +37,17 @@ class Method:
         if (self.kind == "compound") != (self.coeffs is not None):
             raise UserError("compound scaling needs coefficients, single dimensions none")
 
-    def member(self, baseline: space.ArchSpec, t: float, resolution_multiple: int
-               ) -> space.ArchSpec:
+    def member(self, baseline: space.ArchSpec, t: float, resolution_multiple: int,
+               channel_divisor: int = space.DEFAULT_CHANNEL_DIVISOR) -> space.ArchSpec:
         """The family member at parameter t (phi for compound, the multiplier otherwise)."""
         if self.kind == "compound":
-            return space.scale(baseline, self.coeffs, t, resolution_multiple=resolution_multiple)
+            return space.scale(baseline, self.coeffs, t, resolution_multiple=resolution_multiple,
+                               channel_divisor=channel_divisor)
         if self.kind == "resolution":
             return baseline.replace(resolution=space.round_resolution(
                 baseline.resolution, t, resolution_multiple))
-        return space.apply_multipliers(baseline, **{self.kind: t})
+        return space.apply_multipliers(baseline, channel_divisor=channel_divisor,
+                                       **{self.kind: t})
 
 
 def single_dimension_methods() -> list[Method]:
@@ -53,7 +55,9 @@ def single_dimension_methods() -> list[Method]:
 
 
 def match_macs(baseline: space.ArchSpec, method: Method, factor: float,
-               resolution_multiple: int = 2) -> tuple[space.ArchSpec, float]:
+               resolution_multiple: int = 2,
+               channel_divisor: int = space.DEFAULT_CHANNEL_DIVISOR
+               ) -> tuple[space.ArchSpec, float]:
     """The member whose realized MACs are closest (in log) to `factor` x the baseline's.
 
     Realized MACs are a step function of the parameter (rounding), so a fine geometric scan
@@ -70,7 +74,7 @@ def match_macs(baseline: space.ArchSpec, method: Method, factor: float,
         math.log2(factor) * 1.5 + 1 if method.kind == "compound" else math.sqrt(factor) * 1.5)
     best, best_gap = (baseline, 1.0 if method.kind != "compound" else 0.0), math.inf
     for t in np.geomspace(1e-3 if method.kind == "compound" else 1.0, upper, 600):
-        spec = method.member(baseline, float(t), resolution_multiple)
+        spec = method.member(baseline, float(t), resolution_multiple, channel_divisor)
         gap = abs(math.log(space.cost(spec).macs) - target)
         if gap < best_gap - 1e-12:
             best, best_gap = (spec, float(t)), gap
@@ -80,7 +84,8 @@ def match_macs(baseline: space.ArchSpec, method: Method, factor: float,
 def compare(baseline: space.ArchSpec, methods: Sequence[Method], factors: Sequence[float],
             seeds: Sequence[int], train: Callable[[space.ArchSpec, int], Any],
             latency: Callable[[space.ArchSpec], float] | None = None,
-            resolution_multiple: int = 2) -> list[dict[str, Any]]:
+            resolution_multiple: int = 2,
+            channel_divisor: int = space.DEFAULT_CHANNEL_DIVISOR) -> list[dict[str, Any]]:
     """Trains every (factor, method) member with every seed; one row per (factor, method).
 
     Args:
@@ -93,7 +98,8 @@ def compare(baseline: space.ArchSpec, methods: Sequence[Method], factors: Sequen
     rows = []
     for factor in factors:
         for method in methods:
-            spec, t = match_macs(baseline, method, factor, resolution_multiple)
+            spec, t = match_macs(baseline, method, factor, resolution_multiple,
+                                 channel_divisor)
             results = [train(spec, seed) for seed in seeds]
             cost = space.cost(spec)
             row = {"factor": factor, "method": method.name, "kind": method.kind,

@@ -91,6 +91,8 @@ class CoefficientSearch:
         references: fixed points trained first and marked in plots: "paper" (1.2, 1.1, 1.15)
             and "controls" (depth-, width-, resolution-only at the same target).
         resolution_multiple: scaled resolutions round to this (proxies at 16-32 px need 2).
+        channel_divisor: scaled channels round to this multiple; the official 8 makes any
+            beta below ~1.25 a no-op on a 16-32 channel proxy baseline, so use 2 there.
     """
 
     baseline: str = "efficientnet-b0"
@@ -100,6 +102,7 @@ class CoefficientSearch:
     grid_step: float = 0.05
     references: tuple[str, ...] = ("paper", "controls")
     resolution_multiple: int = 2
+    channel_divisor: int = space.DEFAULT_CHANNEL_DIVISOR
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dimensions", tuple(self.dimensions))
@@ -109,8 +112,8 @@ class CoefficientSearch:
             raise UserError(f"phi must be > 0, got {self.phi}")
         for ref in self.references:
             _one_of("references", ref, ("paper", "controls"))
-        if self.resolution_multiple < 1:
-            raise UserError("resolution_multiple must be >= 1")
+        if self.resolution_multiple < 1 or self.channel_divisor < 1:
+            raise UserError("resolution_multiple and channel_divisor must be >= 1")
 
     @property
     def manifold(self) -> Manifold:

@@ -300,7 +300,8 @@ class TrialRunner:
                 return (f"{name} would be < 1 for {sampled}: off the feasible part of "
                         f"the manifold")
             spec = space.scale(self.baseline, coeffs, search.phi,
-                               resolution_multiple=search.resolution_multiple)
+                               resolution_multiple=search.resolution_multiple,
+                               channel_divisor=search.channel_divisor)
             c = space.cost(spec)
             ideal = search.target ** search.phi
             return Candidate(spec, {

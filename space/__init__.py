@@ -27,6 +27,7 @@ from space.coefficients import (
 from space.cost import Cost, PartCost, cost, cost_breakdown
 from space.errors import UserError
 from space.scaling import (
+    DEFAULT_CHANNEL_DIVISOR,
     DEFAULT_RESOLUTION_MULTIPLE,
     apply_multipliers,
     compound,
@@ -60,10 +61,11 @@ def build_model(spec: ArchSpec, *, rngs: Any, dtype: Any = None, **kwargs: Any) 
 
 
 __all__ = [
-    "DEFAULT_RESOLUTION_MULTIPLE", "EFFICIENTNET_B0", "PAPER", "ArchSpec", "ArchStringError",
-    "BlockSpec", "Coefficients", "CoefficientsError", "Cost", "PartCost", "SpecError",
-    "UserError", "apply_multipliers", "build_model", "compound", "cost", "cost_breakdown",
-    "decode", "decode_block", "encode", "get_model_spec", "is_model_name", "list_models",
-    "load_arch", "load_coefficients", "parse_coefficients", "resolve", "round_filters",
-    "round_repeats", "round_resolution", "save_arch", "save_coefficients", "scale",
+    "DEFAULT_CHANNEL_DIVISOR", "DEFAULT_RESOLUTION_MULTIPLE", "EFFICIENTNET_B0", "PAPER",
+    "ArchSpec", "ArchStringError", "BlockSpec", "Coefficients", "CoefficientsError", "Cost",
+    "PartCost", "SpecError", "UserError", "apply_multipliers", "build_model", "compound", "cost",
+    "cost_breakdown", "decode", "decode_block", "encode", "get_model_spec", "is_model_name",
+    "list_models", "load_arch", "load_coefficients", "parse_coefficients", "resolve",
+    "round_filters", "round_repeats", "round_resolution", "save_arch", "save_coefficients",
+    "scale",
 ]

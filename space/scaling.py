@@ -64,28 +64,39 @@ def compound(phi: float, alpha: float, beta: float, gamma: float) -> tuple[float
     return alpha**phi, beta**phi, gamma**phi
 
 
+DEFAULT_CHANNEL_DIVISOR = 8
+"""Scaled channel counts are multiples of 8 (the official rule, and what accelerators like).
+A proxy-scale baseline with 16-32 channels cannot express a width multiplier below ~1.25 at
+that granularity (16 * 1.1 rounds back to 16), so proxy searches may pass a smaller divisor."""
+
+
 def apply_multipliers(spec: ArchSpec, *, depth: float = 1.0, width: float = 1.0,
-                      resolution: int | None = None, dropout: float | None = None) -> ArchSpec:
+                      resolution: int | None = None, dropout: float | None = None,
+                      channel_divisor: int = DEFAULT_CHANNEL_DIVISOR) -> ArchSpec:
     """Scales every stage's repeats by `depth` and every width (stem and head too) by `width`.
 
-    This is the official builder's rule; `resolution` and `dropout` replace the baseline's.
+    This is the official builder's rule; `resolution` and `dropout` replace the baseline's,
+    and channels are rounded to multiples of `channel_divisor`.
     """
     if depth <= 0 or width <= 0:
         raise UserError(f"depth and width multipliers must be > 0, got {depth}, {width}")
+    if channel_divisor < 1:
+        raise UserError(f"channel divisor must be >= 1, got {channel_divisor}")
     stages = tuple(
-        dataclasses.replace(s, out_channels=round_filters(s.out_channels, width),
+        dataclasses.replace(s, out_channels=round_filters(s.out_channels, width, channel_divisor),
                             repeats=round_repeats(s.repeats, depth))
         for s in spec.stages)
     return spec.replace(
         stages=stages,
-        stem_channels=round_filters(spec.stem_channels, width),
-        head_channels=round_filters(spec.head_channels, width),
+        stem_channels=round_filters(spec.stem_channels, width, channel_divisor),
+        head_channels=round_filters(spec.head_channels, width, channel_divisor),
         resolution=spec.resolution if resolution is None else resolution,
         dropout=spec.dropout if dropout is None else dropout)
 
 
 def scale(baseline: ArchSpec, coeffs: Coefficients, phi: float, *,
-          resolution_multiple: int = DEFAULT_RESOLUTION_MULTIPLE) -> ArchSpec:
+          resolution_multiple: int = DEFAULT_RESOLUTION_MULTIPLE,
+          channel_divisor: int = DEFAULT_CHANNEL_DIVISOR) -> ArchSpec:
     """The phi-th member of the compound-scaled family of `baseline`.
 
     Args:
@@ -94,6 +105,7 @@ def scale(baseline: ArchSpec, coeffs: Coefficients, phi: float, *,
         phi: the compound coefficient; 0 returns `baseline` itself, negative scales down.
         resolution_multiple: the resolution is rounded to this multiple
             (see `DEFAULT_RESOLUTION_MULTIPLE` for why 8).
+        channel_divisor: channels are rounded to this multiple (`DEFAULT_CHANNEL_DIVISOR`).
 
     Returns:
         The scaled spec, with rounded channels, repeats and resolution.
@@ -103,4 +115,5 @@ def scale(baseline: ArchSpec, coeffs: Coefficients, phi: float, *,
     d, w, r = compound(phi, *coeffs.as_tuple())
     return apply_multipliers(baseline, depth=d, width=w,
                              resolution=round_resolution(baseline.resolution, r,
-                                                         resolution_multiple))
+                                                         resolution_multiple),
+                             channel_divisor=channel_divisor)

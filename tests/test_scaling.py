@@ -11,8 +11,11 @@ from space import (
     PAPER,
     Coefficients,
     CoefficientsError,
+    UserError,
+    apply_multipliers,
     compound,
     cost,
+    decode,
     get_model_spec,
     load_coefficients,
     round_filters,
@@ -154,3 +157,15 @@ def test_saved_file_is_plain_json(tmp_path):
     record = json.loads(save_coefficients(PAPER, tmp_path / "p.json").read_text())
     assert record["format"] == "effsearch.coefficients"
     assert math.isclose(record["product"], 1.92, rel_tol=1e-3)
+
+
+def test_channel_divisor_resolves_small_width_multipliers():
+    proxy = decode("stem16-mb_r1_k3_s1_e1_c16-mb_r2_k3_s2_e4_c24-head128-res16")
+    coarse = scale(proxy, Coefficients(1.2, 1.1, 1.15), 1)
+    fine = scale(proxy, Coefficients(1.2, 1.1, 1.15), 1, channel_divisor=2)
+    # Multiples of 8 (the official rule): 16 * 1.1 rounds back to 16, beta is lost.
+    assert [s.out_channels for s in coarse.stages] == [16, 24]
+    assert [s.out_channels for s in fine.stages] == [18, 26] and fine.head_channels == 140
+    assert [s.repeats for s in fine.stages] == [s.repeats for s in coarse.stages]
+    with pytest.raises(UserError, match="channel divisor must be >= 1"):
+        apply_multipliers(proxy, width=1.1, channel_divisor=0)

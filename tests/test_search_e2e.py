@@ -176,6 +176,19 @@ def test_balanced_accuracy_replaces_top1_as_the_objective(tmp_path, digits):
     assert provenance["objective"]["metric"] == "val_balanced_accuracy"
 
 
+def test_channel_divisor_reaches_the_trials(tmp_path, digits):
+    config = coefficient_config(search=CoefficientSearch(baseline=ARCH, channel_divisor=2))
+    study, _ = controller.open_study(config, storage.open_storage(str(tmp_path / "s.journal")),
+                                     "s")
+    controller.enqueue_design(study, config)
+    runner = controller.TrialRunner(config, study, digits)
+    candidate = runner.propose(study.ask())  # the paper's triple
+    expected = space.scale(runner.baseline, space.PAPER, 1.0, resolution_multiple=2,
+                           channel_divisor=2)
+    assert candidate.spec == expected
+    assert expected != space.scale(runner.baseline, space.PAPER, 1.0, resolution_multiple=2)
+
+
 def test_latency_as_the_cost_objective(tmp_path, digits):
     config = coefficient_config(objective=Objective(cost="latency"), halving=None, trials=1)
     study, _ = run(config, tmp_path, digits)
