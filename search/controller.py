@@ -387,6 +387,10 @@ class TrialRunner:
             if config.pruner:
                 trial.report(values[0], epoch)
                 if trial.should_prune():
+                    # Keep what it reached, so `front --all` and the progress bar see it.
+                    for name in (objective.metric, "val_top1"):
+                        trial.set_user_attr(name, metrics[name])
+                    trial.set_user_attr("budget", epoch)
                     raise optuna.TrialPruned(f"pruned at epoch {epoch}")
             if epoch in rungs:
                 key = f"rung_{epoch}"

@@ -207,6 +207,8 @@ def test_optuna_pruner_for_single_objective_studies(tmp_path, digits):
     for t in study.get_trials():
         assert t.state in (TrialState.COMPLETE, TrialState.PRUNED)
         assert t.intermediate_values  # reported every epoch
+        assert t.user_attrs["budget"] == max(t.intermediate_values)
+    assert len(records.trial_rows(study)) == 2  # pruned trials are listed with their budget
 
 
 def test_cli_front_export_validate(coef_study, tmp_path, capsys):
