@@ -33,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USER_ERROR)
 
 
-def _console() -> Console:
+def console() -> Console:
     # Tables must not be squeezed when piped to a file or a CI log.
     width = None if sys.stdout.isatty() else max(shutil.get_terminal_size().columns, 200)
     return Console(width=width, highlight=False)
@@ -104,7 +104,7 @@ def cmd_cost(args: argparse.Namespace) -> None:
     table.add_row("total", str(spec.resolution), f"{spec.num_blocks} blocks",
                   f"{total.macs / 1e6:.2f}", f"{total.params:,}",
                   f"{total.activations / 1e6:.3f}", style="bold")
-    _console().print(table)
+    console().print(table)
 
 
 # ----------------------------------------------------------------------------- scale
@@ -219,7 +219,7 @@ def cmd_scale(args: argparse.Namespace) -> None:
                       *((f"{row['latency_ms']:.2f}" if "latency_ms" in row else "",)
                         if latency else ()),
                       style="bold green" if row is chosen else None)
-    _console().print(table)
+    console().print(table)
     if chosen:
         sys.stdout.write(f"--fit {args.fit}: phi={chosen['phi']:g}, {chosen['resolution']} px, "
                          f"{chosen['macs'] / 1e9:.3f} GMACs, {chosen['params'] / 1e6:.2f}M "
@@ -273,7 +273,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             "batch_size", "images_per_s", "step_time_s", "compile_s", "init_s", "wall_s",
             "macs", "params", "resolution", "device", "peak_memory_bytes")
     title = f"proxy {result.status}" + (f": {result.reason}" if result.reason else "")
-    _console().print(_metric_table(title, [(k, record[k]) for k in keys]))
+    console().print(_metric_table(title, [(k, record[k]) for k in keys]))
     if result.status != "ok":
         raise UserError(f"training failed: {result.reason}")
 
@@ -299,8 +299,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
     from search.comparison import compare, comparison_figure
     from trainers import runtime
-    from trainers.data import load_dataset
-    from trainers.proxy import train_and_evaluate
+    from trainers.proxy import load_proxy_dataset, train_and_evaluate
 
     proxy = _proxy_config(args)
     baseline_name = args.baseline or proxy.arch
@@ -314,8 +313,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     factors = [float(f) for f in args.factors.split(",")]
     seeds = list(range(proxy.seed, proxy.seed + args.seeds))
     runtime.configure()
-    data = load_dataset(proxy.dataset, data_dir=proxy.data_dir, val_fraction=proxy.val_fraction,
-                        split_seed=proxy.split_seed)
+    data = load_proxy_dataset(proxy)
     baseline = dataclasses.replace(proxy, arch=baseline_name).spec(data.num_classes,
                                                                    data.channels)
     latency = None
@@ -365,7 +363,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
                       "" if r["latency_ms"] is None else f"{r['latency_ms']:.2f}",
                       f"{r['val_top1_mean']:.3f} +- {r['val_top1_std']:.3f}",
                       f"{r['test_top1_mean']:.3f} +- {r['test_top1_std']:.3f}")
-    _console().print(table)
+    console().print(table)
 
 
 # ----------------------------------------------------------------------------- bench
@@ -418,7 +416,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         torch = record["torch"]
         rows.append(("torch (timm, eager bf16)", torch if isinstance(torch, str) else
                      f"{torch['images_per_s']:.1f} img/s on {torch['device']}"))
-    _console().print(_metric_table(f"{args.model} train step, batch {lat.batch} at "
+    console().print(_metric_table(f"{args.model} train step, batch {lat.batch} at "
                                    f"{lat.resolution}px, {lat.dtype}, on {lat.device}", rows))
 
 

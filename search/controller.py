@@ -36,8 +36,8 @@ from search.config import BaselineSearch, CoefficientSearch, SearchConfig, dumps
 from search.manifold import COEFFICIENT, paper_reference
 from search.records import CONFIG_ATTR, study_config
 from space import Coefficients, UserError
-from trainers.data import Dataset, load_dataset
-from trainers.proxy import ProxyResult, Stop, train_and_evaluate
+from trainers.data import Dataset
+from trainers.proxy import ProxyResult, Stop, load_proxy_dataset, train_and_evaluate
 
 HEARTBEAT = "heartbeat"
 MAX_REJECTIONS_IN_A_ROW = 500
@@ -132,11 +132,12 @@ def design(config: SearchConfig) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     else:
         import numpy as np
 
-        seed_values = _baseline_space(config).seed_values()
+        baseline_space = _baseline_space(config)
+        seed_values = baseline_space.seed_values()
         if seed_values is not None:
             out.append((seed_values, {"reference": "seed"}))
         rng = np.random.default_rng(config.seed)
-        choices = _baseline_space(config).choices()
+        choices = baseline_space.choices()
         for _ in range(config.startup_trials):
             out.append(({k: v[rng.integers(len(v))] for k, v in choices.items()}, {}))
     return out
@@ -151,7 +152,8 @@ def budget(config: SearchConfig) -> int:
 
 def enqueue_design(study: optuna.Study, config: SearchConfig) -> int:
     """Enqueues the design (at most the budget); returns how many trials were enqueued."""
-    points = design(config)[: budget(config)]
+    points = design(config)
+    points = points[: config.trials or len(points)]  # the grid's budget is its size
     for params, attrs in points:
         study.enqueue_trial(_plain(params), user_attrs=attrs)
     return len(points)
@@ -262,9 +264,7 @@ class TrialRunner:
                  dataset: Dataset | None = None) -> None:
         self.config, self.study = config, study
         proxy = config.proxy
-        self.dataset = dataset or load_dataset(proxy.dataset, data_dir=proxy.data_dir,
-                                               val_fraction=proxy.val_fraction,
-                                               split_seed=proxy.split_seed)
+        self.dataset = dataset or load_proxy_dataset(proxy)
         adapt = lambda arch: dataclasses.replace(proxy, arch=arch).spec(  # noqa: E731
             self.dataset.num_classes, self.dataset.channels)
         search = config.search

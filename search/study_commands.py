@@ -21,13 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from search import records, storage
+from search.cli import console
 from space import UserError
-
-
-def _console() -> Console:
-    width = None if sys.stdout.isatty() else max(shutil.get_terminal_size().columns, 200)
-    return Console(width=width, highlight=False)
-
 
 # ----------------------------------------------------------------------------- search
 
@@ -233,7 +228,7 @@ def cmd_front(args: argparse.Namespace) -> None:
         for r in shown:
             table.add_row(*(_cell(r.get(c), c) for c in columns),
                           style="dim" if r["rank"] > 0 else None)
-        _console().print(table)
+        console().print(table)
     if args.plot:
         from search.plots import html_table, save_front
 
@@ -241,7 +236,7 @@ def cmd_front(args: argparse.Namespace) -> None:
             ranked, args.plot, cost=cost, metric=config["objective"]["metric"],
             title=f"{study.study_name}: {config['kind']} search, {len(ranked)} trials",
             iso_costs=iso_costs(config, ranked),
-            table_html=html_table(ranked, [k for k in keys if k != "values"]))
+            table_html=html_table(ranked, keys))
         sys.stderr.write(f"wrote {path}\n")
 
 
@@ -294,6 +289,6 @@ def cmd_validate(args: argparse.Namespace) -> None:
         for r in report["rows"]:
             table.add_row(*(_cell(r[c], c) for c in ("trial", "alpha", "beta", "gamma", "macs",
                                                     "proxy_score", "long_score")))
-        _console().print(table)
+        console().print(table)
     if report["warning"]:
         sys.stderr.write(f"warning: {report['warning']}\n")

@@ -17,7 +17,7 @@ from scipy import stats
 
 from search.records import study_config, trial_rows
 from space import UserError
-from trainers.proxy import ProxyConfig, train_and_evaluate
+from trainers.proxy import ProxyConfig, load_proxy_dataset, train_and_evaluate
 
 RELIABLE_RHO = 0.6  # below this, the proxy's order is close to a coin flip for top-K choices
 VALIDATION_ATTR = "effsearch.validation"
@@ -49,11 +49,12 @@ def validate(study: optuna.Study, *, top: int, epochs: int,
     proxy = ProxyConfig(**config["proxy"])
     if epochs <= proxy.epochs:
         raise UserError(f"--epochs must exceed the proxy budget ({proxy.epochs}), got {epochs}")
+    dataset = load_proxy_dataset(proxy)  # once for all retrainings
     out_rows = []
     for i, row in enumerate(rows):
         long = dataclasses.replace(proxy, arch=row["arch"], width=1.0, depth=1.0,
                                    resolution=row["resolution"], epochs=epochs)
-        result = train_and_evaluate(long)
+        result = train_and_evaluate(long, dataset=dataset)
         out_rows.append({"trial": row["trial"], "arch": row["arch"], "alpha": row["alpha"],
                          "beta": row["beta"], "gamma": row["gamma"], "macs": row["macs"],
                          "proxy_score": row["score"], "long_score": getattr(result, metric),

@@ -146,6 +146,12 @@ class ProxyResult:
         return dataclasses.asdict(self)
 
 
+def load_proxy_dataset(config: ProxyConfig) -> Dataset:
+    """The dataset a proxy config trains on (its source, split fraction and split seed)."""
+    return load_dataset(config.dataset, data_dir=config.data_dir,
+                        val_fraction=config.val_fraction, split_seed=config.split_seed)
+
+
 class Stop(Exception):
     """Raised by an epoch callback to end a run early (the result keeps what was measured)."""
 
@@ -323,9 +329,7 @@ def train_and_evaluate(config: ProxyConfig, *, dataset: Dataset | None = None,
         status "failed" and the reason, not raised.
     """
     start = time.perf_counter()
-    dataset = dataset or load_dataset(config.dataset, data_dir=config.data_dir,
-                                      val_fraction=config.val_fraction,
-                                      split_seed=config.split_seed)
+    dataset = dataset or load_proxy_dataset(config)
     spec = config.spec(dataset.num_classes, dataset.channels)
     train_split = dataset.train
     if config.imbalance:
