@@ -1,17 +1,20 @@
-"""Plain training vs each class-imbalance remedy on long-tailed digits.
+"""Plain training vs each class-imbalance remedy on a long-tailed train split.
 
-    python benchmarks/imbalance_remedies.py [RATIO ...]     # default: 10 100
+    python benchmarks/imbalance_remedies.py [RATIO ...] [--dataset mnist5k] [--seeds 3]
+        [--resolution 14] [--epochs 9]                       # default ratios: 10 100
 
-The 3-stage MBConv net of proxy_recipe.py at 16 px, 8 epochs, batch 64, no flips, seed 0;
-the train split is subsampled to the exponential long tail with the given largest/smallest
-class ratio, validation and test stay balanced. One seed per cell: differences of a few
-points are noise at this size (144 validation images).
+The 3-stage MBConv net of proxy_recipe.py, batch 64, no flips; the train split is subsampled
+to the exponential long tail with the given largest/smallest class ratio (the same subset for
+every seed: `split_seed` fixes it), validation and test stay balanced. Each cell is the mean
++- std over the seeds (initialisation and batch order), printed as a Markdown table.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import sys
+
+import numpy as np
 
 from trainers import runtime
 from trainers.data import load_dataset
@@ -20,23 +23,38 @@ from trainers.proxy import ProxyConfig, train_and_evaluate
 
 ARCH = ("stem16-mb_r1_k3_s1_e1_c16_se0.25-mb_r2_k3_s2_e4_c24_se0.25-mb_r2_k3_s2_e4_c32_se0.25-"
         "head128")
+METRICS = ("val_top1", "val_balanced_accuracy", "val_macro_f1", "val_worst_class_recall",
+           "test_balanced_accuracy")
 
 
-def main(ratios: list[float]) -> None:
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("ratios", nargs="*", type=float, default=[10.0, 100.0])
+    parser.add_argument("--dataset", default="mnist5k")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--resolution", type=int, default=14)
+    parser.add_argument("--epochs", type=int, default=9)
+    args = parser.parse_args()
     runtime.configure()
-    data = load_dataset("digits")
-    base = ProxyConfig(arch=ARCH, resolution=16, epochs=8, batch_size=64, flip=False)
+    data = load_dataset(args.dataset)
+    base = ProxyConfig(arch=ARCH, dataset=args.dataset, resolution=args.resolution,
+                       epochs=args.epochs, batch_size=64, flip=False)
+    print(f"{args.dataset}, {args.resolution} px, {args.epochs} epochs, seeds "
+          f"0-{args.seeds - 1}, {len(data.val)} balanced validation images")
     print("| ratio | remedy | val top-1 | balanced acc. | macro-F1 | worst-class recall | "
           "test balanced acc. |")
     print("|---|---|---|---|---|---|---|")
-    for ratio in ratios:
+    for ratio in args.ratios:
         for remedy in REMEDIES:
-            r = train_and_evaluate(dataclasses.replace(base, imbalance=ratio, remedy=remedy),
-                                   dataset=data)
-            print(f"| {ratio:g} | {remedy} | {r.val_top1:.3f} | {r.val_balanced_accuracy:.3f} "
-                  f"| {r.val_macro_f1:.3f} | {r.val_worst_class_recall:.3f} | "
-                  f"{r.test_balanced_accuracy:.3f} |", flush=True)
+            runs = [train_and_evaluate(dataclasses.replace(base, imbalance=ratio, remedy=remedy,
+                                                           seed=seed), dataset=data)
+                    for seed in range(args.seeds)]
+            cells = []
+            for metric in METRICS:
+                values = np.array([getattr(r, metric) for r in runs], dtype=float)
+                cells.append(f"{values.mean():.3f} +- {values.std():.3f}")
+            print(f"| {ratio:g} | {remedy} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":
-    main([float(x) for x in sys.argv[1:]] or [10.0, 100.0])
+    main()

@@ -4,10 +4,10 @@ Purpose: find (alpha, beta, gamma) at phi = 1, target 2, for the 3-stage B0-styl
 two objectives (validation top-1, realized MACs). Expected cost: about 8 minutes on a 2-core
 CPU with 2 workers. Command:
     effsearch search experiments/digits_coefficients.py \
-        --workdir experiments/results --workers 2
+        --workdir experiments/results/digits --workers 2
 """
 
-from digits_common import coefficient_search
+from common import coefficient_search
 
 
 def get_config():

@@ -2,10 +2,10 @@ r"""Experiment 4: the same coefficient search with measured latency (batch 1 for
 the worker's device) instead of MACs as the cost objective. CPU version: the latency is the
 2-core CPU's. Expected cost: about 8 minutes. Command:
     effsearch search experiments/digits_latency.py \
-        --workdir experiments/results --workers 2
+        --workdir experiments/results/digits --workers 2
 """
 
-from digits_common import coefficient_search
+from common import coefficient_search
 
 from search.config import Objective
 

@@ -2,10 +2,10 @@ r"""Experiment 5: the coefficient search on a 10:1 long-tailed digits train spli
 val_top1 (does it find other coefficients than digits_longtail_balanced.py?). Validation
 stays balanced. Expected cost: about 6 minutes on a 2-core CPU. Command:
     effsearch search experiments/digits_longtail_top1.py \
-        --workdir experiments/results --workers 2
+        --workdir experiments/results/digits --workers 2
 """
 
-from digits_common import longtail_search
+from common import longtail_search
 
 
 def get_config():

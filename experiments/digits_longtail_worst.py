@@ -2,10 +2,10 @@ r"""Experiment 5 (follow-up): the long-tail coefficient search scored by the wor
 validation recall, the objective that, unlike balanced accuracy on a balanced validation set,
 does differ from top-1. Expected cost: about 3 minutes on a 2-core CPU. Command:
     effsearch search experiments/digits_longtail_worst.py \
-        --workdir experiments/results --workers 2
+        --workdir experiments/results/digits --workers 2
 """
 
-from digits_common import longtail_search
+from common import longtail_search
 
 
 def get_config():

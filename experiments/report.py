@@ -1,6 +1,6 @@
-"""Regenerates experiments/results/report.md and its figures from the recorded result files.
+"""Regenerates each results folder's report.md and figures from its recorded result files.
 
-    python experiments/report.py [RESULTS_DIR]
+    python experiments/report.py [RESULTS_DIR ...]   (default: every folder in results/)
 
 Reads the studies in RESULTS_DIR/effsearch.journal (written by `effsearch search`) and the
 JSON files `effsearch compare -o` and `effsearch validate --json` wrote; nothing is typed in
@@ -21,11 +21,7 @@ from search.study_commands import iso_costs
 
 
 def fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+    return records.fmt(value, f".{digits}f")
 
 
 def study_section(study: Any, out: Path) -> list[str]:
@@ -122,4 +118,7 @@ def main(results: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "results"))
+    folders = ([Path(a) for a in sys.argv[1:]]
+               or sorted(p for p in (Path(__file__).parent / "results").iterdir() if p.is_dir()))
+    for folder in folders:
+        main(folder)

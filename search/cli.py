@@ -229,10 +229,12 @@ def cmd_scale(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------- train
 
 
-def _proxy_config(args: argparse.Namespace) -> Any:
+def _proxy_config(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(the proxy config with the command line's overrides, the loaded config file or None)."""
     from search.config import load_config_file
     from trainers.proxy import ProxyConfig
 
+    loaded = None
     if args.target.endswith(".py"):
         loaded = load_config_file(args.target)
         config = getattr(loaded, "proxy", loaded)
@@ -249,7 +251,7 @@ def _proxy_config(args: argparse.Namespace) -> Any:
         ("learning_rate", args.lr), ("imbalance", args.imbalance),
         ("remedy", args.remedy), ("flip", False if args.no_flip else None))
         if value is not None}
-    return dataclasses.replace(config, **overrides)
+    return dataclasses.replace(config, **overrides), loaded
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -258,7 +260,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from trainers import runtime
     from trainers.proxy import train_and_evaluate
 
-    config = _proxy_config(args)
+    config, _ = _proxy_config(args)
     runtime.configure()
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(f"training {config.dataset}", total=None)
@@ -301,14 +303,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from trainers import runtime
     from trainers.proxy import load_proxy_dataset, train_and_evaluate
 
-    proxy = _proxy_config(args)
-    baseline_name = args.baseline or proxy.arch
-    if args.baseline is None and args.target.endswith(".py"):
-        from search.config import load_config_file
-
-        # A search config: scale the baseline its coefficient search scaled.
-        search = getattr(load_config_file(args.target), "search", None)
-        baseline_name = getattr(search, "baseline", baseline_name)
+    proxy, loaded = _proxy_config(args)
+    # A coefficient-search config: scale its baseline with its rounding rules, unless the
+    # command line says otherwise.
+    search = getattr(loaded, "search", None)
+    baseline_name = args.baseline or getattr(search, "baseline", proxy.arch)
+    multiple = args.resolution_multiple or getattr(search, "resolution_multiple", 2)
+    divisor = args.channel_divisor or getattr(search, "channel_divisor",
+                                              space.DEFAULT_CHANNEL_DIVISOR)
     methods = _methods(args.coeffs)
     factors = [float(f) for f in args.factors.split(",")]
     seeds = list(range(proxy.seed, proxy.seed + args.seeds))
@@ -333,11 +335,10 @@ def cmd_compare(args: argparse.Namespace) -> None:
             bar.advance(task)
             return result
 
-        rows = compare(baseline, methods, factors, seeds, train, latency,
-                       args.resolution_multiple, args.channel_divisor)
+        rows = compare(baseline, methods, factors, seeds, train, latency, multiple, divisor)
     record = {"baseline": space.encode(baseline), "dataset": data.summary(),
               "proxy": dataclasses.asdict(proxy), "factors": factors, "seeds": seeds,
-              "rows": rows}
+              "resolution_multiple": multiple, "channel_divisor": divisor, "rows": rows}
     if args.output:
         with open(args.output, "w") as f:
             json.dump(record, f, indent=2)
@@ -456,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one proxy and report accuracy, speed and cost")
     p.add_argument("target", metavar="CONFIG_OR_ARCH",
                    help="a config .py file (get_config()), a named model or an arch string")
-    p.add_argument("--dataset", help="digits (default), a TFDS name, an .npz or image folder")
+    p.add_argument("--dataset",
+                   help="digits (default), mnist5k, a TFDS name, an .npz or image folder")
     p.add_argument("--data-dir", help="TFDS data directory")
     p.add_argument("--epochs", type=int)
     p.add_argument("--resolution", type=int)
@@ -487,8 +489,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--factors", default="4,8", help="MACs factors over the baseline")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--latency", action="store_true", help="measure forward latency (batch 1)")
-    p.add_argument("--resolution-multiple", type=int, default=2)
-    p.add_argument("--channel-divisor", type=int, default=space.DEFAULT_CHANNEL_DIVISOR)
+    p.add_argument("--resolution-multiple", type=int,
+                   help="default: the search config's, else 2")
+    p.add_argument("--channel-divisor", type=int,
+                   help=f"default: the search config's, else {space.DEFAULT_CHANNEL_DIVISOR}")
     p.add_argument("-o", "--output", help="write the rows as JSON")
     p.add_argument("--plot", help="write the figure (.png)")
     p.add_argument("--json", action="store_true")

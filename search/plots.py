@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from search import records
 from space import UserError
 
 COST_LABEL = {"macs": "MACs", "params": "parameters", "latency_ms": "latency (ms)"}
@@ -86,12 +87,9 @@ def save_front(rows: Sequence[dict[str, Any]], path: str, *, table_html: str = "
 
 def html_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in columns)
-                   + "</tr>" for r in rows)
+    cells = (("".join(f"<td>{html.escape(records.fmt(r.get(c)))}</td>" for c in columns))
+             for r in rows)
+    body = "".join(f"<tr>{c}</tr>" for c in cells)
     return f"<table border='1' cellspacing='0' cellpadding='3'><tr>{head}</tr>{body}</table>"
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -27,6 +27,13 @@ ROW_KEYS = ("alpha", "beta", "gamma", "product", "arch", "resolution", "val_top1
             "device", "seed")
 
 
+def fmt(value: Any, spec: str = ".4g") -> str:
+    """One table cell: "" for a missing value, floats by `spec`, anything else as str."""
+    if value is None:
+        return ""
+    return format(value, spec) if isinstance(value, float) else str(value)
+
+
 def study_config(study: optuna.Study) -> dict[str, Any]:
     """The config a study was created with, as JSON, or an error for a foreign study."""
     text = study.user_attrs.get(CONFIG_ATTR)

@@ -245,9 +245,7 @@ def _cell(value: Any, column: str) -> str:
         return ""
     if column in ("macs", "params"):
         return f"{value / 1e6:.3f}M"
-    if column == "arch":
-        return str(value)
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return records.fmt(value)
 
 
 # ----------------------------------------------------------------------------- export

@@ -69,3 +69,29 @@ def load_report_script():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_compare_on_a_search_config_scales_its_baseline_with_its_rounding(tmp_path):
+    config = tmp_path / "study.py"
+    config.write_text(f'''
+from pathlib import Path
+from search.config import CoefficientSearch, SearchConfig
+from trainers.proxy import ProxyConfig
+
+with open(Path(__file__).with_suffix(".runs"), "a") as f:
+    f.write("x")
+
+
+def get_config():
+    return SearchConfig(name="toy", search=CoefficientSearch(
+        baseline="{ARCH}", resolution_multiple=4, channel_divisor=2),
+        proxy=ProxyConfig(arch="efficientnet-b0", resolution=8, epochs=1, batch_size=128))
+''')
+    out = tmp_path / "rows.json"
+    assert main(["compare", str(config), "--factors", "2", "--seeds", "1",
+                 "--coeffs", "paper=1.2,1.1,1.15", "-o", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["baseline"].startswith("stem8-")  # the search's baseline, not the proxy's
+    assert (record["resolution_multiple"], record["channel_divisor"]) == (4, 2)
+    assert all(r["resolution"] % 4 == 0 for r in record["rows"])
+    assert (tmp_path / "study.runs").read_text() == "x"  # the config file ran once

