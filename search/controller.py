@@ -374,8 +374,10 @@ class TrialRunner:
 
         twin = self._twin(trial.number, attrs["arch"])
         if twin is not None:
-            for key in (*RESULT_ATTRS, "budget", "dataset"):
-                trial.set_user_attr(key, twin.user_attrs.get(key))
+            # Not its rung values: one network must not count twice in a rung's population.
+            for key in (*RESULT_ATTRS, "budget", "dataset", "stopped_at"):
+                if key in twin.user_attrs:
+                    trial.set_user_attr(key, twin.user_attrs[key])
             trial.set_user_attr("duplicate_of", twin.number)
             return TrialState.COMPLETE, list(twin.values)
 
@@ -421,11 +423,32 @@ class TrialRunner:
         return TrialState.COMPLETE, self.values(getattr(result, objective.metric), cost)
 
     def _twin(self, number: int, arch: str) -> FrozenTrial | None:
-        """A finished full-budget trial of the same network: rounding maps nearby coefficients
-        to one network, and training it again with the same seed would repeat the result."""
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if (t.number != number and t.user_attrs.get("arch") == arch
-                    and t.user_attrs.get("budget") == self.config.proxy.epochs):
+        """A finished trial of the same network whose result stands for this one.
+
+        Rounding maps nearby coefficients to one network, and training it again with the same
+        seed would repeat the curve. A full-budget twin is reused as it is; a twin that
+        halving stopped at a rung only while its rung values would still be stopped there
+        now in this trial's bracket (later trials may have lowered the bar, and then this one
+        trains and gets its chance).
+        """
+        halving = self.config.halving
+        trials = self.study.get_trials(deepcopy=False)
+        for t in trials:
+            if (t.number == number or t.state != TrialState.COMPLETE
+                    or t.user_attrs.get("arch") != arch):
+                continue
+            if t.user_attrs.get("budget") == self.config.proxy.epochs:
+                return t
+            rung = t.user_attrs.get("stopped_at")
+            if (rung is None or halving is None
+                    or halving.bracket(t.number) != halving.bracket(number)):
+                continue
+            key = f"rung_{rung}"
+            others = [o.user_attrs[key] for o in trials
+                      if o.number not in (number, t.number) and key in o.user_attrs
+                      and halving.bracket(o.number) == halving.bracket(number)]
+            if not halving_lib.promote(t.user_attrs[key], others,
+                                       self.config.objective.directions, halving.eta):
                 return t
         return None
 

@@ -267,3 +267,26 @@ def test_stale_trials_are_failed_and_retried(tmp_path):
     assert new.user_attrs["retry_of"] == old.number
     assert new.user_attrs["reference"] == "paper"
     assert controller.fail_stale_trials(study, grace_s=60, max_retries=1) == []
+
+
+def test_a_twin_stopped_at_a_rung_stands_in_only_while_it_would_stop_again(digits):
+    config = coefficient_config()  # halving rungs: epoch 1 of 2
+    study = optuna.create_study(directions=config.objective.directions)
+    runner = controller.TrialRunner(config, study, digits)
+
+    def add(arch: str, rung: float, budget: int) -> None:
+        attrs = {"arch": arch, "budget": budget, "rung_1": [rung, 100.0]}
+        if budget == 1:
+            attrs["stopped_at"] = 1
+        study.add_trial(optuna.trial.create_trial(
+            values=[rung, 100.0], user_attrs=attrs,
+            distributions={"beta": optuna.distributions.FloatDistribution(1, 2)},
+            params={"beta": 1.5}))
+
+    add("x", 0.5, budget=1)  # trial 0: stopped at the rung
+    add("y", 0.9, budget=2)  # trial 1: a better network went on
+    assert runner._twin(5, "x").number == 0  # 0.5 still loses to 0.9: reuse, no training
+    for worse in (0.1, 0.2, 0.3):
+        add("z", worse, budget=1)
+    assert runner._twin(5, "x") is None  # now 0.5 would go on: train it, give it its chance
+    assert runner._twin(5, "y").number == 1  # a full-budget twin always stands in
