@@ -37,19 +37,22 @@ MNIST = Setup(ProxyConfig(dataset="mnist5k", resolution=14, epochs=9, batch_size
 
 
 def coefficient_search(name: str, setup: Setup = DIGITS, *, objective: Objective | None = None,
-                       imbalance: float | None = None, trials: int = 16) -> SearchConfig:
+                       imbalance: float | None = None, remedy: str = "none",
+                       trials: int = 16) -> SearchConfig:
     """TPE on the exact manifold (phi 1, target 2) after the paper's triple, the controls and 4
     Sobol points, with successive halving over epochs."""
     return SearchConfig(
         name=name,
         search=CoefficientSearch(baseline=BASELINE, resolution_multiple=2,
                                  channel_divisor=setup.channel_divisor),
-        proxy=dataclasses.replace(setup.proxy, imbalance=imbalance),
+        proxy=dataclasses.replace(setup.proxy, imbalance=imbalance, remedy=remedy),
         objective=objective or Objective(), sampler="tpe", trials=trials, startup_trials=4,
         halving=setup.halving)
 
 
-def longtail_search(name: str, metric: str, setup: Setup = DIGITS) -> SearchConfig:
-    """The coefficient search on a 10:1 long-tailed train split, scored by `metric`."""
+def longtail_search(name: str, metric: str, setup: Setup = DIGITS,
+                    remedy: str = "none") -> SearchConfig:
+    """The coefficient search on a 10:1 long-tailed train split, scored by `metric`, each
+    trial trained with `remedy`."""
     return coefficient_search(name, setup, objective=Objective(metric=metric), imbalance=10,
-                              trials=12)
+                              remedy=remedy, trials=12)

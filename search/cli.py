@@ -333,6 +333,10 @@ def cmd_compare(args: argparse.Namespace) -> None:
                 proxy, arch=space.encode(spec), width=1.0, depth=1.0,
                 resolution=spec.resolution, seed=seed), dataset=data)
             bar.advance(task)
+            # One line per training: the bar alone shows nothing when stderr is a log file.
+            bar.console.print(f"{result.macs / 1e6:.3f}M MACs, {spec.resolution} px, seed "
+                              f"{seed}: {result.status}, val top-1 {result.val_top1:.3f}, "
+                              f"{result.wall_s:.0f} s")
             return result
 
         rows = compare(baseline, methods, factors, seeds, train, latency, multiple, divisor)
