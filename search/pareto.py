@@ -76,13 +76,22 @@ def knee(values: np.ndarray | Sequence, directions: Sequence[str]) -> int:
     """The index of the front point farthest from the line through the front's extremes.
 
     Objectives are normalised to [0, 1] first, so the units (accuracy vs MACs) do not matter.
-    With one or two front points, the first of `rank_order` is returned.
+    A front of one or two points has no interior point (and both ends tie on crowding
+    distance), so there it is the front point that gives up least against the front's best
+    value in each objective, each loss measured in units of that objective's spread over all
+    points (a compromise-programming choice: a tiny MACs saving does not outweigh a large
+    accuracy loss). With more than two objectives, the first of `rank_order`.
     """
     points = np.asarray(values, dtype=float).reshape(-1, len(directions))
     ranks = nondominated_ranks(points, directions)
     front = np.flatnonzero(ranks == 0)
-    if len(front) <= 2 or len(directions) != 2:
+    if len(directions) != 2:
         return int(rank_order(points, directions)[0])
+    if len(front) <= 2:
+        p = _as_minimised(points, directions)
+        span = p.max(axis=0) - p.min(axis=0)
+        regret = (p[front] - p[front].min(axis=0)) / np.where(span > 0, span, 1)
+        return int(front[int(np.argmin(regret.sum(axis=1)))])
     p = _as_minimised(points[front], directions)
     span = p.max(axis=0) - p.min(axis=0)
     p = (p - p.min(axis=0)) / np.where(span > 0, span, 1)

@@ -103,8 +103,9 @@ def pick(rows: Sequence[dict[str, Any]], how: str, cost: str = "macs") -> dict[s
     on_front = [r for r in ranked if r["rank"] == 0]
     if how == "best":
         return max(on_front, key=lambda r: (r["score"], -r[cost]))
-    values = np.array([[r["score"], r[cost]] for r in on_front], dtype=float)
-    return on_front[knee(values, (MAXIMIZE, MINIMIZE))]
+    # All full-budget rows, not just the front: a front of two is judged against their spread.
+    values = np.array([[r["score"], r[cost]] for r in ranked], dtype=float)
+    return ranked[knee(values, (MAXIMIZE, MINIMIZE))]
 
 
 def provenance(study: optuna.Study, row: dict[str, Any], storage_url: str) -> dict[str, Any]:

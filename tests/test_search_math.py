@@ -121,6 +121,17 @@ def test_knee_of_a_convex_front():
     assert knee(pts, MAX_MIN) == 2 or pts[knee(pts, MAX_MIN)][1] == 4
 
 
+def test_knee_of_a_two_point_front_weighs_losses_by_the_population_spread():
+    # Accuracy spans 0.5-0.9 and cost 10-100 over all points.
+    cheap_but_bad, good = [0.6, 10.0], [0.9, 11.0]
+    others = [[0.5, 100.0], [0.55, 50.0]]
+    assert knee([cheap_but_bad, good, *others], MAX_MIN) == 1  # 1 cost unit vs 0.3 accuracy
+    assert knee([good, cheap_but_bad, *others], MAX_MIN) == 0  # not a matter of order
+    costly = [0.92, 100.0]  # now trading 0.02 accuracy for 89 cost units: take the cheaper
+    assert knee([costly, good, *others], MAX_MIN) == 1
+    assert knee([[0.7, 5.0], *others], MAX_MIN) == 0  # a one-point front is its own knee
+
+
 # ----------------------------------------------------------------------------- halving
 
 
