@@ -439,11 +439,11 @@ class TrialRunner:
                 continue
             if t.user_attrs.get("budget") == self.config.proxy.epochs:
                 return t
-            rung = t.user_attrs.get("stopped_at")
-            if (rung is None or halving is None
+            key = f"rung_{t.user_attrs.get('stopped_at')}"
+            # A duplicate of a stopped trial has no rung values of its own: its original decides.
+            if (key not in t.user_attrs or halving is None
                     or halving.bracket(t.number) != halving.bracket(number)):
                 continue
-            key = f"rung_{rung}"
             others = [o.user_attrs[key] for o in trials
                       if o.number not in (number, t.number) and key in o.user_attrs
                       and halving.bracket(o.number) == halving.bracket(number)]

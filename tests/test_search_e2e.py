@@ -285,6 +285,9 @@ def test_a_twin_stopped_at_a_rung_stands_in_only_while_it_would_stop_again(digit
 
     add("x", 0.5, budget=1)  # trial 0: stopped at the rung
     add("y", 0.9, budget=2)  # trial 1: a better network went on
+    study.add_trial(optuna.trial.create_trial(  # trial 2: a duplicate of 0, no rung values
+        values=[0.5, 100.0], user_attrs={"arch": "x", "budget": 1, "stopped_at": 1,
+                                         "duplicate_of": 0}))
     assert runner._twin(5, "x").number == 0  # 0.5 still loses to 0.9: reuse, no training
     for worse in (0.1, 0.2, 0.3):
         add("z", worse, budget=1)
