@@ -397,10 +397,8 @@ class TrialRunner:
             if epoch in rungs:
                 key = f"rung_{epoch}"
                 trial.set_user_attr(key, values)
-                bracket = config.halving.bracket(trial.number)
-                others = [t.user_attrs[key] for t in self.study.get_trials(deepcopy=False)
-                          if t.number != trial.number and key in t.user_attrs
-                          and config.halving.bracket(t.number) == bracket]
+                others = self._rung_values(self.study.get_trials(deepcopy=False), key,
+                                           trial.number, exclude=(trial.number,))
                 if not halving_lib.promote(values, others, objective.directions,
                                            config.halving.eta):
                     trial.set_user_attr("stopped_at", epoch)
@@ -444,13 +442,19 @@ class TrialRunner:
             if (key not in t.user_attrs or halving is None
                     or halving.bracket(t.number) != halving.bracket(number)):
                 continue
-            others = [o.user_attrs[key] for o in trials
-                      if o.number not in (number, t.number) and key in o.user_attrs
-                      and halving.bracket(o.number) == halving.bracket(number)]
+            others = self._rung_values(trials, key, number, exclude=(number, t.number))
             if not halving_lib.promote(t.user_attrs[key], others,
                                        self.config.objective.directions, halving.eta):
                 return t
         return None
+
+    def _rung_values(self, trials: Sequence[FrozenTrial], key: str, number: int,
+                     exclude: Sequence[int]) -> list[list[float]]:
+        """What the other trials of trial `number`'s bracket recorded at rung `key`."""
+        bracket = self.config.halving.bracket(number)
+        return [t.user_attrs[key] for t in trials
+                if t.number not in exclude and key in t.user_attrs
+                and self.config.halving.bracket(t.number) == bracket]
 
     @staticmethod
     def _record(trial: optuna.Trial, result: ProxyResult) -> None:

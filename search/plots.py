@@ -87,7 +87,7 @@ def save_front(rows: Sequence[dict[str, Any]], path: str, *, table_html: str = "
 
 def html_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    cells = (("".join(f"<td>{html.escape(records.fmt(r.get(c)))}</td>" for c in columns))
+    cells = ("".join(f"<td>{html.escape(records.fmt(r.get(c)))}</td>" for c in columns)
              for r in rows)
     body = "".join(f"<tr>{c}</tr>" for c in cells)
     return f"<table border='1' cellspacing='0' cellpadding='3'><tr>{head}</tr>{body}</table>"
