@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import shutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from rich.console import Console
@@ -21,6 +23,7 @@ from rich.table import Table
 
 import space
 from space import UserError
+from space.errors import error_text, one_line
 
 EXIT_USER_ERROR = 2
 
@@ -29,8 +32,61 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit 2), like every other user error."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.stderr.write(f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
         sys.exit(EXIT_USER_ERROR)
+
+
+def _positive(kind: type, minimum: float = 1) -> Any:
+    """An argparse type: an int or finite float >= `minimum`, else a one-line usage error."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got '{text}'") from None
+        if not math.isfinite(value) or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum:g}, got '{text}'")
+        return value
+
+    return parse
+
+
+def _factors(text: str) -> list[float]:
+    """`compare --factors`: comma-separated cost factors, each finite and >= 1."""
+    try:
+        factors = [float(f) for f in text.split(",")]
+    except ValueError:
+        factors = []
+    if not factors or not all(math.isfinite(f) and f >= 1 for f in factors):
+        raise argparse.ArgumentTypeError(f"expected cost factors >= 1 like '4,8', got '{text}'")
+    return factors
+
+
+def _output(*suffixes: str) -> Any:
+    """An argparse type for a file to write: its folder must exist (checked before any work,
+    so a minutes-long command never fails at its last step), and its suffix must fit."""
+    def parse(text: str) -> str:
+        path = Path(text).expanduser()
+        if suffixes and path.suffix not in suffixes:
+            raise argparse.ArgumentTypeError(f"'{text}' must end in {' or '.join(suffixes)}")
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"'{text}' is a directory, not a file")
+        folder = path.parent
+        if not folder.is_dir():
+            raise argparse.ArgumentTypeError(f"cannot write '{text}': folder '{folder}' does "
+                                             f"not exist")
+        return text
+
+    return parse
+
+
+def _top(text: str) -> int:
+    top = _positive(int)(text)
+    if top < 3:
+        raise argparse.ArgumentTypeError(
+            f"{top} point{'s' if top > 1 else ''} cannot measure a rank correlation (a pair is "
+            f"always perfectly ranked one way or the other); use 3 or more, got '{text}'")
+    return top
 
 
 def console() -> Console:
@@ -64,20 +120,31 @@ def _spec_from_args(name_or_arch: str, resolution: int | None = None,
     return spec.replace(**changes) if changes else spec
 
 
+MAX_PHIS = 101  # a family table longer than this is a typo (0-1000000000), not a request
+
+
 def parse_phis(text: str) -> list[float]:
-    """"0-7" (integer range), "0,0.5,1" (list) or "2" (one value)."""
+    """"0-7" (integer range), "0,0.5,1" (list) or "2" (one value); finite, at most 101."""
     try:
         if "," in text:
-            return [float(p) for p in text.split(",")]
-        if "-" in text.lstrip("-"):
+            phis = [float(p) for p in text.split(",")]
+        elif "-" in text.lstrip("-"):
             lo, hi = text.lstrip("-").split("-", 1)
             start = -int(lo) if text.startswith("-") else int(lo)
             if int(hi) < start:
                 raise ValueError
-            return [float(p) for p in range(start, int(hi) + 1)]
-        return [float(text)]
+            # Capped before the range is built: `0-1000000000` must not allocate 1e9 floats.
+            phis = [float(p) for p in range(start, min(int(hi), start + MAX_PHIS) + 1)]
+        else:
+            phis = [float(text)]
     except ValueError:
         raise UserError(f"--phi must look like '0-7', '0,0.5,1' or '2', got '{text}'") from None
+    bad = [p for p in phis if not math.isfinite(p)]
+    if bad:
+        raise UserError(f"--phi values must be finite numbers, got {bad[0]} in '{text}'")
+    if len(phis) > MAX_PHIS:
+        raise UserError(f"--phi '{text}' gives more than {MAX_PHIS} values")
+    return phis
 
 
 # ----------------------------------------------------------------------------- cost
@@ -110,15 +177,24 @@ def cmd_cost(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------- scale
 
 
-def family_rows(baseline: space.ArchSpec, coeffs: space.Coefficients, phis: Sequence[float],
-                resolution_multiple: int,
-                channel_divisor: int = space.DEFAULT_CHANNEL_DIVISOR) -> list[dict[str, Any]]:
-    """One row per phi: multipliers, rounded spec, costs and realized vs ideal cost ratios."""
+def family_rows(baseline: space.ArchSpec | None, coeffs: space.Coefficients,
+                phis: Sequence[float], resolution_multiple: int | None = None,
+                channel_divisor: int | None = None) -> list[dict[str, Any]]:
+    """One row per phi: multipliers, rounded spec, costs and realized vs ideal cost ratios.
+
+    `baseline`, `resolution_multiple` and `channel_divisor` default to the coefficients'
+    family, as in `space.scale`.
+    """
+    if baseline is None:
+        baseline = space.scale(None, coeffs, 0)
     base = space.cost(baseline)
     rows = []
     for phi in phis:
-        spec = space.scale(baseline, coeffs, phi, resolution_multiple=resolution_multiple,
-                           channel_divisor=channel_divisor)
+        try:
+            spec = space.scale(baseline, coeffs, phi, resolution_multiple=resolution_multiple,
+                               channel_divisor=channel_divisor)
+        except UserError as e:
+            raise UserError(f"phi={phi:g}: {e}") from None
         d, w, r = space.compound(phi, *coeffs.as_tuple())
         c = space.cost(spec)
         rows.append({
@@ -184,10 +260,35 @@ def _latency_probe(batch: int) -> Any:
                                        train=False).forward_p50_ms
 
 
+COEFFS_TOLERANCE = 0.25  # typed triples only; the paper's own is 4% under its target
+
+
+def _family(args: argparse.Namespace) -> tuple[str, space.ArchSpec, space.Coefficients]:
+    """(baseline's name, baseline, coefficients) of `scale`: flags over the file's family."""
+    coeffs = space.parse_coefficients(args.coeffs, target=args.target,
+                                      tolerance=COEFFS_TOLERANCE)
+    notes = [f"--{flag.replace('_', '-')} {getattr(args, flag)} overrides the coefficients "
+             f"file's {getattr(coeffs, flag)}"
+             for flag in ("resolution_multiple", "channel_divisor")
+             if getattr(args, flag) is not None and getattr(coeffs, flag) is not None
+             and getattr(args, flag) != getattr(coeffs, flag)]
+    if args.baseline:
+        name, baseline = args.baseline, space.resolve(args.baseline)
+        if coeffs.baseline is not None and space.encode(baseline) != coeffs.baseline:
+            notes.append(f"--baseline {args.baseline} replaces the network the coefficients "
+                         f"were found on ({coeffs.baseline})")
+    elif coeffs.baseline is not None:
+        name, baseline = "the searched baseline", space.decode(coeffs.baseline)
+    else:
+        name = (coeffs.provenance or {}).get("baseline") or "efficientnet-b0"
+        baseline = space.resolve(name)
+    for note in notes:
+        sys.stderr.write(f"note: {note}\n")
+    return name, baseline, coeffs
+
+
 def cmd_scale(args: argparse.Namespace) -> None:
-    coeffs = space.parse_coefficients(args.coeffs)
-    name = args.baseline or (coeffs.provenance or {}).get("baseline") or "efficientnet-b0"
-    baseline = space.resolve(name)
+    name, baseline, coeffs = _family(args)
     rows = family_rows(baseline, coeffs, parse_phis(args.phi), args.resolution_multiple,
                        args.channel_divisor)
     chosen = None
@@ -312,7 +413,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     divisor = args.channel_divisor or getattr(search, "channel_divisor",
                                               space.DEFAULT_CHANNEL_DIVISOR)
     methods = _methods(args.coeffs)
-    factors = [float(f) for f in args.factors.split(",")]
+    factors = args.factors
     seeds = list(range(proxy.seed, proxy.seed + args.seeds))
     runtime.configure()
     data = load_proxy_dataset(proxy)
@@ -428,6 +529,14 @@ def cmd_bench(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------- main
 
 
+# ProxyConfig's defaults as `train --help` shows them; written out so that the parser imports
+# no JAX (tests/test_cli_errors.py checks them against ProxyConfig).
+TRAIN_DEFAULTS = {"dataset": "digits", "epochs": 5, "resolution": "the arch's own, 224 for "
+                  "efficientnet-b0", "batch_size": 128, "seed": 0, "width": 1.0, "depth": 1.0,
+                  "optimizer": "sgd", "learning_rate": "0.1 (sgd) or 0.016 (rmsprop) per 256 "
+                  "images", "remedy": "none"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="effsearch", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -435,8 +544,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cost", help="analytic MACs, params and activations of a model")
     p.add_argument("model", help="a named model (efficientnet-b0 ... -b7, -b8, -l2) or an arch "
                                  "string")
-    p.add_argument("--resolution", type=int, help="input size in pixels (default: the spec's)")
-    p.add_argument("--classes", type=int, help="number of classes (default: the spec's)")
+    p.add_argument("--resolution", type=_positive(int, 0),
+                   help="input size in pixels (default: the spec's)")
+    p.add_argument("--classes", type=_positive(int, 0),
+                   help="number of classes (default: the spec's)")
     p.add_argument("--per-block", action="store_true", help="show stem, every block and head")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_cost)
@@ -445,41 +556,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", help="named model, arch string or arch .json (default: the "
                                        "coefficients file's baseline, else efficientnet-b0)")
     p.add_argument("--coeffs", default="1.2,1.1,1.15",
-                   help="alpha,beta,gamma or a coefficients .json file (effsearch export)")
-    p.add_argument("--phi", default="0-7", help="'0-7', '0,0.5,1' or '2'")
-    p.add_argument("--resolution-multiple", type=int, default=space.DEFAULT_RESOLUTION_MULTIPLE,
-                   help="round scaled resolutions to this multiple (default: %(default)s)")
-    p.add_argument("--channel-divisor", type=int, default=space.DEFAULT_CHANNEL_DIVISOR,
-                   help="round scaled channels to this multiple (default: %(default)s)")
+                   help="alpha,beta,gamma or a coefficients .json file from effsearch export, "
+                        "which also carries the searched baseline and rounding (default: "
+                        "%(default)s)")
+    p.add_argument("--target", type=_positive(float, 1), default=2.0,
+                   help="alpha*beta^2*gamma^2 of a typed triple; it must be within "
+                        f"{COEFFS_TOLERANCE:.0%} (default: %(default)s)")
+    p.add_argument("--phi", default="0-7", help="'0-7', '0,0.5,1' or '2' (default: %(default)s)")
+    p.add_argument("--resolution-multiple", type=_positive(int),
+                   help="round scaled resolutions to this multiple (default: the coefficients "
+                        f"file's, else {space.DEFAULT_RESOLUTION_MULTIPLE})")
+    p.add_argument("--channel-divisor", type=_positive(int),
+                   help="round scaled channels to this multiple (default: the coefficients "
+                        f"file's, else {space.DEFAULT_CHANNEL_DIVISOR})")
     p.add_argument("--fit", metavar="KEY=BUDGET",
                    help="pick the largest member within a budget: macs=2e9, params=1e7, "
                         "resolution=300, or latency=5 (ms, measured on this device)")
-    p.add_argument("--batch", type=int, default=1, help="batch of the --fit latency probe")
+    p.add_argument("--batch", type=_positive(int), default=1,
+                   help="batch of the --fit latency probe (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_scale)
 
     p = sub.add_parser("train", help="train one proxy and report accuracy, speed and cost")
     p.add_argument("target", metavar="CONFIG_OR_ARCH",
                    help="a config .py file (get_config()), a named model or an arch string")
-    p.add_argument("--dataset",
-                   help="digits (default), mnist5k, a TFDS name, an .npz or image folder")
-    p.add_argument("--data-dir", help="TFDS data directory")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--resolution", type=int)
-    p.add_argument("--batch", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--width", type=float, help="extra width multiplier on the arch")
-    p.add_argument("--depth", type=float, help="extra depth multiplier on the arch")
-    p.add_argument("--optimizer", choices=("sgd", "rmsprop"))
-    p.add_argument("--lr", type=float, help="peak learning rate (default: recipe, per 256)")
+    p.description = ("Options left out take the config file's values, else the defaults "
+                     "shown (trainers.proxy.ProxyConfig).")
+    d = TRAIN_DEFAULTS
+    p.add_argument("--dataset", help="digits, mnist5k, a TFDS name, an .npz or image folder "
+                                     f"(default: {d['dataset']})")
+    p.add_argument("--data-dir", help="TFDS data directory (default: TFDS's own)")
+    p.add_argument("--epochs", type=_positive(int), help=f"(default: {d['epochs']})")
+    p.add_argument("--resolution", type=_positive(int, 8),
+                   help=f"input size in pixels (default: {d['resolution']})")
+    p.add_argument("--batch", type=_positive(int), help=f"(default: {d['batch_size']})")
+    p.add_argument("--seed", type=_positive(int, 0), help=f"(default: {d['seed']})")
+    p.add_argument("--width", type=float,
+                   help=f"extra width multiplier on the arch (default: {d['width']:g})")
+    p.add_argument("--depth", type=float,
+                   help=f"extra depth multiplier on the arch (default: {d['depth']:g})")
+    p.add_argument("--optimizer", choices=("sgd", "rmsprop"),
+                   help=f"(default: {d['optimizer']})")
+    p.add_argument("--lr", type=float, help=f"peak learning rate (default: {d['learning_rate']})")
     p.add_argument("--no-flip", action="store_true",
                    help="no horizontal flips (digits and text are not mirror-symmetric)")
     p.add_argument("--imbalance", type=float, metavar="RATIO",
-                   help="long-tailed train split: largest / smallest class (e.g. 10, 100)")
+                   help="long-tailed train split: largest / smallest class, e.g. 10 or 100 "
+                        "(default: none)")
     # Checked by ProxyConfig, so that this parser does not import JAX for `effsearch cost`.
     p.add_argument("--remedy", help="class-imbalance remedy: class-balanced, logit-adjust, "
                                     "logit-adjust-posthoc, focal, sqrt-sampling, "
-                                    "inverse-sampling (default: none)")
+                                    f"inverse-sampling (default: {d['remedy']})")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_train)
 
@@ -490,15 +617,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", help="the network to scale (default: the proxy's arch)")
     p.add_argument("--coeffs", action="append", metavar="NAME=A,B,G|FILE",
                    help="a compound method, repeatable (default: paper=1.2,1.1,1.15)")
-    p.add_argument("--factors", default="4,8", help="MACs factors over the baseline")
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--factors", type=_factors, default=[4.0, 8.0],
+                   help="MACs factors over the baseline, each >= 1 (default: 4,8)")
+    p.add_argument("--seeds", type=_positive(int), default=3,
+                   help="training seeds per network (default: %(default)s)")
     p.add_argument("--latency", action="store_true", help="measure forward latency (batch 1)")
-    p.add_argument("--resolution-multiple", type=int,
+    p.add_argument("--resolution-multiple", type=_positive(int),
                    help="default: the search config's, else 2")
-    p.add_argument("--channel-divisor", type=int,
+    p.add_argument("--channel-divisor", type=_positive(int),
                    help=f"default: the search config's, else {space.DEFAULT_CHANNEL_DIVISOR}")
-    p.add_argument("-o", "--output", help="write the rows as JSON")
-    p.add_argument("--plot", help="write the figure (.png)")
+    p.add_argument("-o", "--output", type=_output(".json"), help="write the rows as JSON")
+    p.add_argument("--plot", type=_output(".png"), help="write the figure (.png)")
     p.add_argument("--json", action="store_true")
     for flag, kind in (("--dataset", str), ("--data-dir", str), ("--epochs", int),
                        ("--resolution", int), ("--batch", int), ("--seed", int),
@@ -510,9 +639,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="training throughput, step and compile time on this device")
     p.add_argument("--model", default="efficientnet-b0", help="named model or arch string")
-    p.add_argument("--resolution", type=int, default=224)
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--steps", type=int, default=20, help="timed steps after 3 warm-up steps")
+    p.add_argument("--resolution", type=_positive(int), default=224,
+                   help="input size in pixels (default: %(default)s)")
+    p.add_argument("--batch", type=_positive(int), default=256,
+                   help="batch size (default: %(default)s)")
+    p.add_argument("--steps", type=_positive(int), default=20,
+                   help="timed steps after 3 warm-up steps (default: %(default)s)")
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto")
     p.add_argument("--compare-torch", action="store_true",
                    help="also time timm's model in PyTorch (separate process)")
@@ -532,8 +664,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="a sweep config .py file with get_config()")
     storage_args(p)
     p.add_argument("--study", help="study name (default: the config's name)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
-    p.add_argument("--trials", type=int, help="trained trials to finish (default: the config's)")
+    p.add_argument("--workers", type=_positive(int), default=1,
+                   help="worker processes on this machine (default: %(default)s)")
+    p.add_argument("--trials", type=_positive(int),
+                   help="trained trials to finish (default: the config's)")
     p.set_defaults(func=sc.cmd_search)
 
     study_help = "study name or its config .py (default: the only study in the storage)"
@@ -542,21 +676,24 @@ def build_parser() -> argparse.ArgumentParser:
     storage_args(p)
     p.add_argument("--all", action="store_true", help="also the dominated trials, by front")
     p.add_argument("--json", action="store_true", help="print a JSON list")
-    p.add_argument("--plot", metavar="FILE", help="write the figure: front.png or front.html")
+    p.add_argument("--plot", metavar="FILE", type=_output(".png", ".html"),
+                   help="write the figure: front.png or front.html")
     p.set_defaults(func=sc.cmd_front)
 
     p = sub.add_parser("export", help="write a result: coefficients (or a baseline arch) as JSON")
     p.add_argument("study", nargs="?", help=study_help)
     storage_args(p)
     p.add_argument("--pick", default="knee", help="best, knee (default) or a trial number")
-    p.add_argument("-o", "--output", required=True, help="the .json file to write")
+    p.add_argument("-o", "--output", required=True, type=_output(".json"),
+                   help="the .json file to write")
     p.set_defaults(func=sc.cmd_export)
 
     p = sub.add_parser("validate", help="retrain the top trials longer; rank correlation")
     p.add_argument("study", nargs="?", help=study_help)
     storage_args(p)
-    p.add_argument("--top", type=int, default=5, help="how many of the best trials")
-    p.add_argument("--epochs", type=int, required=True, help="the longer budget")
+    p.add_argument("--top", type=_top, default=5,
+                   help="how many of the best trials, >= 3 (default: %(default)s)")
+    p.add_argument("--epochs", type=_positive(int), required=True, help="the longer budget")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=sc.cmd_validate)
     return parser
@@ -568,7 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except UserError as e:
-        sys.stderr.write(f"effsearch {args.command}: error: {e}\n")
+        sys.stderr.write(error_text(f"effsearch {args.command}", e))
         return EXIT_USER_ERROR
     return 0
 

@@ -13,6 +13,7 @@ import dataclasses
 import importlib.util
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -241,26 +242,48 @@ def dumps(config: SearchConfig) -> str:
 
 
 def load_config_file(path: str) -> Any:
-    """Runs `get_config()` of a Python config file (experiments/*.py)."""
+    """Runs `get_config()` of a Python config file (experiments/*.py).
+
+    Raises:
+        UserError: the file is missing or not `.py`, defines no `get_config`, or raises. A
+            `UserError` from the config (a bad field) stays one line; any other exception
+            keeps the traceback frames of the user's own files (the config and helpers beside
+            it) under one line naming the config, and drops effsearch's and Python's frames.
+    """
     file = Path(path)
     if not file.is_file():
         raise UserError(f"config file not found: {path}")
+    if file.suffix != ".py":
+        raise UserError(f"config file {path} must be a Python file (.py) defining get_config()")
     module_spec = importlib.util.spec_from_file_location(f"effsearch_config_{file.stem}", file)
     module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
-    sys.path.insert(0, str(file.parent.resolve()))  # configs may import helpers beside them
+    folder = str(file.parent.resolve())
+    sys.path.insert(0, folder)  # configs may import helpers beside them
     try:
         module_spec.loader.exec_module(module)  # type: ignore[union-attr]
-        return module.get_config()
-    except AttributeError as e:
-        if "get_config" in str(e):
-            raise UserError(f"config file {path} defines no get_config()") from None
-        raise UserError(f"config file {path}: {e}") from None
+        get_config = getattr(module, "get_config", None)
+        if not callable(get_config):
+            raise UserError(f"config file {path} defines no get_config()")
+        return get_config()
     except UserError as e:
         raise UserError(f"config file {path}: {e}") from None
-    except (TypeError, ValueError, NameError, SyntaxError, ImportError) as e:
-        raise UserError(f"config file {path}: {type(e).__name__}: {e}") from None
+    except Exception as e:
+        raise _user_traceback(path, folder, e) from None
     finally:
-        sys.path.remove(str(file.parent.resolve()))
+        sys.path.remove(folder)
+
+
+def _user_traceback(path: str, folder: str, error: BaseException) -> UserError:
+    """One line naming the config and the error; as details, the frames in the user's files."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if Path(f.filename).resolve().is_relative_to(folder)]
+    if isinstance(error, SyntaxError) and error.filename:  # the frame is the parser's
+        frames = []
+        detail = f"{error.msg} ({error.filename}, line {error.lineno})"
+    else:
+        detail = str(error)
+    return UserError(f"config file {path} raised {type(error).__name__}: {detail}",
+                     details="".join(traceback.format_list(frames)).rstrip("\n"))
 
 
 def load_search_config(path: str) -> SearchConfig:

@@ -13,6 +13,7 @@ and keep an exact trial budget across workers and hosts.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import importlib.util
@@ -20,10 +21,12 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -40,6 +43,7 @@ from trainers.data import Dataset
 from trainers.proxy import ProxyResult, Stop, load_proxy_dataset, train_and_evaluate
 
 HEARTBEAT = "heartbeat"
+WORKER_MACHINE, WORKER_PID = "worker_machine", "worker_pid"
 MAX_REJECTIONS_IN_A_ROW = 500
 RESULT_ATTRS = ("status", "reason", "val_top1", "val_loss", "val_balanced_accuracy",
                 "val_macro_f1", "val_worst_class_recall", "val_per_class_recall", "test_top1",
@@ -182,8 +186,11 @@ def counts_toward_budget(trial: FrozenTrial) -> bool:
 
 def fail_stale_trials(study: optuna.Study, grace_s: float, max_retries: int,
                       trials: Sequence[FrozenTrial] | None = None) -> list[int]:
-    """Fails RUNNING trials whose heartbeat is older than `grace_s` and enqueues retries.
+    """Fails RUNNING trials whose worker is gone and enqueues retries.
 
+    A worker is gone when its heartbeat is older than `grace_s`, or at once when it ran on this
+    machine (same host, boot and PID namespace) and its process no longer exists: a search
+    resumed after a crash or kill then retries the interrupted trial without waiting.
     Safe when several workers do it at once: only the one whose tell succeeds retries.
     Heartbeats are the workers' wall clocks; hosts must agree on time to within the grace.
 
@@ -195,9 +202,7 @@ def fail_stale_trials(study: optuna.Study, grace_s: float, max_retries: int,
     for t in trials if trials is not None else study.get_trials(deepcopy=False):
         if t.state != TrialState.RUNNING:
             continue
-        last = t.user_attrs.get(HEARTBEAT, t.datetime_start.timestamp()
-                                if t.datetime_start else now)
-        if now - last <= grace_s:
+        if now - last_heartbeat(t, now) <= grace_s and not worker_is_dead(t):
             continue
         try:
             study.tell(t.number, state=TrialState.FAIL)
@@ -206,6 +211,40 @@ def fail_stale_trials(study: optuna.Study, grace_s: float, max_retries: int,
         failed.append(t.number)
         retry(study, t, max_retries)
     return failed
+
+
+def last_heartbeat(trial: FrozenTrial, now: float) -> float:
+    """When the trial last said it was alive (its start if it never did)."""
+    start = trial.datetime_start.timestamp() if trial.datetime_start else now
+    return float(trial.user_attrs.get(HEARTBEAT, start))
+
+
+def _machine() -> str:
+    """This process's host, boot and PID namespace: where a PID means the same process."""
+    parts = [socket.gethostname()]
+    with contextlib.suppress(OSError):  # Linux only; elsewhere only the heartbeat counts
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+        return "/".join(parts)
+    return ""
+
+
+def worker_is_dead(trial: FrozenTrial) -> bool:
+    """Whether the trial's worker ran on this machine and its process has exited.
+
+    False when unsure (another machine, no record, a PID reused by a live process): then the
+    heartbeat grace decides.
+    """
+    machine, pid = trial.user_attrs.get(WORKER_MACHINE), trial.user_attrs.get(WORKER_PID)
+    if not machine or machine != _machine() or not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, owned by someone else
+        return False
+    return False
 
 
 def retry(study: optuna.Study, trial: FrozenTrial, max_retries: int) -> bool:
@@ -363,7 +402,6 @@ class TrialRunner:
             "kind": config.kind, "arch": space.encode(spec), "resolution": spec.resolution,
             "macs": total.macs, "params": total.params, "activations": total.activations,
             "max_budget": config.proxy.epochs, "baseline_arch": space.encode(self.baseline),
-            "worker": f"{socket.gethostname()}:{os.getpid()}",
             **candidate.attrs}
         costs = {"macs": float(total.macs), "params": float(total.params)}
         if objective.cost == "latency":
@@ -484,15 +522,26 @@ class WorkerReport:
     failed: int = 0
 
 
+def _say_to_stderr(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
 def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
                dataset: Dataset | None = None, runner: TrialRunner | None = None,
-               poll_s: float = 2.0) -> WorkerReport:
+               poll_s: float = 2.0,
+               say: Callable[[str], None] = _say_to_stderr) -> WorkerReport:
     """Runs trials of `study` until `trials` count toward the budget and none is running.
 
     Every worker of a study, on any host, runs this same loop on the same storage.
+
+    Args:
+        say: where the worker tells what it waits for (the budget is reached but another
+            worker's trial is still running and may yet need a retry).
     """
     runner = runner or TrialRunner(config, study, dataset)
     report, rejections_in_a_row = WorkerReport(), 0
+    announced: set[int] = set()
     while True:
         trials_now = study.get_trials(deepcopy=False)
         if fail_stale_trials(study, config.grace_s, config.max_retries, trials_now):
@@ -500,11 +549,19 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
         counted = sum(counts_toward_budget(t) for t in trials_now)
         waiting = any(t.state == TrialState.WAITING for t in trials_now)
         if counted >= trials and not waiting:
-            if any(t.state == TrialState.RUNNING for t in trials_now):
+            running = [t for t in trials_now if t.state == TrialState.RUNNING]
+            if running:
+                for t in running:
+                    if t.number not in announced:
+                        announced.add(t.number)
+                        say(_waiting_line(t, config.grace_s))
                 time.sleep(poll_s)  # a running trial may still die and need a retry
                 continue
             return report
         trial = study.ask()
+        trial.set_user_attr(WORKER_MACHINE, _machine())
+        trial.set_user_attr(WORKER_PID, os.getpid())
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         if _is_surplus(study, trial.number, trials):
             trial.set_user_attr("surplus", True)
             study.tell(trial, state=TrialState.FAIL)
@@ -543,6 +600,15 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
             raise
         report.trained += state != TrialState.FAIL
         report.failed += state == TrialState.FAIL
+
+
+def _waiting_line(trial: FrozenTrial, grace_s: float) -> str:
+    now = time.time()
+    last = last_heartbeat(trial, now)
+    deadline = time.strftime("%H:%M:%S", time.localtime(last + grace_s))
+    return (f"waiting for trial {trial.number} (worker {trial.user_attrs.get('worker', '?')}, "
+            f"last heartbeat {now - last:.0f} s ago): it is failed and retried if still silent "
+            f"at {deadline} (grace_s={grace_s:g})")
 
 
 def _is_surplus(study: optuna.Study, number: int, trials: int) -> bool:

@@ -58,6 +58,40 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     return rows
 
 
+def trial_line(trial: optuna.trial.FrozenTrial, metric: str) -> str | None:
+    """One line saying how a finished trial ended, for logs and terminals; None if running."""
+    attrs = trial.user_attrs
+    head = f"trial {trial.number}"
+    if trial.state in (TrialState.RUNNING, TrialState.WAITING):
+        return None
+    if "rejected" in attrs:
+        return f"{head} rejected before training: {attrs['rejected']}"
+    if attrs.get("surplus"):
+        return None  # an extra ask of two racing workers: nothing ran
+    if trial.state == TrialState.FAIL:
+        why = attrs.get("reason") or attrs.get("error") or "its worker stopped (retried)"
+        return f"{head} failed: {why}"
+    parts = [f"{metric} {fmt(attrs.get(metric))}"]
+    if attrs.get("macs") is not None:
+        parts.append(f"{attrs['macs'] / 1e6:.3f}M MACs")
+    if attrs.get("resolution") is not None:
+        parts.append(f"{attrs['resolution']} px")
+    if attrs.get("budget") is not None:
+        parts.append(f"{attrs['budget']}/{attrs.get('max_budget')} epochs")
+    if attrs.get("wall_s") is not None and "duplicate_of" not in attrs:
+        parts.append(f"{attrs['wall_s']:.0f} s")
+    if "duplicate_of" in attrs:
+        how = f"reuses trial {attrs['duplicate_of']} (same network)"
+    elif "stopped_at" in attrs:
+        how = f"stopped by halving at epoch {attrs['stopped_at']}"
+    elif trial.state == TrialState.PRUNED:
+        how = "pruned"
+    else:
+        how = "done"
+    label = f" [{attrs['reference']}]" if attrs.get("reference") else ""
+    return f"{head}{label} {how}: {', '.join(parts)}"
+
+
 def front(rows: Sequence[dict[str, Any]], cost: str = "macs", *,
           full_budget_only: bool = True) -> list[dict[str, Any]]:
     """Annotates rows with their non-dominated `rank` (0 = front) on (score up, cost down).
@@ -139,7 +173,13 @@ def export(study: optuna.Study, row: dict[str, Any], path: str | Path,
     config = study_config(study)
     record = provenance(study, row, storage_url)
     if config["kind"] == "coefficients":
-        target = config["search"]["target"]
-        coeffs = space.Coefficients(row["alpha"], row["beta"], row["gamma"], target=target)
+        search = config["search"]
+        # The family exactly as searched: the baseline adapted to the proxy's data (resolution,
+        # classes, channels) and the study's rounding, so `scale` of the file at the study's
+        # phi rebuilds this trial's network. Studies from before channel_divisor used 8.
+        coeffs = space.Coefficients(
+            row["alpha"], row["beta"], row["gamma"], target=search["target"],
+            baseline=row["baseline_arch"], resolution_multiple=search["resolution_multiple"],
+            channel_divisor=search.get("channel_divisor", 8))
         return space.save_coefficients(coeffs, path, record)
     return space.save_arch(space.decode(row["arch"]), path, record)

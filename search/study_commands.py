@@ -22,6 +22,7 @@ from rich.table import Table
 
 from search import records, storage
 from search.cli import console
+from search.worker import STORAGE_ENV
 from space import UserError
 
 # ----------------------------------------------------------------------------- search
@@ -54,6 +55,9 @@ class _StudyProgress:
 
     def __init__(self, study: Any, total: int, metric: str) -> None:
         self.study, self.total, self.metric = study, total, metric
+        # Trials finished before this command started are not announced again.
+        self.announced = {t.number for t in study.get_trials(deepcopy=False)
+                          if records.trial_line(t, metric) is not None}
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                             MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
                             TimeRemainingColumn(), console=Console(stderr=True),
@@ -63,6 +67,15 @@ class _StudyProgress:
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
     def update(self) -> None:
+        # A line per finished trial, printed above the bar on a terminal and as plain lines
+        # in a log file or CI (where the bar itself does not render).
+        for t in self.study.get_trials(deepcopy=False):
+            if t.number in self.announced:
+                continue
+            line = records.trial_line(t, self.metric)
+            if line is not None:
+                self.announced.add(t.number)
+                self.bar.console.print(line, markup=False, highlight=False)
         rows = records.trial_rows(self.study)
         best = max(rows, key=lambda r: r["score"], default=None)
         text = (f"best {self.metric} {best['score']:.4f} (trial {best['trial']})"
@@ -99,11 +112,12 @@ def _run_workers(args: argparse.Namespace, url: str, name: str, total: int,
     for i in range(args.workers):
         log_path = logs / f"{name}.worker{i}.log"
         with open(log_path, "ab") as log_file:
+            # The URL goes by environment, not argv: a password in argv shows in `ps`.
+            env = worker_env(i, args.workers, gpus) | {STORAGE_ENV: url}
             procs.append((subprocess.Popen(
-                [sys.executable, "-m", "search.worker", args.config, "--storage", url,
-                 "--study", name, "--trials", str(total)],
-                stdout=log_file, stderr=subprocess.STDOUT,
-                env=worker_env(i, args.workers, gpus)), log_path))
+                [sys.executable, "-m", "search.worker", args.config, "--study", name,
+                 "--trials", str(total)],
+                stdout=log_file, stderr=subprocess.STDOUT, env=env), log_path))
     try:
         codes = [p.wait() for p, _ in procs]
     except KeyboardInterrupt:
@@ -144,12 +158,16 @@ def cmd_search(args: argparse.Namespace) -> None:
     workdir = Path(args.workdir or storage.DEFAULT_WORKDIR)
     start = time.time()
     runner = controller.TrialRunner(config, study)  # loads the data, rejects infeasible targets
-    with _StudyProgress(study, total, config.objective.metric):
+    with _StudyProgress(study, total, config.objective.metric) as progress:
         if args.workers == 1:
             runtime.configure()
-            controller.run_worker(config, study, trials=total, runner=runner)
+            controller.run_worker(config, study, trials=total, runner=runner,
+                                  say=lambda line: progress.bar.console.print(line,
+                                                                              markup=False))
         else:
             _run_workers(args, url, name, total, workdir)
+    where = (f" --storage {storage.redact(args.storage)}" if args.storage
+             else f" --workdir {args.workdir}" if args.workdir else "")
     rows = records.trial_rows(study)
     rejected = sum("rejected" in t.user_attrs for t in study.get_trials(deepcopy=False))
     best = max(rows, key=lambda r: r["score"], default=None)
@@ -157,10 +175,7 @@ def cmd_search(args: argparse.Namespace) -> None:
         f"study '{name}' in {storage.redact(url)}: {len(rows)} trials trained, {rejected} "
         f"rejected before training, {time.time() - start:.0f} s"
         + (f"; best {best['metric']} {best['score']:.4f} (trial {best['trial']})" if best
-           else "") + f"\nnext: effsearch front {name}"
-        + ("" if args.storage is None and args.workdir is None else
-           f" {'--storage ' + args.storage if args.storage else '--workdir ' + args.workdir}")
-        + "\n")
+           else "") + f"\nnext: effsearch front {name}{where}\n")
 
 
 # ----------------------------------------------------------------------------- front
@@ -273,9 +288,16 @@ def cmd_validate(args: argparse.Namespace) -> None:
     runtime.configure()
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(f"retraining top {args.top}", total=args.top)
-        report = validate(study, top=args.top, epochs=args.epochs,
-                          progress=lambda done, total: bar.update(task, completed=done,
-                                                                  total=total))
+
+        def progress(done: int, total: int, row: dict[str, Any]) -> None:
+            bar.update(task, completed=done, total=total)
+            # A line per retraining: the bar alone shows nothing in a log file.
+            bar.console.print(f"{done}/{total}: trial {row['trial']} retrained for "
+                              f"{args.epochs} epochs: {row['long_status']}, score "
+                              f"{records.fmt(row['long_score'])} (proxy "
+                              f"{records.fmt(row['proxy_score'])})", markup=False)
+
+        report = validate(study, top=args.top, epochs=args.epochs, progress=progress)
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:

@@ -24,16 +24,20 @@ VALIDATION_ATTR = "effsearch.validation"
 
 
 def validate(study: optuna.Study, *, top: int, epochs: int,
-             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+             progress: Callable[[int, int, dict[str, Any]], None] | None = None
+             ) -> dict[str, Any]:
     """Retrains the `top` best full-budget trials (distinct networks) for `epochs` epochs.
+
+    Args:
+        progress: called after each retraining with (done, total, its row).
 
     Returns:
         {"rows": [{trial, arch, proxy_score, long_score, ...}], "spearman", "kendall",
         "p_spearman", "p_kendall", "reliable", "warning"}; also stored in the study's user
         attrs so the dashboard and later reports see it.
     """
-    if top < 2:
-        raise UserError(f"--top must be >= 2 to compare rankings, got {top}")
+    if top < 3:  # a pair is always perfectly ranked one way or the other
+        raise UserError(f"--top must be >= 3 to measure a rank correlation, got {top}")
     config = study_config(study)
     metric = config["objective"]["metric"]
     rows = [r for r in trial_rows(study)
@@ -43,9 +47,9 @@ def validate(study: optuna.Study, *, top: int, epochs: int,
     for row in sorted(rows, key=lambda r: -r["score"]):
         unique.setdefault(row["arch"], row)
     rows = list(unique.values())[:top]
-    if len(rows) < 2:
-        raise UserError(f"need at least 2 trials trained for the full budget, the study has "
-                        f"{len(rows)}")
+    if len(rows) < 3:
+        raise UserError(f"need at least 3 distinct networks trained for the full budget to "
+                        f"measure a rank correlation, the study has {len(rows)}")
     proxy = ProxyConfig(**config["proxy"])
     if epochs <= proxy.epochs:
         raise UserError(f"--epochs must exceed the proxy budget ({proxy.epochs}), got {epochs}")
@@ -60,7 +64,7 @@ def validate(study: optuna.Study, *, top: int, epochs: int,
                          "proxy_score": row["score"], "long_score": getattr(result, metric),
                          "long_status": result.status})
         if progress:
-            progress(i + 1, len(rows))
+            progress(i + 1, len(rows), out_rows[-1])
     proxy_scores = [r["proxy_score"] for r in out_rows]
     long_scores = [r["long_score"] for r in out_rows]
     rho, p_rho = stats.spearmanr(proxy_scores, long_scores)

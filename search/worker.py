@@ -1,4 +1,4 @@
-"""One search worker: `python -m search.worker CONFIG --storage URL --study NAME --trials N`.
+"""One search worker: `python -m search.worker CONFIG --study NAME --trials N [--storage URL]`.
 
 `effsearch search --workers N` starts N of these; each is an independent client of the
 storage, exactly like a worker on another host. One process per worker (not threads) because
@@ -8,19 +8,26 @@ each JAX runtime owns its device memory and compilation caches.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from space import UserError
+from space.errors import error_text
+
+STORAGE_ENV = "EFFSEARCH_STORAGE_URL"  # how `effsearch search --workers N` passes the storage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="search.worker", description=__doc__.splitlines()[0])
     parser.add_argument("config")
-    parser.add_argument("--storage", required=True)
+    parser.add_argument("--storage", default=os.environ.get(STORAGE_ENV),
+                        help=f"the storage URL (default: ${STORAGE_ENV})")
     parser.add_argument("--study", required=True)
     parser.add_argument("--trials", type=int, required=True)
     args = parser.parse_args(argv)
+    if not args.storage:
+        parser.error(f"--storage or ${STORAGE_ENV} is required")
     try:
         from search import controller, storage
         from search.config import load_search_config
@@ -32,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         study, _ = controller.open_study(config, store, args.study)
         report = controller.run_worker(config, study, trials=args.trials)
     except UserError as e:
-        sys.stderr.write(f"effsearch worker: error: {e}\n")
+        sys.stderr.write(error_text("effsearch worker", e))
         return 2
     print(f"worker done: {report.trained} trained, {report.rejected} rejected, "
           f"{report.failed} failed", flush=True)

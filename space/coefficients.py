@@ -18,7 +18,7 @@ from typing import Any
 from space.errors import UserError, read_json_file
 
 FILE_FORMAT = "effsearch.coefficients"
-FILE_VERSION = 1
+FILE_VERSION = 2  # 2 added the family (baseline and rounding); 1 is still read
 
 
 class CoefficientsError(UserError):
@@ -38,6 +38,12 @@ class Coefficients:
             is an error; None only reports it (`deviation`).
         provenance: where the coefficients came from (study, dataset, proxy budget, ...);
             not part of equality.
+        baseline: the canonical arch string of the phi = 0 network these coefficients were
+            found on (its resolution, classes and input channels included), or None.
+        resolution_multiple: the rounding of scaled resolutions the search used, or None.
+        channel_divisor: the rounding of scaled channels the search used, or None.
+            Together with `baseline` these make `space.scale(None, coeffs, phi)` rebuild
+            exactly the family that was searched; None means "the caller's or the default".
     """
 
     alpha: float
@@ -47,6 +53,9 @@ class Coefficients:
     tolerance: float | None = dataclasses.field(default=None, compare=False)
     provenance: Mapping[str, Any] | None = dataclasses.field(default=None, compare=False,
                                                              repr=False)
+    baseline: str | None = None
+    resolution_multiple: int | None = None
+    channel_divisor: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("alpha", "beta", "gamma", "target"):
@@ -56,6 +65,19 @@ class Coefficients:
             if not math.isfinite(value) or value < 1:
                 raise CoefficientsError(f"{name} must be >= 1, got {value}")
             object.__setattr__(self, name, float(value))
+        for name in ("resolution_multiple", "channel_divisor"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise CoefficientsError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.baseline is not None:
+            from space.arch_string import decode, encode  # arch_string does not import us
+
+            if not isinstance(self.baseline, str):
+                raise CoefficientsError(f"baseline must be an arch string, got "
+                                        f"{self.baseline!r}")
+            # Canonical form, so that equal families compare equal.
+            object.__setattr__(self, "baseline", encode(decode(self.baseline)))
         if self.tolerance is not None and abs(self.deviation) > self.tolerance:
             raise CoefficientsError(
                 f"alpha*beta^2*gamma^2 = {self.product:.4f} is {self.deviation:+.1%} from the "
@@ -74,13 +96,29 @@ class Coefficients:
     def as_tuple(self) -> tuple[float, float, float]:
         return (self.alpha, self.beta, self.gamma)
 
+    @property
+    def family(self) -> dict[str, Any]:
+        """The family fields that are set (baseline, resolution_multiple, channel_divisor)."""
+        return {k: v for k in _FAMILY_KEYS if (v := getattr(self, k)) is not None}
+
+
+_FAMILY_KEYS = ("baseline", "resolution_multiple", "channel_divisor")
+
 
 PAPER = Coefficients(1.2, 1.1, 1.15)
 """The triple found by the EfficientNet paper's grid search at phi = 1."""
 
 
-def parse_coefficients(text: str) -> Coefficients:
-    """Reads "1.2,1.1,1.15" or a path to a coefficients JSON file."""
+def parse_coefficients(text: str, *, target: float = 2.0,
+                       tolerance: float | None = None) -> Coefficients:
+    """Reads "1.2,1.1,1.15" or a path to a coefficients JSON file.
+
+    Args:
+        text: the triple or the path.
+        target: alpha * beta^2 * gamma^2 of a typed triple (a file carries its own).
+        tolerance: refuse a typed triple whose product is further than this (relative) from
+            `target`; None accepts any. Files are checked against their own target only.
+    """
     path = Path(text)
     if path.suffix == ".json" or path.exists():
         return load_coefficients(path)
@@ -92,7 +130,7 @@ def parse_coefficients(text: str) -> Coefficients:
     if len(values) != 3:
         raise CoefficientsError(f"coefficients must be 'alpha,beta,gamma' (e.g. 1.2,1.1,1.15) "
                                 f"or a path to a .json file, got '{text}'")
-    return Coefficients(*values)
+    return Coefficients(*values, target=target, tolerance=tolerance)
 
 
 def save_coefficients(coeffs: Coefficients, path: str | Path,
@@ -100,7 +138,7 @@ def save_coefficients(coeffs: Coefficients, path: str | Path,
     """Writes coefficients (and provenance) as JSON that `load_coefficients` reads back."""
     record = {"format": FILE_FORMAT, "version": FILE_VERSION, "alpha": coeffs.alpha,
               "beta": coeffs.beta, "gamma": coeffs.gamma, "target": coeffs.target,
-              "product": coeffs.product,
+              "product": coeffs.product, **coeffs.family,
               "provenance": dict(provenance or coeffs.provenance or {})}
     path = Path(path)
     path.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
@@ -119,10 +157,10 @@ def load_coefficients(path: str | Path) -> Coefficients:
     if not isinstance(record, dict) or record.get("format") != FILE_FORMAT:
         raise CoefficientsError(f"{path} is not an effsearch coefficients file "
                                 f"(expected \"format\": \"{FILE_FORMAT}\")")
-    if record.get("version") != FILE_VERSION:
+    if record.get("version") not in (1, FILE_VERSION):
         raise CoefficientsError(f"{path} has coefficients format version "
                                 f"{record.get('version')!r}; this effsearch reads "
-                                f"version {FILE_VERSION}")
+                                f"versions 1 to {FILE_VERSION}")
     missing = [k for k in ("alpha", "beta", "gamma") if k not in record]
     if missing:
         raise CoefficientsError(f"{path} lacks {', '.join(missing)}")
@@ -131,6 +169,7 @@ def load_coefficients(path: str | Path) -> Coefficients:
         raise CoefficientsError(f"{path}: provenance must be an object")
     try:
         return Coefficients(record["alpha"], record["beta"], record["gamma"],
-                            target=record.get("target", 2.0), provenance=provenance)
-    except CoefficientsError as e:
+                            target=record.get("target", 2.0), provenance=provenance,
+                            **{k: record[k] for k in _FAMILY_KEYS if k in record})
+    except UserError as e:  # a bad number, or a baseline string that does not parse
         raise CoefficientsError(f"{path}: {e}") from None

@@ -12,7 +12,27 @@ from typing import Any
 
 
 class UserError(ValueError):
-    """Invalid input from the user; the message names what is wrong and how to fix it."""
+    """Invalid input from the user; the message names what is wrong and how to fix it.
+
+    The message is one line (the CLI escapes any line break that user text brought in);
+    `details`, if given, is printed below it as it is (e.g. the frames of a user's config
+    that raised).
+    """
+
+    def __init__(self, message: str, *, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def one_line(message: str) -> str:
+    """A message with the line breaks that user text brought in shown as escapes."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def error_text(prefix: str, error: UserError) -> str:
+    """What a command prints for a user error: one line, then the error's details if any."""
+    return f"{prefix}: error: {one_line(str(error))}\n" + (
+        f"{error.details}\n" if error.details else "")
 
 
 def read_json_file(path: Path, what: str, error: type[UserError]) -> Any:

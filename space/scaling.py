@@ -94,26 +94,53 @@ def apply_multipliers(spec: ArchSpec, *, depth: float = 1.0, width: float = 1.0,
         dropout=spec.dropout if dropout is None else dropout)
 
 
-def scale(baseline: ArchSpec, coeffs: Coefficients, phi: float, *,
-          resolution_multiple: int = DEFAULT_RESOLUTION_MULTIPLE,
-          channel_divisor: int = DEFAULT_CHANNEL_DIVISOR) -> ArchSpec:
+def scale(baseline: ArchSpec | None, coeffs: Coefficients, phi: float, *,
+          resolution_multiple: int | None = None,
+          channel_divisor: int | None = None) -> ArchSpec:
     """The phi-th member of the compound-scaled family of `baseline`.
 
+    Coefficients exported by a search carry the family they were found on (baseline and
+    rounding), so `scale(None, space.load_coefficients(path), phi)` rebuilds exactly the
+    networks of the search; an argument given here overrides the file's.
+
     Args:
-        baseline: the phi = 0 network.
-        coeffs: (alpha, beta, gamma).
-        phi: the compound coefficient; 0 returns `baseline` itself, negative scales down.
-        resolution_multiple: the resolution is rounded to this multiple
-            (see `DEFAULT_RESOLUTION_MULTIPLE` for why 8).
-        channel_divisor: channels are rounded to this multiple (`DEFAULT_CHANNEL_DIVISOR`).
+        baseline: the phi = 0 network; None: the coefficients' own `baseline`.
+        coeffs: (alpha, beta, gamma), and possibly their family.
+        phi: the compound coefficient; 0 returns the baseline itself, negative scales down.
+        resolution_multiple: the resolution is rounded to this multiple (None: the
+            coefficients', else `DEFAULT_RESOLUTION_MULTIPLE`; see there for why 8).
+        channel_divisor: channels are rounded to this multiple (None: the coefficients',
+            else `DEFAULT_CHANNEL_DIVISOR`).
 
     Returns:
         The scaled spec, with rounded channels, repeats and resolution.
+
+    Raises:
+        UserError: no baseline, a non-finite phi, or a member past the spec's physical bounds.
     """
+    if baseline is None:
+        if coeffs.baseline is None:
+            raise UserError("no baseline: these coefficients do not carry the network they "
+                            "were found on; pass one")
+        from space.arch_string import decode
+
+        baseline = decode(coeffs.baseline)
+    if not math.isfinite(phi):
+        raise UserError(f"phi must be a finite number, got {phi}")
     if phi == 0:
         return baseline
-    d, w, r = compound(phi, *coeffs.as_tuple())
+    resolution_multiple = _first(resolution_multiple, coeffs.resolution_multiple,
+                                 DEFAULT_RESOLUTION_MULTIPLE)
+    channel_divisor = _first(channel_divisor, coeffs.channel_divisor, DEFAULT_CHANNEL_DIVISOR)
+    try:
+        d, w, r = compound(phi, *coeffs.as_tuple())
+    except OverflowError:
+        raise UserError(f"phi={phi:g} overflows the multipliers of {coeffs.as_tuple()}") from None
     return apply_multipliers(baseline, depth=d, width=w,
                              resolution=round_resolution(baseline.resolution, r,
                                                          resolution_multiple),
                              channel_divisor=channel_divisor)
+
+
+def _first(*values: int | None) -> int:
+    return next(v for v in values if v is not None)

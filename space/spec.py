@@ -16,6 +16,18 @@ from space.errors import UserError
 
 BLOCK_TYPES = ("mb",)  # MBConv; the grammar is keyed by type so fused blocks can join later.
 
+# Upper bounds that keep every spec a network one could build. They are ~10x past the largest
+# published member (EfficientNet-L2: 22 blocks in a stage, 5,504 head channels, 800 px), so no
+# real design hits them; without them a typo such as `r100000000` or coefficients like
+# (1000, 1, 1) make the cost model walk 1e8 blocks or overflow before anything says no.
+MAX_REPEATS = 512
+MAX_CHANNELS = 65_536
+MAX_KERNEL = 63
+MAX_EXPANSION = 64.0
+MAX_RESOLUTION = 8_192
+MAX_CLASSES = 1_000_000
+MAX_IN_CHANNELS = 1_024
+
 
 class SpecError(UserError):
     """A spec field is out of range; the message names the field."""
@@ -23,7 +35,9 @@ class SpecError(UserError):
 
 def _check(cond: bool, field: str, requirement: str, value: object) -> None:
     if not cond:
-        raise SpecError(f"{field} must be {requirement}, got {value!r}")
+        # A runaway multiplier can make a 300-digit integer: one line must stay readable.
+        shown = f"{value:.4g}" if _is_int(value) and abs(value) > 10**12 else repr(value)
+        raise SpecError(f"{field} must be {requirement}, got {shown}")
 
 
 def _is_int(x: object) -> bool:
@@ -59,17 +73,17 @@ class BlockSpec:
     block_type: str = "mb"
 
     def __post_init__(self) -> None:
-        _check(_is_int(self.kernel) and self.kernel >= 1 and self.kernel % 2 == 1,
-               "kernel", "an odd integer >= 1", self.kernel)
+        _check(_is_int(self.kernel) and 1 <= self.kernel <= MAX_KERNEL and self.kernel % 2 == 1,
+               "kernel", f"an odd integer in [1, {MAX_KERNEL}]", self.kernel)
         _check(_is_int(self.stride) and self.stride in (1, 2), "stride", "1 or 2", self.stride)
-        _check(_is_real(self.expansion) and self.expansion >= 1, "expansion", ">= 1",
-               self.expansion)
-        _check(_is_int(self.out_channels) and self.out_channels >= 1, "out_channels",
-               "an integer >= 1", self.out_channels)
+        _check(_is_real(self.expansion) and 1 <= self.expansion <= MAX_EXPANSION, "expansion",
+               f"in [1, {MAX_EXPANSION:g}]", self.expansion)
+        _check(_is_int(self.out_channels) and 1 <= self.out_channels <= MAX_CHANNELS,
+               "out_channels", f"an integer in [1, {MAX_CHANNELS}]", self.out_channels)
         _check(_is_real(self.se_ratio) and 0 <= self.se_ratio <= 1, "se_ratio",
                "in [0, 1]", self.se_ratio)
-        _check(_is_int(self.repeats) and self.repeats >= 1, "repeats", "an integer >= 1",
-               self.repeats)
+        _check(_is_int(self.repeats) and 1 <= self.repeats <= MAX_REPEATS, "repeats",
+               f"an integer in [1, {MAX_REPEATS}]", self.repeats)
         _check(isinstance(self.skip, bool), "skip", "a bool", self.skip)
         _check(self.block_type in BLOCK_TYPES, "block_type", f"one of {BLOCK_TYPES}",
                self.block_type)
@@ -118,10 +132,12 @@ class ArchSpec:
         _check(len(self.stages) >= 1, "stages", "non-empty", self.stages)
         for i, stage in enumerate(self.stages):
             _check(isinstance(stage, BlockSpec), f"stages[{i}]", "a BlockSpec", stage)
-        for name in ("stem_channels", "head_channels", "resolution", "num_classes",
-                     "in_channels"):
+        for name, most in (("stem_channels", MAX_CHANNELS), ("head_channels", MAX_CHANNELS),
+                           ("resolution", MAX_RESOLUTION), ("num_classes", MAX_CLASSES),
+                           ("in_channels", MAX_IN_CHANNELS)):
             value = getattr(self, name)
-            _check(_is_int(value) and value >= 1, name, "an integer >= 1", value)
+            _check(_is_int(value) and 1 <= value <= most, name, f"an integer in [1, {most}]",
+                   value)
         for name in ("dropout", "drop_connect_rate"):
             value = getattr(self, name)
             _check(_is_real(value) and 0 <= value < 1, name, "in [0, 1)", value)

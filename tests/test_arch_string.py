@@ -67,7 +67,8 @@ def test_floats_defaults_and_official_forms():
     ("mb_r1_k3_s1_c8--head8", "empty item"),
     ("stem8-head8", "has no blocks"),
     ("mb_r1_k3_s1_c8-width3", "unknown item 'width3'"),
-    ("mb_r1_k3_s1_c8-res0", "resolution must be an integer >= 1"),
+    ("mb_r1_k3_s1_c8-res0", r"resolution must be an integer in \[1, 8192\]"),
+    ("mb_r100000000_k3_s1_c8", r"repeats must be an integer in \[1, 512\], got 100000000"),
     ("", "empty arch string"),
 ])
 def test_malformed_strings_name_the_token(text, message):

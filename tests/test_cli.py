@@ -101,7 +101,7 @@ def test_fit_by_latency_measures_in_order_and_stops_over_budget():
     (["scale", "--coeffs", "0.9,1.2,1.1"], "alpha must be >= 1, got 0.9"),
     (["scale", "--coeffs", "missing.json"], "coefficients file not found"),
     (["scale", "--phi", "a-b"], "--phi must look like"),
-    (["cost", "b0", "--resolution", "0"], "resolution must be an integer >= 1"),
+    (["cost", "b0", "--resolution", "0"], "resolution must be an integer in [1, 8192]"),
 ])
 def test_user_errors_are_one_line_and_exit_2(capsys, argv, message):
     code, out, err = run(capsys, *argv)

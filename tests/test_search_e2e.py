@@ -85,11 +85,35 @@ def test_coefficient_search_records_realized_cost_and_exports(coef_study, tmp_pa
     assert prov["baseline"] == ARCH and prov["realized_macs"] == row["macs"]
     assert space.decode(prov["baseline_arch"]).num_classes == 10
     assert prov["proxy_budget"]["epochs"] == 2 and prov["selection_metric"] == "val_top1"
-    # The exported file drives `scale`, with the search's baseline by default.
-    assert main(["scale", "--coeffs", str(out), "--phi", "0-2", "--json"]) == 0
-    family = json.loads(capsys.readouterr()[0])["family"]
-    assert family[1]["arch"] == space.encode(space.scale(space.decode(ARCH), coeffs, 1,
-                                                         resolution_multiple=8))
+
+
+
+def test_exported_coefficients_rebuild_every_searched_network(coef_study, tmp_path, capsys):
+    """Round trip: each trial's network is `scale(file, phi)` of its exported file, exactly."""
+    study, _, _ = coef_study
+    config = records.study_config(study)
+    phi = config["search"]["phi"]
+    for row in records.trial_rows(study):
+        out = records.export(study, row, tmp_path / f"t{row['trial']}.json", "test")
+        coeffs = space.load_coefficients(out)
+        assert coeffs.baseline == row["baseline_arch"]  # adapted: 8 px, 10 classes, 1 channel
+        assert (coeffs.resolution_multiple, coeffs.channel_divisor) == (2, 8)
+        member = space.scale(None, coeffs, phi)
+        assert space.encode(member) == row["arch"]
+        assert space.cost(member).macs == row["macs"]  # to the unit
+        assert main(["scale", "--coeffs", str(out), "--phi", "0,1", "--json"]) == 0
+        family = json.loads(capsys.readouterr()[0])["family"]
+        assert family[1]["arch"] == row["arch"] and family[1]["macs"] == row["macs"]
+        assert family[0]["arch"] == row["baseline_arch"]
+
+    # A flag overrides the file's rounding, and says so on stderr.
+    assert main(["scale", "--coeffs", str(out), "--phi", "1", "--resolution-multiple", "8",
+                 "--json"]) == 0
+    err = capsys.readouterr()[1]
+    assert "note: --resolution-multiple 8 overrides the coefficients file's 2" in err
+    assert main(["scale", "--coeffs", str(out), "--phi", "1", "--baseline", "b0", "--json"]) == 0
+    assert "--baseline b0 replaces the network the coefficients were found on" in (
+        capsys.readouterr()[1])
 
 
 def test_single_dimension_control_is_one_switch(tmp_path, digits):
@@ -225,9 +249,9 @@ def test_cli_front_export_validate(coef_study, tmp_path, capsys):
     assert main(["export", "coef", *where, "--pick", "knee", "-o", str(tmp_path / "c.json")]) \
         == 0
     assert "wrote" in capsys.readouterr()[0]
-    assert main(["validate", "coef", *where, "--top", "2", "--epochs", "3", "--json"]) == 0
+    assert main(["validate", "coef", *where, "--top", "3", "--epochs", "3", "--json"]) == 0
     report = json.loads(capsys.readouterr()[0])
-    assert len(report["rows"]) == 2 and report["long_epochs"] == 3
+    assert len(report["rows"]) == 3 and report["long_epochs"] == 3
     assert report["spearman"] is None or -1 <= report["spearman"] <= 1
     assert json.loads(study.user_attrs["effsearch.validation"])["rows"] == report["rows"]
 

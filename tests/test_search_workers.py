@@ -121,16 +121,20 @@ def test_killed_search_resumes_and_retries_the_running_trial(tmp_path):
 
 
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
-    def error(argv):
+    def error(argv, lines=1):
         assert main(argv) == 2
         err = capsys.readouterr()[1]
-        assert err.count("\n") == 1 and "Traceback" not in err
+        assert err.count("\n") == lines and "Traceback" not in err
         return err
 
     typo = tmp_path / "typo.py"
     typo.write_text("from search.config import SearchConfig\n\n"
                     "def get_config():\n    return SearchConfig(nmae='x')\n")
-    assert "unexpected keyword argument 'nmae'" in error(["search", str(typo)])
+    # The user's own frame follows the one line: the call in their config (its location, the
+    # source line and Python 3.11's carets under the call).
+    typo_error = error(["search", str(typo)], lines=4)
+    assert "unexpected keyword argument 'nmae'" in typo_error.splitlines()[0]
+    assert f'File "{typo}", line 4, in get_config' in typo_error
     flat = write_config(tmp_path / "flat.py", "flat", trials=1).read_text().replace(
         'CoefficientSearch(baseline=', 'CoefficientSearch(target=1.0, baseline=')
     (tmp_path / "flat.py").write_text(flat)

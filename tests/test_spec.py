@@ -6,14 +6,18 @@ GOOD = dict(kernel=3, stride=1, expansion=6, out_channels=16, se_ratio=0.25, rep
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
-    ("expansion", 0, "expansion must be >= 1, got 0"),
-    ("expansion", 0.5, "expansion must be >= 1, got 0.5"),
-    ("kernel", 4, "kernel must be an odd integer >= 1, got 4"),
+    ("expansion", 0, "expansion must be in [1, 64], got 0"),
+    ("expansion", 0.5, "expansion must be in [1, 64], got 0.5"),
+    ("expansion", 100, "expansion must be in [1, 64], got 100"),
+    ("kernel", 4, "kernel must be an odd integer in [1, 63], got 4"),
+    ("kernel", 65, "kernel must be an odd integer in [1, 63], got 65"),
     ("stride", 3, "stride must be 1 or 2, got 3"),
-    ("out_channels", 0, "out_channels must be an integer >= 1, got 0"),
+    ("out_channels", 0, "out_channels must be an integer in [1, 65536], got 0"),
+    ("out_channels", 10**6, "out_channels must be an integer in [1, 65536], got 1000000"),
     ("se_ratio", 1.5, "se_ratio must be in [0, 1], got 1.5"),
-    ("repeats", 0, "repeats must be an integer >= 1, got 0"),
-    ("repeats", 1.5, "repeats must be an integer >= 1, got 1.5"),
+    ("repeats", 0, "repeats must be an integer in [1, 512], got 0"),
+    ("repeats", 1.5, "repeats must be an integer in [1, 512], got 1.5"),
+    ("repeats", 100_000_000, "repeats must be an integer in [1, 512], got 100000000"),
     ("skip", "yes", "skip must be a bool, got 'yes'"),
     ("block_type", "fused", "block_type must be one of ('mb',), got 'fused'"),
 ])
@@ -26,7 +30,8 @@ def test_block_validation_names_the_field(field, value, message):
 
 @pytest.mark.parametrize(("field", "value"), [
     ("resolution", 0), ("num_classes", 0), ("stem_channels", -1), ("dropout", 1.0),
-    ("drop_connect_rate", -0.1), ("in_channels", 0)])
+    ("drop_connect_rate", -0.1), ("in_channels", 0), ("resolution", 10**5),
+    ("head_channels", 10**6), ("num_classes", 10**7), ("in_channels", 2048)])
 def test_arch_validation_names_the_field(field, value):
     with pytest.raises(SpecError, match=f"^{field} must be"):
         ArchSpec(stages=(BlockSpec(**GOOD),), **{field: value})
