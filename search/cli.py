@@ -359,14 +359,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     from rich.progress import Progress
 
     from trainers import runtime
-    from trainers.proxy import train_and_evaluate
+    from trainers.proxy import load_proxy_dataset, train_and_evaluate
 
     config, _ = _proxy_config(args)
     runtime.configure()
+    dataset = load_proxy_dataset(config)  # a bad --dataset fails here, before the bar draws
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(f"training {config.dataset}", total=None)
         result = train_and_evaluate(
-            config, progress=lambda done, total: bar.update(task, completed=done, total=total))
+            config, dataset=dataset,
+            progress=lambda done, total: bar.update(task, completed=done, total=total))
     record = result.to_json()
     if args.json:
         _print_json(record)
@@ -393,7 +395,8 @@ def _methods(specs: Sequence[str] | None) -> list[Any]:
         if not sep or not name:
             raise UserError(f"--coeffs must be NAME=alpha,beta,gamma or NAME=FILE.json, got "
                             f"'{text}'")
-        methods.append(Method(name, "compound", space.parse_coefficients(value)))
+        methods.append(Method(name, "compound", space.parse_coefficients(
+            value, tolerance=COEFFS_TOLERANCE)))
     return methods + single_dimension_methods()
 
 

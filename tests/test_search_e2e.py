@@ -2,6 +2,10 @@
 
 import dataclasses
 import json
+import os
+import re
+import subprocess
+import time
 
 import optuna
 import pytest
@@ -291,6 +295,52 @@ def test_stale_trials_are_failed_and_retried(tmp_path):
     assert new.user_attrs["retry_of"] == old.number
     assert new.user_attrs["reference"] == "paper"
     assert controller.fail_stale_trials(study, grace_s=60, max_retries=1) == []
+
+
+def _running_trial(study, machine, pid):
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    trial.set_user_attr(controller.WORKER_MACHINE, machine)
+    trial.set_user_attr(controller.WORKER_PID, pid)
+    trial.set_user_attr(controller.HEARTBEAT, time.time())  # fresh: the grace alone waits
+    return trial.number
+
+
+def test_a_dead_worker_on_this_machine_is_detected_at_once(tmp_path):
+    study = optuna.create_study(storage=storage.open_storage(str(tmp_path / "s.journal")))
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a PID that no process has now
+    here = controller._machine()
+    dead = _running_trial(study, here, gone.pid)
+    _running_trial(study, here, os.getppid())  # alive
+    _running_trial(study, "another-host/boot/ns", gone.pid)  # not ours to judge
+    assert controller.fail_stale_trials(study, grace_s=3600, max_retries=0) == [dead]
+
+
+def test_a_worker_waiting_on_another_says_for_what_and_until_when(tmp_path):
+    config = coefficient_config(trials=1, halving=None, grace_s=1.0, heartbeat_s=0.5,
+                                max_retries=0)
+    study, _ = controller.open_study(config, storage.open_storage(str(tmp_path / "s.journal")),
+                                     "wait")
+    study.add_trial(optuna.create_trial(
+        params={}, distributions={}, values=[0.5, 1.0], user_attrs={"val_top1": 0.5}))
+    other = _running_trial(study, "another-host/boot/ns", 1)
+    said = []
+    controller.run_worker(config, study, trials=1, runner=object(), poll_s=0.1,
+                          say=said.append)  # the runner is never asked: nothing to train
+    assert len(said) == 1, said  # once, not every poll
+    assert re.fullmatch(rf"waiting for trial {other} \(worker \?, last heartbeat \d+ s ago\): "
+                        r"it is failed and retried if still silent at \d\d:\d\d:\d\d "
+                        r"\(grace_s=1\)", said[0]), said[0]
+    assert study.get_trials()[other].state == TrialState.FAIL  # then the grace ran out
+
+
+def test_a_line_per_finished_trial(coef_study):
+    study, _, _ = coef_study
+    lines = [records.trial_line(t, "val_top1") for t in study.get_trials()]
+    assert lines[0].startswith("trial 0 [paper] ")
+    assert all(re.match(rf"trial {i} .*(done|stopped by halving at epoch 1|reuses trial \d+ "
+                        rf"\(same network\)): val_top1 0\.\d+, \d+\.\d+M MACs, \d+ px", line)
+               for i, line in enumerate(lines)), lines
 
 
 def test_a_twin_stopped_at_a_rung_stands_in_only_while_it_would_stop_again(digits):

