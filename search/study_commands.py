@@ -270,7 +270,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     study, url = _open(args)
     config = records.study_config(study)
     row = records.pick(records.trial_rows(study), args.pick, _cost_key(config))
-    path = records.export(study, row, args.output, storage.redact(url))
+    path = records.export(study, row, args.output, storage.public_location(url))
     what = (f"alpha={row['alpha']:.4f}, beta={row['beta']:.4f}, gamma={row['gamma']:.4f}"
             if config["kind"] == "coefficients" else row["arch"])
     sys.stdout.write(f"wrote {path}: trial {row['trial']} ({args.pick}), {what}, "

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 
 from search import storage
@@ -66,16 +65,6 @@ def test_two_workers_share_one_journal_study(tmp_path):
     assert len(logs) == 2 and all("worker done" in p.read_text() for p in logs)
     trained = sum(int(p.read_text().split("worker done: ")[1].split()[0]) for p in logs)
     assert trained == 6  # the workers' own counts add up to the study's
-
-
-@pytest.fixture
-def postgres_url():
-    url = os.environ.get("EFFSEARCH_TEST_POSTGRES_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("CI must provide EFFSEARCH_TEST_POSTGRES_URL (.ci/postgres.sh)")
-        pytest.skip("no PostgreSQL server: run `source .ci/postgres.sh` first")
-    return url
 
 
 def test_two_workers_on_postgresql(tmp_path, postgres_url):
