@@ -364,7 +364,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     config, _ = _proxy_config(args)
     runtime.configure()
     dataset = load_proxy_dataset(config)  # a bad --dataset fails here, before the bar draws
-    with Progress(console=Console(stderr=True), transient=True) as bar:
+    with Progress(console=Console(stderr=True, soft_wrap=True), transient=True) as bar:
         task = bar.add_task(f"training {config.dataset}", total=None)
         result = train_and_evaluate(
             config, dataset=dataset,
@@ -429,7 +429,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         def latency(spec: space.ArchSpec) -> float:
             return measure_latency(spec, batch=1, train=False).forward_p50_ms
 
-    with Progress(console=Console(stderr=True), transient=True) as bar:
+    with Progress(console=Console(stderr=True, soft_wrap=True), transient=True) as bar:
         task = bar.add_task("training", total=len(factors) * len(methods) * len(seeds))
 
         def train(spec: space.ArchSpec, seed: int) -> Any:

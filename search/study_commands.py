@@ -60,7 +60,7 @@ class _StudyProgress:
                           if records.trial_line(t, metric) is not None}
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                             MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
-                            TimeRemainingColumn(), console=Console(stderr=True),
+                            TimeRemainingColumn(), console=Console(stderr=True, soft_wrap=True),
                             transient=True)
         self.task = self.bar.add_task(study.study_name, total=total, best="")
         self._stop = threading.Event()
@@ -286,7 +286,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
     study, _ = _open(args)
     runtime.configure()
-    with Progress(console=Console(stderr=True), transient=True) as bar:
+    with Progress(console=Console(stderr=True, soft_wrap=True), transient=True) as bar:
         task = bar.add_task(f"retraining top {args.top}", total=args.top)
 
         def progress(done: int, total: int, row: dict[str, Any]) -> None:

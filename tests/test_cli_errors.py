@@ -69,13 +69,14 @@ CASES = [
     # config files and storage
     (["search", "{tmp}/config.txt"], r"config.txt must be a Python file \(\.py\)"),
     (["search", "{tmp}/nope.py"], r"config file not found"),
-    (["search", "{tmp}/ok.py", "--workdir", "{tmp}/afile"], r"afile"),
-    (["search", "{tmp}/ok.py", "--storage", "{tmp}/adir"], r"adir"),
+    (["search", "{tmp}/ok.py", "--workdir", "{tmp}/afile"], r"afile is a file"),
+    (["search", "{tmp}/ok.py", "--workdir", "{tmp}/afile/sub"], r"afile is a file"),
+    (["search", "{tmp}/ok.py", "--storage", "{tmp}/adir"], r"adir is a directory"),
     (["search", "{tmp}/ok.py", "--workers", "0"], r"argument --workers: must be >= 1"),
     (["search", "{tmp}/ok.py", "--trials", "0"], r"argument --trials: must be >= 1"),
     (["front", "--storage", "{tmp}/middle.journal"], r"middle.journal.* line 2"),
-    (["front", "--storage", "{tmp}/random.journal"], r"random.journal"),
-    (["front", "--storage", "{tmp}/adir"], r"adir"),
+    (["front", "--storage", "{tmp}/random.journal"], r"random.journal is not an Optuna journal"),
+    (["front", "--storage", "{tmp}/adir"], r"adir is a directory"),
     (["front", "--workdir", "{tmp}/none"], r"no study storage"),
     # outputs into folders that do not exist, checked before any work
     (["export", "-o", "{tmp}/missing/c.json"], r"folder '.*missing' does not exist"),

@@ -1,5 +1,6 @@
 """Worker processes on one study: journal file, PostgreSQL, kill -9 and resume, user errors."""
 
+import json
 import os
 import re
 import signal
@@ -67,15 +68,27 @@ def test_two_workers_share_one_journal_study(tmp_path):
     assert trained == 6  # the workers' own counts add up to the study's
 
 
-def test_two_workers_on_postgresql(tmp_path, postgres_url):
+def test_two_workers_on_postgresql(tmp_path, postgres_url, capsys):
     name = f"pg-{os.getpid()}-{time.time_ns()}"
     config = write_config(tmp_path / "c.py", name, trials=4)
-    done = subprocess.run([EFFSEARCH, "search", str(config), "--storage", postgres_url,
+    # The CI server trusts loopback, so any password works: it must show up nowhere.
+    secret = "pw-Secret-4711"
+    url = postgres_url.replace("://effsearch@", f"://effsearch:{secret}@")
+    assert secret in url
+    done = subprocess.run([EFFSEARCH, "search", str(config), "--storage", url,
                            "--workers", "2", "--workdir", str(tmp_path / "w")],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     check_counts(load(postgres_url, name), 4)
-    assert main(["front", name, "--storage", postgres_url, "--json"]) == 0
+    assert main(["front", name, "--storage", url, "--json"]) == 0
+    assert main(["export", name, "--storage", url, "-o", str(tmp_path / "c.json")]) == 0
+    shown = done.stdout + done.stderr + "".join(capsys.readouterr())
+    logs = "".join(p.read_text() for p in (tmp_path / "w" / "logs").glob("*.log"))
+    assert "next: effsearch front" in done.stderr and "effsearch:***@" in done.stderr
+    assert secret not in shown + logs + (tmp_path / "c.json").read_text()
+    provenance = json.loads((tmp_path / "c.json").read_text())["provenance"]
+    assert provenance["storage"] == "postgresql://127.0.0.1:55432/effsearch_test".replace(
+        "55432", postgres_url.rsplit(":", 1)[1].split("/")[0])
 
 
 def test_killed_search_resumes_and_retries_the_running_trial(tmp_path):
