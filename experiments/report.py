@@ -14,10 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from search import records, storage
+from search import kinds, records, storage
 from search.comparison import comparison_figure
-from search.plots import save_front
-from search.study_commands import iso_costs
+from search.plots import front_plot, save_front
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -26,38 +25,42 @@ def fmt(value: Any, digits: int = 3) -> str:
 
 def study_section(study: Any, out: Path) -> list[str]:
     config = records.study_config(study)
+    kind = kinds.from_stored(config)
     objective = config["objective"]
-    cost = "latency_ms" if objective["cost"] == "latency" else objective["cost"]
+    cost = records.cost_field(config)
     rows = records.trial_rows(study)
     ranked = records.front(rows, cost)
-    rank = {r["trial"]: r["rank"] for r in ranked}
-    rejected = sum("rejected" in t.user_attrs for t in study.get_trials())
+    rank = {r.trial: r.rank for r in ranked}
+    rejected = [t.user_attrs["rejected"] for t in study.get_trials() if "rejected" in t.user_attrs]
     png = out / f"{study.study_name}.front.png"
-    save_front(ranked, str(png), cost=cost, metric=objective["metric"],
-               title=f"{study.study_name}: {len(ranked)} full-budget trials",
-               iso_costs=iso_costs(config, ranked))
+    save_front(front_plot(ranked, config, f"{study.study_name}: {len(ranked)} full-budget "
+                                          f"trials"), str(png))
     lines = [f"### Study `{study.study_name}`", "",
-             f"Objective: {objective['kind']} of `{objective['metric']}` vs `{objective['cost']}`;"
-             f" proxy {config['proxy']['epochs']} epochs on {config['proxy']['dataset']}"
-             f" (imbalance {config['proxy'].get('imbalance')}); {len(rows)} trained trials,"
-             f" {rejected} rejected before training (solved alpha < 1).", ""]
+             f"{kind.name.capitalize()} search. Objective: {objective['kind']} of "
+             f"`{objective['metric']}` vs `{objective['cost']}`; proxy "
+             f"{config['proxy']['epochs']} epochs on {config['proxy']['dataset']} (imbalance "
+             f"{config['proxy'].get('imbalance')}); {len(rows)} trained trials, "
+             f"{len(rejected)} rejected before training.", ""]
     for how in ("best", "knee"):
         pick = records.pick(rows, how, cost)
-        lines.append(f"- **{how}**: trial {pick['trial']}, alpha={pick['alpha']:.3f}, "
-                     f"beta={pick['beta']:.3f}, gamma={pick['gamma']:.3f}, "
-                     f"{objective['metric']}={pick['score']:.3f}, {pick['macs']:,} MACs")
-    lines += ["", f"![front]({png.name})", "",
-              "| trial | alpha | beta | gamma | reference | score | val top-1 | balanced acc. "
-              "| MACs | params | latency ms | budget | rank | duplicate of |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: r["trial"]):
+        lines.append(f"- **{how}**: trial {pick.trial}, {kind.describe(pick)}, "
+                     f"{objective['metric']}={pick.score:.3f}, {pick.macs:,} MACs")
+    columns = [*kind.columns, "reference", "score", "val top-1", "balanced acc.", "MACs",
+               "params", "latency ms", "budget", "rank", "duplicate of"]
+    lines += ["", f"![front]({png.name})", "", "| trial | " + " | ".join(columns) + " |",
+              "|---" * (len(columns) + 1) + "|"]
+    for r in sorted(rows, key=lambda r: r.trial):
         lines.append("| " + " | ".join([
-            str(r["trial"]), fmt(r["alpha"]), fmt(r["beta"]), fmt(r["gamma"]),
-            fmt(r["reference"]), fmt(r["score"]), fmt(r["val_top1"]),
-            fmt(r["val_balanced_accuracy"]), f"{r['macs']:,}", f"{r['params']:,}",
-            fmt(r["latency_ms"]), f"{r['budget']}/{r['max_budget']}",
-            fmt(rank.get(r["trial"], "")), fmt(r["duplicate_of"])]) + " |")
+            str(r.trial), *(_identity(r.get(c)) for c in kind.columns), fmt(r.reference),
+            fmt(r.score), fmt(r.val_top1), fmt(r.val_balanced_accuracy), f"{r.macs:,}",
+            f"{r.params:,}", fmt(r.latency_ms), f"{r.budget}/{r.max_budget}",
+            fmt(rank.get(r.trial, "")), fmt(r.duplicate_of)]) + " |")
     return [*lines, ""]
+
+
+def _identity(value: Any) -> str:
+    """A kind's identifying column: coefficients to 3 decimals, an arch string as code."""
+    return f"`{value}`" if isinstance(value, str) else fmt(value)
 
 
 def comparison_section(path: Path, out: Path) -> list[str]:

@@ -55,7 +55,7 @@ def single_dimension_methods() -> list[Method]:
 
 
 def match_macs(baseline: space.ArchSpec, method: Method, factor: float,
-               resolution_multiple: int = 2,
+               resolution_multiple: int = space.PROXY_RESOLUTION_MULTIPLE,
                channel_divisor: int = space.DEFAULT_CHANNEL_DIVISOR
                ) -> tuple[space.ArchSpec, float]:
     """The member whose realized MACs are closest (in log) to `factor` x the baseline's.
@@ -84,7 +84,7 @@ def match_macs(baseline: space.ArchSpec, method: Method, factor: float,
 def compare(baseline: space.ArchSpec, methods: Sequence[Method], factors: Sequence[float],
             seeds: Sequence[int], train: Callable[[space.ArchSpec, int], Any],
             latency: Callable[[space.ArchSpec], float] | None = None,
-            resolution_multiple: int = 2,
+            resolution_multiple: int = space.PROXY_RESOLUTION_MULTIPLE,
             channel_divisor: int = space.DEFAULT_CHANNEL_DIVISOR) -> list[dict[str, Any]]:
     """Trains every (factor, method) member with every seed; one row per (factor, method).
 

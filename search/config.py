@@ -17,19 +17,16 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import space
+from search import registry
 from search.halving import Halving
-from search.manifold import DIMENSIONS, Manifold
+from search.kinds import KINDS, BaselineSearch, CoefficientSearch, SearchKind
 from space import UserError
-from space.baseline_space import BaselineSpace, StageChoices, mnasnet_space
+from space.baseline_space import StageChoices
 from trainers.proxy import ProxyConfig
 
-SAMPLERS = ("grid", "tpe", "nsga2", "gp", "random")
-OBJECTIVE_KINDS = ("pareto", "reward", "metric")
-# Accuracy-like, maximised, all from the validation split; see trainers/metrics.py.
-METRICS = ("val_top1", "val_balanced_accuracy", "val_worst_class_recall", "val_macro_f1")
-COSTS = ("macs", "params", "latency")  # minimised
-PRUNERS = ("median", "sha", "hyperband")
+# Importable from here as before: configs say `from search.config import CoefficientSearch`.
+__all__ = ["BaselineSearch", "CoefficientSearch", "Halving", "Objective", "SearchConfig",
+           "StageChoices", "load_config_file", "load_search_config"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,9 +55,9 @@ class Objective:
     latency_batch: int = 1
 
     def __post_init__(self) -> None:
-        _one_of("objective.kind", self.kind, OBJECTIVE_KINDS)
-        _one_of("objective.metric", self.metric, METRICS)
-        _one_of("objective.cost", self.cost, COSTS)
+        registry.check("objective.kind", self.kind, registry.OBJECTIVES)
+        registry.check("objective.metric", self.metric, registry.METRICS)
+        registry.check("objective.cost", self.cost, registry.COSTS)
         if self.target is not None and not self.target > 0:
             raise UserError(f"objective.target must be > 0, got {self.target}")
         if self.latency_batch < 1:
@@ -74,77 +71,7 @@ class Objective:
 
     @property
     def directions(self) -> tuple[str, ...]:
-        return tuple("minimize" if n in COSTS else "maximize" for n in self.names)
-
-
-@dataclasses.dataclass(frozen=True)
-class CoefficientSearch:
-    """The paper's step 2: (alpha, beta, gamma) for a fixed baseline at phi (default 1).
-
-    Attributes:
-        baseline: a named model, an arch string or an arch file (`effsearch export` of a
-            baseline study); the proxy config's width/depth/resolution apply to it first.
-        phi: the compound coefficient at which candidates are compared.
-        target: alpha * beta^2 * gamma^2; 2 doubles the cost per unit phi.
-        dimensions: the dimensions allowed to grow; one name gives a single-dimension control
-            (e.g. ("depth",): alpha = target, beta = gamma = 1).
-        grid_step: lattice step of the "grid" sampler.
-        references: fixed points trained first and marked in plots: "paper" (1.2, 1.1, 1.15)
-            and "controls" (depth-, width-, resolution-only at the same target).
-        resolution_multiple: scaled resolutions round to this (proxies at 16-32 px need 2).
-        channel_divisor: scaled channels round to this multiple; the official 8 makes any
-            beta below ~1.25 a no-op on a 16-32 channel proxy baseline, so use 2 there.
-    """
-
-    baseline: str = "efficientnet-b0"
-    phi: float = 1.0
-    target: float = 2.0
-    dimensions: tuple[str, ...] = DIMENSIONS
-    grid_step: float = 0.05
-    references: tuple[str, ...] = ("paper", "controls")
-    resolution_multiple: int = 2
-    channel_divisor: int = space.DEFAULT_CHANNEL_DIVISOR
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "dimensions", tuple(self.dimensions))
-        object.__setattr__(self, "references", tuple(self.references))
-        self.manifold  # validates target and dimensions  # noqa: B018
-        if not self.phi > 0:
-            raise UserError(f"phi must be > 0, got {self.phi}")
-        for ref in self.references:
-            _one_of("references", ref, ("paper", "controls"))
-        if self.resolution_multiple < 1 or self.channel_divisor < 1:
-            raise UserError("resolution_multiple and channel_divisor must be >= 1")
-
-    @property
-    def manifold(self) -> Manifold:
-        return Manifold(self.target, self.dimensions)
-
-
-@dataclasses.dataclass(frozen=True)
-class BaselineSearch:
-    """The paper's step 1: a B0-style baseline from a MnasNet-style space under a MACs target.
-
-    Attributes:
-        seed: the network the space is built around (named model or arch string); the proxy
-            config's width/depth/resolution apply to it first.
-        choices: per-stage options (the same for every stage).
-        macs_target: T, the MACs target at the proxy's resolution and classes.
-        max_over: candidates above T * (1 + max_over) MACs are rejected before training.
-    """
-
-    seed: str = "efficientnet-b0"
-    choices: StageChoices = dataclasses.field(default_factory=StageChoices)
-    macs_target: float = 4e8
-    max_over: float = 0.1
-
-    def __post_init__(self) -> None:
-        if not self.macs_target > 0 or self.max_over < 0:
-            raise UserError(f"macs_target must be > 0 and max_over >= 0, got "
-                            f"{self.macs_target}, {self.max_over}")
-
-    def space(self, seed_spec: space.ArchSpec) -> BaselineSpace:
-        return mnasnet_space(seed_spec, self.choices)
+        return tuple("minimize" if n in registry.COSTS else "maximize" for n in self.names)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,26 +80,27 @@ class SearchConfig:
 
     Attributes:
         name: the study name (default of `--study`).
-        search: a `CoefficientSearch` or a `BaselineSearch`.
+        search: the search kind and its settings: a `CoefficientSearch`, a `BaselineSearch`
+            (search/kinds/), ...
         proxy: the proxy training of every trial (dataset, epochs, resolution, ...).
         objective: what trials are scored on.
-        sampler: "grid" (coefficient search only: the lattice, enqueued), "tpe", "nsga2",
-            "gp" (Optuna's GPSampler) or "random".
+        sampler: a name of `search.registry.SAMPLERS`: "grid" (kinds with a lattice: every
+            point enqueued), "tpe", "nsga2", "gp" (Optuna's GPSampler) or "random".
         trials: trained trials to finish (rejected candidates do not count); None: the grid's
             size with the grid sampler.
         startup_trials: seeded design points enqueued up front (Sobol for coefficients,
             random for baselines), so parallel sweeps start reproducibly.
         seed: seeds the sampler and the design.
         halving: successive halving / Hyperband over epochs (any number of objectives).
-        pruner: an Optuna pruner for single-objective studies: "median", "sha", "hyperband".
+        pruner: an Optuna pruner for single-objective studies (`search.registry.PRUNERS`):
+            "median", "sha", "hyperband".
         heartbeat_s: how often a running trial says it is alive.
         grace_s: a running trial silent this long is failed and retried.
         max_retries: retries of a trial whose worker died.
     """
 
     name: str
-    search: CoefficientSearch | BaselineSearch = dataclasses.field(
-        default_factory=CoefficientSearch)
+    search: SearchKind = dataclasses.field(default_factory=CoefficientSearch)
     proxy: ProxyConfig = dataclasses.field(default_factory=ProxyConfig)
     objective: Objective = dataclasses.field(default_factory=Objective)
     sampler: str = "tpe"
@@ -188,15 +116,16 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise UserError("name must be a non-empty study name")
-        if not isinstance(self.search, CoefficientSearch | BaselineSearch):
-            raise UserError("search must be a CoefficientSearch or a BaselineSearch")
+        if not isinstance(self.search, SearchKind):
+            raise UserError(f"search must be one of the search kinds ("
+                            f"{', '.join(k.__name__ for k in KINDS.values())})")
         if not isinstance(self.proxy, ProxyConfig):
             raise UserError("proxy must be a trainers.proxy.ProxyConfig")
-        _one_of("sampler", self.sampler, SAMPLERS)
-        if self.sampler == "grid" and not self.is_coefficient_search:
-            raise UserError("the grid sampler is for coefficient searches; use tpe, nsga2, gp "
-                            "or random for a baseline search")
-        if self.trials is None and self.sampler != "grid":
+        registry.check("sampler", self.sampler, registry.SAMPLERS)
+        if registry.SAMPLERS[self.sampler].grid and not self.search.supports_grid:
+            raise UserError(f"the {self.sampler} sampler needs a search kind with a grid; a "
+                            f"{self.search.name} search has none (use tpe, nsga2, gp or random)")
+        if self.trials is None and not registry.SAMPLERS[self.sampler].grid:
             raise UserError("trials must be set (only the grid sampler has a natural size)")
         if self.trials is not None and self.trials < 1:
             raise UserError(f"trials must be >= 1, got {self.trials}")
@@ -205,7 +134,7 @@ class SearchConfig:
         if not (0 < self.heartbeat_s < self.grace_s):
             raise UserError("need 0 < heartbeat_s < grace_s")
         if self.pruner is not None:
-            _one_of("pruner", self.pruner, PRUNERS)
+            registry.check("pruner", self.pruner, registry.PRUNERS)
             if len(self.objective.names) > 1:
                 raise UserError("Optuna's pruners need a single objective; use halving=Halving"
                                 "() for a multi-objective study")
@@ -214,27 +143,18 @@ class SearchConfig:
         if self.halving is not None and not self.halving.rungs(self.proxy.epochs):
             raise UserError(f"halving has no rung below the proxy's {self.proxy.epochs} epochs "
                             f"(min_epochs={self.halving.min_epochs})")
-        if isinstance(self.search, BaselineSearch) and self.objective.cost == "latency" \
-                and self.objective.kind == "reward" and self.objective.target is None:
-            raise UserError("a latency reward needs objective.target (ms)")
-
-    @property
-    def is_coefficient_search(self) -> bool:
-        return isinstance(self.search, CoefficientSearch)
+        self.search.validate_objective(self.objective.kind, self.objective.cost,
+                                       self.objective.target)
 
     @property
     def kind(self) -> str:
-        return "coefficients" if self.is_coefficient_search else "baseline"
+        """The search kind's name, stored with the study."""
+        return self.search.name
 
     def to_json(self) -> dict[str, Any]:
         record = dataclasses.asdict(self)
         record["kind"] = self.kind
         return record
-
-
-def _one_of(field: str, value: Any, options: tuple) -> None:
-    if value not in options:
-        raise UserError(f"{field} must be one of {', '.join(map(str, options))}; got {value!r}")
 
 
 def dumps(config: SearchConfig) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import importlib.util
 import json
 import logging
 import os
@@ -33,12 +32,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 import space
-import space.baseline_space
 from search import halving as halving_lib
-from search.config import BaselineSearch, CoefficientSearch, SearchConfig, dumps
-from search.manifold import COEFFICIENT, paper_reference
+from search import registry
+from search.config import SearchConfig, dumps
+from search.kinds import Candidate
 from search.records import CONFIG_ATTR, study_config
-from space import Coefficients, UserError
+from space import UserError
 from trainers.data import Dataset
 from trainers.proxy import ProxyResult, Stop, load_proxy_dataset, train_and_evaluate
 
@@ -57,31 +56,6 @@ log = logging.getLogger("effsearch")
 # ----------------------------------------------------------------------------- study
 
 
-def _sampler(config: SearchConfig) -> optuna.samplers.BaseSampler:
-    seed = config.seed
-    if config.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=config.startup_trials)
-    if config.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if config.sampler == "gp":
-        if importlib.util.find_spec("torch") is None:
-            raise UserError("the gp sampler (Optuna's GPSampler) needs PyTorch: "
-                            "pip install 'effsearch[gp]'")
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=config.startup_trials)
-    # "grid": every lattice point is enqueued up front, nothing is left to sample.
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
-def _pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
-    if config.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=config.startup_trials)
-    if config.pruner == "sha":
-        return optuna.pruners.SuccessiveHalvingPruner()
-    if config.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(max_resource=config.proxy.epochs)
-    return optuna.pruners.NopPruner()
-
-
 def open_study(config: SearchConfig, storage: optuna.storages.BaseStorage,
                name: str) -> tuple[optuna.Study, bool]:
     """Creates the study (returning True) or loads it, checking it is the same search.
@@ -90,7 +64,9 @@ def open_study(config: SearchConfig, storage: optuna.storages.BaseStorage,
     one creates the study and enqueues the design; the others load it.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress bar says it better
-    sampler, pruner = _sampler(config), _pruner(config)
+    sampler = registry.SAMPLERS[config.sampler].make(config)
+    pruner = (registry.PRUNERS[config.pruner][1](config) if config.pruner
+              else optuna.pruners.NopPruner())
     directions = list(config.objective.directions)
     try:
         study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
@@ -98,17 +74,11 @@ def open_study(config: SearchConfig, storage: optuna.storages.BaseStorage,
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler,
                                   pruner=pruner)
-        stored = study_config(study)
-        mine = json.loads(dumps(config))
-        for key in ("kind", "search", "objective", "proxy"):
-            # Fields added by a later effsearch are missing from older studies: only the
-            # stored ones must match.
-            theirs, ours = stored.get(key), mine.get(key)
-            if isinstance(theirs, dict) and isinstance(ours, dict):
-                ours = {k: v for k, v in ours.items() if k in theirs}
-            if theirs != ours:
-                raise UserError(f"study '{name}' exists with a different {key}; resume it "
-                                f"with the same config or pick another --study") from None
+        changed = config_changes(study_config(study), json.loads(dumps(config)))
+        if changed:
+            raise UserError(f"study '{name}' exists with another config ({'; '.join(changed)}); "
+                            f"resume it with the config it was made with, or start a new study "
+                            f"with --study NEW_NAME") from None
         return study, False
     study.set_user_attr(CONFIG_ATTR, dumps(config))
     with warnings.catch_warnings():  # experimental since Optuna 3.2, but the dashboard uses it
@@ -117,34 +87,33 @@ def open_study(config: SearchConfig, storage: optuna.storages.BaseStorage,
     return study, True
 
 
+# What a resumed study may change: the budget (`--trials`) and the fault-tolerance timings.
+RESUMABLE = frozenset({"name", "trials", "heartbeat_s", "grace_s", "max_retries"})
+
+
+def config_changes(stored: dict[str, Any], mine: dict[str, Any], prefix: str = "") -> list[str]:
+    """The fields where a config differs from a study's stored one, as "path: old -> new".
+
+    Fields in only one of the two (added or dropped by another effsearch version) are not
+    compared: an older study keeps working after an upgrade.
+    """
+    changes = []
+    for key in stored.keys() & mine.keys():
+        path = f"{prefix}{key}"
+        if not prefix and key in RESUMABLE:
+            continue
+        theirs, ours = stored[key], mine[key]
+        if isinstance(theirs, dict) and isinstance(ours, dict):
+            changes += config_changes(theirs, ours, f"{path}.")
+        elif theirs != ours:
+            changes.append(f"{path}: {theirs!r} -> {ours!r}")
+    return sorted(changes)
+
+
 def design(config: SearchConfig) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """The (params, user_attrs) enqueued up front: references first, then a seeded design."""
-    search = config.search
-    out: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    if isinstance(search, CoefficientSearch):
-        manifold = search.manifold
-        if "paper" in search.references and len(manifold.dimensions) == 3:
-            paper = paper_reference(search.target)
-            out.append((manifold.sampled_values(paper),
-                        {"reference": "paper", "coefficients": list(paper.as_tuple())}))
-        if "controls" in search.references and len(manifold.dimensions) > 1:
-            for label, coeffs in manifold.controls():
-                out.append((manifold.sampled_values(coeffs), {"reference": label}))
-        points = (manifold.grid(search.grid_step) if config.sampler == "grid"
-                  else manifold.design(config.startup_trials, config.seed))
-        out += [(p, {}) for p in points]
-    else:
-        import numpy as np
-
-        baseline_space = _baseline_space(config)
-        seed_values = baseline_space.seed_values()
-        if seed_values is not None:
-            out.append((seed_values, {"reference": "seed"}))
-        rng = np.random.default_rng(config.seed)
-        choices = baseline_space.choices()
-        for _ in range(config.startup_trials):
-            out.append(({k: v[rng.integers(len(v))] for k, v in choices.items()}, {}))
-    return out
+    return config.search.design(sampler=config.sampler, startup_trials=config.startup_trials,
+                                seed=config.seed)
 
 
 def budget(config: SearchConfig) -> int:
@@ -166,12 +135,6 @@ def enqueue_design(study: optuna.Study, config: SearchConfig) -> int:
 def _plain(params: dict[str, Any]) -> dict[str, Any]:
     # numpy scalars from the design would not survive JSON storage.
     return {k: v.item() if hasattr(v, "item") else v for k, v in params.items()}
-
-
-def _baseline_space(config: SearchConfig) -> space.baseline_space.BaselineSpace:
-    # The decisions and their options do not depend on the proxy's dataset or width.
-    assert isinstance(config.search, BaselineSearch)
-    return config.search.space(space.resolve(config.search.seed))
 
 
 # ----------------------------------------------------------------------------- trials
@@ -283,15 +246,6 @@ class _Heartbeat:
         self._thread.join()
 
 
-@dataclasses.dataclass
-class Candidate:
-    """One trial's architecture and what is known before training."""
-
-    spec: space.ArchSpec
-    attrs: dict[str, Any]  # recorded as user attrs
-    coefficients: Coefficients | None = None
-
-
 class TrialRunner:
     """Turns trials into candidates and trains them; one per worker process.
 
@@ -302,61 +256,15 @@ class TrialRunner:
     def __init__(self, config: SearchConfig, study: optuna.Study,
                  dataset: Dataset | None = None) -> None:
         self.config, self.study = config, study
-        proxy = config.proxy
-        self.dataset = dataset or load_proxy_dataset(proxy)
-        adapt = lambda arch: dataclasses.replace(proxy, arch=arch).spec(  # noqa: E731
+        self.dataset = dataset or load_proxy_dataset(config.proxy)
+        self.baseline = dataclasses.replace(config.proxy, arch=config.search.start).spec(
             self.dataset.num_classes, self.dataset.channels)
-        search = config.search
-        if isinstance(search, CoefficientSearch):
-            self.baseline = adapt(search.baseline)
-            self.baseline_space = None
-        else:
-            self.baseline = adapt(search.seed)
-            self.baseline_space = search.space(self.baseline)
-            cheapest = space.cost(self.baseline_space.cheapest()).macs
-            limit = search.macs_target * (1 + search.max_over)
-            if cheapest > limit:
-                raise UserError(f"infeasible MACs target: the cheapest member of the space "
-                                f"has {cheapest:.4g} MACs, over the limit {limit:.4g}")
-        self.base_cost = space.cost(self.baseline)
+        config.search.prepare(self.baseline)  # e.g. an infeasible MACs target, before training
         self._latency_cache: dict[str, float] = {}
 
-    # --- candidates
-
     def propose(self, trial: optuna.Trial) -> Candidate | str:
-        """The trial's architecture, or why it is rejected without training."""
-        search = self.config.search
-        if isinstance(search, CoefficientSearch):
-            manifold = search.manifold
-            sampled = {COEFFICIENT[d]: trial.suggest_float(COEFFICIENT[d], 1.0,
-                                                           manifold.upper(d))
-                       for d in manifold.sampled}
-            fixed = trial.user_attrs.get("coefficients")
-            coeffs = (Coefficients(*fixed, target=search.target) if fixed
-                      else manifold.solve(sampled))
-            if coeffs is None:
-                name = COEFFICIENT[manifold.solved]
-                return (f"{name} would be < 1 for {sampled}: off the feasible part of "
-                        f"the manifold")
-            spec = space.scale(self.baseline, coeffs, search.phi,
-                               resolution_multiple=search.resolution_multiple,
-                               channel_divisor=search.channel_divisor)
-            c = space.cost(spec)
-            ideal = search.target ** search.phi
-            return Candidate(spec, {
-                "alpha": coeffs.alpha, "beta": coeffs.beta, "gamma": coeffs.gamma,
-                "product": coeffs.product, "phi": search.phi, "ideal_ratio": ideal,
-                "macs_ratio": c.macs / self.base_cost.macs,
-                "realized_vs_ideal": c.macs / self.base_cost.macs / ideal}, coeffs)
-        assert self.baseline_space is not None
-        values = {name: trial.suggest_categorical(name, options)
-                  for name, options in self.baseline_space.choices().items()}
-        spec = self.baseline_space.build(values)
-        macs, limit = space.cost(spec).macs, search.macs_target * (1 + search.max_over)
-        if macs > limit:
-            return (f"{macs:.4g} MACs is over the limit {limit:.4g} (target "
-                    f"{search.macs_target:.4g})")
-        return Candidate(spec, {"macs_ratio": macs / search.macs_target})
+        """The trial's network, or why it is rejected without training."""
+        return self.config.search.propose(trial, self.baseline)
 
     # --- objective values
 
@@ -372,16 +280,14 @@ class TrialRunner:
 
     def cost_target(self) -> float:
         """T of the reward, in the cost's unit."""
-        objective, search = self.config.objective, self.config.search
+        objective = self.config.objective
         if objective.target is not None:
             return objective.target
-        if isinstance(search, BaselineSearch):
-            return search.macs_target if objective.cost == "macs" else float(
-                getattr(self.base_cost, objective.cost))
-        growth = search.target ** search.phi
         if objective.cost == "latency":
-            return self.latency_ms(self.baseline) * growth
-        return float(getattr(self.base_cost, objective.cost)) * growth
+            baseline_cost = self.latency_ms(self.baseline)
+        else:
+            baseline_cost = float(getattr(space.cost(self.baseline), objective.cost))
+        return self.config.search.cost_target(objective.cost, baseline_cost)
 
     def values(self, metric: float, cost: float) -> list[float]:
         objective = self.config.objective

@@ -1,4 +1,4 @@
-"""Reading a study back: one row per trial, the Pareto front, and picking a result to export.
+"""Reading a study back: one typed row per trial, the Pareto front, and picking a result.
 
 Works from the storage alone (the config is stored in the study's user attrs), imports no JAX,
 so `effsearch front` answers in a second on a laptop pointed at a cluster's database.
@@ -6,6 +6,7 @@ so `effsearch front` answers in a second on a laptop pointed at a cluster's data
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,16 +16,75 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-import space
+from search import kinds
 from search.pareto import MAXIMIZE, MINIMIZE, knee, nondominated_ranks
 from space import UserError
 
 CONFIG_ATTR = "effsearch.config"
-ROW_KEYS = ("alpha", "beta", "gamma", "product", "arch", "resolution", "val_top1", "val_loss",
-            "val_balanced_accuracy", "val_worst_class_recall", "val_macro_f1", "test_top1",
-            "macs", "params", "latency_ms", "macs_ratio", "realized_vs_ideal", "budget",
-            "max_budget", "reference", "duplicate_of", "baseline_arch", "compile_s", "wall_s",
-            "device", "seed")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialRow:
+    """One trained trial, as `front`, `export`, the plots and experiments/report.py read it.
+
+    The result fields are those a trial records from `trainers.proxy.ProxyResult`
+    (`search.controller.RESULT_ATTRS`); the candidate fields are what its search kind
+    recorded at proposal (coefficients and cost ratios, or only the arch); `rank` is set by
+    `front`.
+    """
+
+    trial: int
+    state: str  # "complete" or "pruned" (by an Optuna pruner)
+    metric: str  # the objective's metric
+    score: float  # its value
+    values: tuple[float, ...] | None  # what Optuna was told
+    arch: str
+    resolution: int
+    macs: int
+    params: int
+    budget: int | None  # epochs trained
+    max_budget: int | None  # the proxy's full budget
+    # the candidate, as its search kind proposed it
+    alpha: float | None = None
+    beta: float | None = None
+    gamma: float | None = None
+    product: float | None = None
+    macs_ratio: float | None = None
+    realized_vs_ideal: float | None = None
+    baseline_arch: str | None = None
+    reference: str | None = None  # "paper", "depth-only", ..., "seed"
+    duplicate_of: int | None = None  # reuses that trial's result (same rounded network)
+    latency_ms: float | None = None
+    # the proxy's result
+    val_top1: float | None = None
+    val_loss: float | None = None
+    val_balanced_accuracy: float | None = None
+    val_worst_class_recall: float | None = None
+    val_macro_f1: float | None = None
+    test_top1: float | None = None
+    compile_s: float | None = None
+    wall_s: float | None = None
+    device: str | None = None
+    seed: int | None = None
+    rank: int | None = None  # non-dominated rank among full-budget trials; 0 = the front
+
+    def get(self, field: str) -> Any:
+        """A field by name, None if this row has no such field (for table columns)."""
+        return getattr(self, field, None)
+
+    @property
+    def full_budget(self) -> bool:
+        return self.budget is not None and self.budget == self.max_budget
+
+    @classmethod
+    def from_trial(cls, trial: optuna.trial.FrozenTrial, metric: str) -> TrialRow:
+        attrs = trial.user_attrs
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(trial=trial.number, state=trial.state.name.lower(), metric=metric,
+                   score=attrs[metric], values=tuple(trial.values) if trial.values else None,
+                   **{k: v for k, v in attrs.items()
+                      if k in known and k not in ("trial", "state", "metric", "score",
+                                                  "values", "rank")})
 
 
 def fmt(value: Any, spec: str = ".4g") -> str:
@@ -42,20 +102,19 @@ def study_config(study: optuna.Study) -> dict[str, Any]:
     return json.loads(text)
 
 
-def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """Every trained trial (complete, or pruned by Optuna) as a flat dict."""
-    config = study_config(study)
-    metric = config["objective"]["metric"]
-    rows = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-        if "rejected" in t.user_attrs or metric not in t.user_attrs:
-            continue
-        row = {"trial": t.number, "state": t.state.name.lower(), "metric": metric,
-               "score": t.user_attrs[metric]}
-        row.update({k: t.user_attrs.get(k) for k in ROW_KEYS})
-        row["values"] = t.values
-        rows.append(row)
-    return rows
+def cost_field(config: dict[str, Any]) -> str:
+    """The `TrialRow` field of the study's cost objective (latency is stored in ms)."""
+    cost = config["objective"]["cost"]
+    return "latency_ms" if cost == "latency" else cost
+
+
+def trial_rows(study: optuna.Study) -> list[TrialRow]:
+    """Every trained trial (complete, or pruned by Optuna), in trial order."""
+    metric = study_config(study)["objective"]["metric"]
+    return [TrialRow.from_trial(t, metric)
+            for t in study.get_trials(deepcopy=False,
+                                      states=(TrialState.COMPLETE, TrialState.PRUNED))
+            if "rejected" not in t.user_attrs and metric in t.user_attrs]
 
 
 def trial_line(trial: optuna.trial.FrozenTrial, metric: str) -> str | None:
@@ -92,9 +151,9 @@ def trial_line(trial: optuna.trial.FrozenTrial, metric: str) -> str | None:
     return f"{head}{label} {how}: {', '.join(parts)}"
 
 
-def front(rows: Sequence[dict[str, Any]], cost: str = "macs", *,
-          full_budget_only: bool = True) -> list[dict[str, Any]]:
-    """Annotates rows with their non-dominated `rank` (0 = front) on (score up, cost down).
+def front(rows: Sequence[TrialRow], cost: str = "macs", *,
+          full_budget_only: bool = True) -> list[TrialRow]:
+    """The rows with their non-dominated `rank` (0 = front) on (score up, cost down).
 
     Args:
         rows: from `trial_rows`.
@@ -103,19 +162,19 @@ def front(rows: Sequence[dict[str, Any]], cost: str = "macs", *,
             stopped at a rung has a lower, incomparable score).
 
     Returns:
-        The compared rows, each with "rank", sorted by rank then cost.
+        The compared rows, each with `rank`, sorted by rank then cost.
     """
-    rows = [dict(r) for r in rows if r.get(cost) is not None and r["state"] == "complete"
-            and (not full_budget_only or r.get("budget") == r.get("max_budget"))]
+    rows = [r for r in rows if r.get(cost) is not None and r.state == "complete"
+            and (not full_budget_only or r.full_budget)]
     if not rows:
         return []
-    values = np.array([[r["score"], r[cost]] for r in rows], dtype=float)
-    for row, rank in zip(rows, nondominated_ranks(values, (MAXIMIZE, MINIMIZE)), strict=True):
-        row["rank"] = int(rank)
-    return sorted(rows, key=lambda r: (r["rank"], r[cost], r["trial"]))
+    values = np.array([[r.score, r.get(cost)] for r in rows], dtype=float)
+    ranks = nondominated_ranks(values, (MAXIMIZE, MINIMIZE))
+    ranked = [dataclasses.replace(r, rank=int(k)) for r, k in zip(rows, ranks, strict=True)]
+    return sorted(ranked, key=lambda r: (r.rank, r.get(cost), r.trial))
 
 
-def pick(rows: Sequence[dict[str, Any]], how: str, cost: str = "macs") -> dict[str, Any]:
+def pick(rows: Sequence[TrialRow], how: str, cost: str = "macs") -> TrialRow:
     """The row to export: "best" score on the front (ties: lower cost), its "knee", or an ID.
 
     Raises:
@@ -127,59 +186,45 @@ def pick(rows: Sequence[dict[str, Any]], how: str, cost: str = "macs") -> dict[s
         except ValueError:
             raise UserError(f"--pick must be best, knee or a trial number, got '{how}'") from None
         for row in rows:
-            if row["trial"] == number:
+            if row.trial == number:
                 return row
         raise UserError(f"trial {number} has no trained result in this study (trained: "
-                        f"{', '.join(str(r['trial']) for r in rows) or 'none'})")
+                        f"{', '.join(str(r.trial) for r in rows) or 'none'})")
     ranked = front(rows, cost)
     if not ranked:
         raise UserError("the study has no trial trained for the full budget yet")
-    on_front = [r for r in ranked if r["rank"] == 0]
+    on_front = [r for r in ranked if r.rank == 0]
     if how == "best":
-        return max(on_front, key=lambda r: (r["score"], -r[cost]))
+        return max(on_front, key=lambda r: (r.score, -r.get(cost)))
     # All full-budget rows, not just the front: a front of two is judged against their spread.
-    values = np.array([[r["score"], r[cost]] for r in ranked], dtype=float)
+    values = np.array([[r.score, r.get(cost)] for r in ranked], dtype=float)
     return ranked[knee(values, (MAXIMIZE, MINIMIZE))]
 
 
-def provenance(study: optuna.Study, row: dict[str, Any], storage_url: str) -> dict[str, Any]:
-    """Where an exported result came from: enough to reproduce or distrust it."""
+def provenance(study: optuna.Study, row: TrialRow, location: str) -> dict[str, Any]:
+    """Where an exported result came from: enough to reproduce or distrust it.
+
+    Args:
+        location: where the study lives, without credentials (`storage.public_location`).
+    """
     config = study_config(study)
     proxy = config["proxy"]
-    search = config["search"]
     out = {
-        "study": study.study_name, "storage": storage_url, "trial": row["trial"],
+        "study": study.study_name, "storage": location, "trial": row.trial,
         "search": config["kind"], "objective": config["objective"],
-        "selection_metric": row["metric"], "score": row["score"], "val_top1": row["val_top1"],
+        "selection_metric": row.metric, "score": row.score, "val_top1": row.val_top1,
         "dataset": proxy["dataset"], "split_seed": proxy["split_seed"],
-        "proxy_budget": {"epochs": row["budget"], "of": row["max_budget"],
+        "proxy_budget": {"epochs": row.budget, "of": row.max_budget,
                          "batch_size": proxy["batch_size"], "fraction": proxy["fraction"],
                          "optimizer": proxy["optimizer"]},
-        "seed": row["seed"], "device": row["device"], "realized_macs": row["macs"],
-        "params": row["params"], "arch": row["arch"], "resolution": row["resolution"],
+        "seed": row.seed, "device": row.device, "realized_macs": row.macs,
+        "params": row.params, "arch": row.arch, "resolution": row.resolution,
     }
-    if config["kind"] == "coefficients":
-        out.update(baseline=search["baseline"], baseline_arch=row["baseline_arch"],
-                   phi=search["phi"], target=search["target"],
-                   baseline_width=proxy["width"], baseline_depth=proxy["depth"],
-                   baseline_resolution=proxy["resolution"],
-                   realized_vs_ideal_macs=row["realized_vs_ideal"])
-    return out
+    return out | kinds.from_stored(config).provenance(row, config)
 
 
-def export(study: optuna.Study, row: dict[str, Any], path: str | Path,
-           storage_url: str) -> Path:
-    """Writes the picked result: coefficients (with provenance), or a baseline's arch file."""
+def export(study: optuna.Study, row: TrialRow, path: str | Path, location: str) -> Path:
+    """Writes the picked result as its search kind exports it (coefficients with their
+    family, or an arch file), with its provenance."""
     config = study_config(study)
-    record = provenance(study, row, storage_url)
-    if config["kind"] == "coefficients":
-        search = config["search"]
-        # The family exactly as searched: the baseline adapted to the proxy's data (resolution,
-        # classes, channels) and the study's rounding, so `scale` of the file at the study's
-        # phi rebuilds this trial's network. Studies from before channel_divisor used 8.
-        coeffs = space.Coefficients(
-            row["alpha"], row["beta"], row["gamma"], target=search["target"],
-            baseline=row["baseline_arch"], resolution_multiple=search["resolution_multiple"],
-            channel_divisor=search.get("channel_divisor", 8))
-        return space.save_coefficients(coeffs, path, record)
-    return space.save_arch(space.decode(row["arch"]), path, record)
+    return kinds.from_stored(config).export(row, Path(path), provenance(study, row, location))

@@ -35,10 +35,12 @@ from typing import Any
 import optuna
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
+from search.paths import DEFAULT_WORKDIR, JOURNAL_NAME
 from space import UserError
 
-JOURNAL_NAME = "effsearch.journal"
-DEFAULT_WORKDIR = "effsearch-runs"
+__all__ = ["DEFAULT_WORKDIR", "JOURNAL_NAME", "StorageError", "load_study", "open_storage",
+           "public_location", "redact", "storage_url", "study_names"]
+
 
 
 class StorageError(UserError):

@@ -16,12 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from search import records, storage
-from search.cli import console
+from search import kinds, records, storage
+from search.terminal import console, err_console
 from search.worker import STORAGE_ENV
 from space import UserError
 
@@ -60,7 +59,7 @@ class _StudyProgress:
                           if records.trial_line(t, metric) is not None}
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                             MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
-                            TimeRemainingColumn(), console=Console(stderr=True, soft_wrap=True),
+                            TimeRemainingColumn(), console=err_console(),
                             transient=True)
         self.task = self.bar.add_task(study.study_name, total=total, best="")
         self._stop = threading.Event()
@@ -77,9 +76,8 @@ class _StudyProgress:
                 self.announced.add(t.number)
                 self.bar.console.print(line, markup=False, highlight=False)
         rows = records.trial_rows(self.study)
-        best = max(rows, key=lambda r: r["score"], default=None)
-        text = (f"best {self.metric} {best['score']:.4f} (trial {best['trial']})"
-                if best else "")
+        best = max(rows, key=lambda r: r.score, default=None)
+        text = f"best {self.metric} {best.score:.4f} (trial {best.trial})" if best else ""
         self.bar.update(self.task, completed=min(len(rows), self.total), best=text)
 
     def _poll(self) -> None:
@@ -170,11 +168,11 @@ def cmd_search(args: argparse.Namespace) -> None:
              else f" --workdir {args.workdir}" if args.workdir else "")
     rows = records.trial_rows(study)
     rejected = sum("rejected" in t.user_attrs for t in study.get_trials(deepcopy=False))
-    best = max(rows, key=lambda r: r["score"], default=None)
+    best = max(rows, key=lambda r: r.score, default=None)
     sys.stderr.write(
         f"study '{name}' in {storage.redact(url)}: {len(rows)} trials trained, {rejected} "
         f"rejected before training, {time.time() - start:.0f} s"
-        + (f"; best {best['metric']} {best['score']:.4f} (trial {best['trial']})" if best
+        + (f"; best {best.metric} {best.score:.4f} (trial {best.trial})" if best
            else "") + f"\nnext: effsearch front {name}{where}\n")
 
 
@@ -198,35 +196,18 @@ def _open(args: argparse.Namespace) -> tuple[Any, str]:
     return storage.load_study(store, name, url), url
 
 
-def _cost_key(config: dict[str, Any]) -> str:
-    cost = config["objective"]["cost"]
-    return "latency_ms" if cost == "latency" else cost
-
-
-def iso_costs(config: dict[str, Any], rows: list[dict[str, Any]]) -> list[tuple[str, float]]:
-    if _cost_key(config) != "macs" or not rows:
-        return []
-    search = config["search"]
-    if config["kind"] == "baseline":
-        return [("MACs target", float(search["macs_target"]))]
-    base = rows[0]["macs"] / rows[0]["macs_ratio"]
-    growth = search["target"] ** search["phi"]
-    return [("baseline", base), (f"target {growth:g}x baseline", base * growth)]
-
-
-FRONT_COLUMNS = {"coefficients": ("trial", "alpha", "beta", "gamma"), "baseline": ("trial",)}
-
-
 def cmd_front(args: argparse.Namespace) -> None:
     study, _ = _open(args)
     config = records.study_config(study)
-    cost = _cost_key(config)
+    kind = kinds.from_stored(config)
+    cost = records.cost_field(config)
     ranked = records.front(records.trial_rows(study), cost)
-    shown = ranked if args.all else [r for r in ranked if r["rank"] == 0]
-    keys = (*FRONT_COLUMNS[config["kind"]], "score", "val_top1", "macs", "params",
-            "latency_ms", "resolution", "budget", "rank", "reference", "duplicate_of", "arch")
+    shown = ranked if args.all else [r for r in ranked if r.rank == 0]
+    keys = ("trial", *kind.columns, "score", "val_top1", "macs", "params", "latency_ms",
+            "resolution", "budget", "rank", "reference", "duplicate_of")
     if args.json:
-        out = [{k: r.get(k) for k in keys} | {"metric": r["metric"]} for r in shown]
+        out = [{k: r.get(k) for k in keys} | {"metric": r.metric, "arch": r.arch}
+               for r in shown]
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
     else:
         metric = config["objective"]["metric"]
@@ -235,23 +216,21 @@ def cmd_front(args: argparse.Namespace) -> None:
                  f"({len(ranked)} full-budget trials)")
         table = Table(title=title)
         # Empty columns (no latency measured) and a score that is just val_top1 are left out.
-        columns = [k for k in keys if (k != "arch" or config["kind"] == "baseline")
-                   and (k != "val_top1" or metric != "val_top1")
+        columns = [k for k in keys if (k != "val_top1" or metric != "val_top1")
                    and any(r.get(k) is not None for r in shown)]
         for col in columns:
             table.add_column(metric if col == "score" else col, justify="right")
         for r in shown:
             table.add_row(*(_cell(r.get(c), c) for c in columns),
-                          style="dim" if r["rank"] > 0 else None)
+                          style="dim" if r.rank else None)
         console().print(table)
     if args.plot:
-        from search.plots import html_table, save_front
+        from search.plots import front_plot, html_table, save_front
 
-        path = save_front(
-            ranked, args.plot, cost=cost, metric=config["objective"]["metric"],
-            title=f"{study.study_name}: {config['kind']} search, {len(ranked)} trials",
-            iso_costs=iso_costs(config, ranked),
-            table_html=html_table(ranked, keys))
+        plot = front_plot(ranked, config, f"{study.study_name}: {config['kind']} search, "
+                                          f"{len(ranked)} trials")
+        columns = keys if "arch" in keys else (*keys, "arch")
+        path = save_front(plot, args.plot, table_html=html_table(ranked, columns))
         sys.stderr.write(f"wrote {path}\n")
 
 
@@ -269,12 +248,11 @@ def _cell(value: Any, column: str) -> str:
 def cmd_export(args: argparse.Namespace) -> None:
     study, url = _open(args)
     config = records.study_config(study)
-    row = records.pick(records.trial_rows(study), args.pick, _cost_key(config))
+    row = records.pick(records.trial_rows(study), args.pick, records.cost_field(config))
     path = records.export(study, row, args.output, storage.public_location(url))
-    what = (f"alpha={row['alpha']:.4f}, beta={row['beta']:.4f}, gamma={row['gamma']:.4f}"
-            if config["kind"] == "coefficients" else row["arch"])
-    sys.stdout.write(f"wrote {path}: trial {row['trial']} ({args.pick}), {what}, "
-                     f"{row['metric']} {row['score']:.4f}, {row['macs'] / 1e6:.2f}M MACs\n")
+    sys.stdout.write(f"wrote {path}: trial {row.trial} ({args.pick}), "
+                     f"{kinds.from_stored(config).describe(row)}, {row.metric} "
+                     f"{row.score:.4f}, {row.macs / 1e6:.2f}M MACs\n")
 
 
 # ----------------------------------------------------------------------------- validate
@@ -286,7 +264,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
     study, _ = _open(args)
     runtime.configure()
-    with Progress(console=Console(stderr=True, soft_wrap=True), transient=True) as bar:
+    with Progress(console=err_console(), transient=True) as bar:
         task = bar.add_task(f"retraining top {args.top}", total=args.top)
 
         def progress(done: int, total: int, row: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 from scipy import stats
 
-from search.records import study_config, trial_rows
+from search.records import TrialRow, study_config, trial_rows
 from space import UserError
 from trainers.proxy import ProxyConfig, load_proxy_dataset, train_and_evaluate
 
@@ -40,12 +40,11 @@ def validate(study: optuna.Study, *, top: int, epochs: int,
         raise UserError(f"--top must be >= 3 to measure a rank correlation, got {top}")
     config = study_config(study)
     metric = config["objective"]["metric"]
-    rows = [r for r in trial_rows(study)
-            if r["state"] == "complete" and r["budget"] == r["max_budget"]]
+    rows = [r for r in trial_rows(study) if r.state == "complete" and r.full_budget]
     # One row per distinct network: trials that rounded to the same one would repeat a result.
-    unique: dict[str, dict[str, Any]] = {}
-    for row in sorted(rows, key=lambda r: -r["score"]):
-        unique.setdefault(row["arch"], row)
+    unique: dict[str, TrialRow] = {}
+    for row in sorted(rows, key=lambda r: -r.score):
+        unique.setdefault(row.arch, row)
     rows = list(unique.values())[:top]
     if len(rows) < 3:
         raise UserError(f"need at least 3 distinct networks trained for the full budget to "
@@ -56,12 +55,12 @@ def validate(study: optuna.Study, *, top: int, epochs: int,
     dataset = load_proxy_dataset(proxy)  # once for all retrainings
     out_rows = []
     for i, row in enumerate(rows):
-        long = dataclasses.replace(proxy, arch=row["arch"], width=1.0, depth=1.0,
-                                   resolution=row["resolution"], epochs=epochs)
+        long = dataclasses.replace(proxy, arch=row.arch, width=1.0, depth=1.0,
+                                   resolution=row.resolution, epochs=epochs)
         result = train_and_evaluate(long, dataset=dataset)
-        out_rows.append({"trial": row["trial"], "arch": row["arch"], "alpha": row["alpha"],
-                         "beta": row["beta"], "gamma": row["gamma"], "macs": row["macs"],
-                         "proxy_score": row["score"], "long_score": getattr(result, metric),
+        out_rows.append({"trial": row.trial, "arch": row.arch, "alpha": row.alpha,
+                         "beta": row.beta, "gamma": row.gamma, "macs": row.macs,
+                         "proxy_score": row.score, "long_score": getattr(result, metric),
                          "long_status": result.status})
         if progress:
             progress(i + 1, len(rows), out_rows[-1])

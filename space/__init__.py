@@ -29,6 +29,7 @@ from space.errors import UserError
 from space.scaling import (
     DEFAULT_CHANNEL_DIVISOR,
     DEFAULT_RESOLUTION_MULTIPLE,
+    PROXY_RESOLUTION_MULTIPLE,
     apply_multipliers,
     compound,
     round_filters,
@@ -62,6 +63,7 @@ def build_model(spec: ArchSpec, *, rngs: Any, dtype: Any = None, **kwargs: Any) 
 
 __all__ = [
     "DEFAULT_CHANNEL_DIVISOR", "DEFAULT_RESOLUTION_MULTIPLE", "EFFICIENTNET_B0", "PAPER",
+    "PROXY_RESOLUTION_MULTIPLE",
     "ArchSpec", "ArchStringError", "BlockSpec", "Coefficients", "CoefficientsError", "Cost",
     "PartCost", "SpecError", "UserError", "apply_multipliers", "build_model", "compound", "cost",
     "cost_breakdown", "decode", "decode_block", "encode", "get_model_spec", "is_model_name",

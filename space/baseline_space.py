@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from space.errors import UserError
-from space.scaling import round_filters
+from space.scaling import DEFAULT_CHANNEL_DIVISOR, round_filters
 from space.spec import ArchSpec
 
 
@@ -61,9 +61,12 @@ class BaselineSpace:
 
     seed: ArchSpec
     stages: tuple[StageChoices, ...]
+    channel_divisor: int = DEFAULT_CHANNEL_DIVISOR  # width options round to this multiple
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
+        if self.channel_divisor < 1:
+            raise UserError(f"channel divisor must be >= 1, got {self.channel_divisor}")
         if len(self.stages) != len(self.seed.stages):
             raise UserError(f"baseline space: {len(self.stages)} stage choices for a seed with "
                             f"{len(self.seed.stages)} stages")
@@ -105,7 +108,8 @@ class BaselineSpace:
                 seed_stage, kernel=int(get("kernel")), expansion=float(get("expansion")),
                 repeats=max(1, seed_stage.repeats + int(get("repeats"))),
                 se_ratio=float(get("se")),
-                out_channels=round_filters(seed_stage.out_channels, float(get("width")))))
+                out_channels=round_filters(seed_stage.out_channels, float(get("width")),
+                                           self.channel_divisor)))
         return self.seed.replace(stages=tuple(stages))
 
     def seed_values(self) -> dict[str, Any] | None:
@@ -126,13 +130,14 @@ class BaselineSpace:
 
         Cost grows with kernel, expansion, repeats and SE, and with each stage's channel count;
         but the width option with the fewest channels is not always the smallest multiplier
-        (rounding: 1 channel at width 0.75 becomes 8, at width 1 stays 1).
+        (rounding: 1 channel at width 0.75 becomes `channel_divisor`, at width 1 stays 1).
         """
         values = {name: min(options) for name, options in self.choices().items()}
         for i, (stage, seed_stage) in enumerate(zip(self.stages, self.seed.stages,
                                                     strict=True), start=1):
             values[f"s{i}_width"] = min(
-                stage.widths, key=lambda w, c=seed_stage.out_channels: (round_filters(c, w), w))
+                stage.widths, key=lambda w, c=seed_stage.out_channels: (
+                    round_filters(c, w, self.channel_divisor), w))
         return self.build(values)
 
 
@@ -140,10 +145,13 @@ _DECISION = {"kernels": "kernel", "expansions": "expansion", "repeat_deltas": "r
              "se_ratios": "se", "widths": "width"}
 
 
-def mnasnet_space(seed: ArchSpec, choices: StageChoices | None = None) -> BaselineSpace:
+def mnasnet_space(seed: ArchSpec, choices: StageChoices | None = None, *,
+                  channel_divisor: int = DEFAULT_CHANNEL_DIVISOR) -> BaselineSpace:
     """The factorized space of MnasNet §4.1 around `seed`, the same options for every stage.
 
     Defaults: kernel 3/5, expansion 1/3/6, repeats -1/0/+1, SE 0/0.25, width 0.75/1/1.25
-    (MnasNet's filter-size choices); B0 itself is a member.
+    (MnasNet's filter-size choices); B0 itself is a member. Width options round to multiples
+    of `channel_divisor` (the official 8 hides them at 16-32 channels: pass 2 there).
     """
-    return BaselineSpace(seed=seed, stages=(choices or StageChoices(),) * len(seed.stages))
+    return BaselineSpace(seed=seed, stages=(choices or StageChoices(),) * len(seed.stages),
+                         channel_divisor=channel_divisor)

@@ -65,6 +65,11 @@ class Coefficients:
             if not math.isfinite(value) or value < 1:
                 raise CoefficientsError(f"{name} must be >= 1, got {value}")
             object.__setattr__(self, name, float(value))
+        try:
+            self.product  # noqa: B018
+        except OverflowError:
+            raise CoefficientsError(f"alpha*beta^2*gamma^2 overflows for {self.as_tuple()}") \
+                from None
         for name in ("resolution_multiple", "channel_divisor"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)

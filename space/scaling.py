@@ -24,6 +24,11 @@ trials (compile time dominates short proxies). The official table is hand-picked
 jump, so pass `resolution_multiple=2` or 4 there."""
 
 
+PROXY_RESOLUTION_MULTIPLE = 2
+"""What the searches round scaled resolutions to by default: their proxies train at 14-32 px,
+where a step of 8 would be a 25-50% jump; `effsearch compare` uses it too."""
+
+
 def round_filters(channels: int, width: float, divisor: int = 8) -> int:
     """Width-scales a channel count the official way.
 

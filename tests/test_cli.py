@@ -79,7 +79,7 @@ def test_scale_fit_picks_the_largest_member_within_budget(capsys, fit):
 
 
 def test_fit_by_latency_measures_in_order_and_stops_over_budget():
-    from search.cli import family_rows, fit_member
+    from space.family import family_rows, fit_member
 
     rows = family_rows(get_model_spec("b0"), PAPER, [0, 1, 2, 3, 4], 8)
     measured = []

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from strategies import archs
 
 import space
-from search.cli import main, parse_phis
+from search.arguments import parse_phis
+from search.cli import main
 from space import UserError
 
 FAST = settings(max_examples=300, deadline=2000,

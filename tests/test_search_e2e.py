@@ -76,17 +76,17 @@ def test_coefficient_search_records_realized_cost_and_exports(coef_study, tmp_pa
 
     rows = records.trial_rows(study)
     ranked = records.front(rows)
-    assert ranked and ranked[0]["rank"] == 0
-    assert all(r["budget"] == 2 for r in ranked)  # stopped trials are not compared
+    assert ranked and ranked[0].rank == 0
+    assert all(r.budget == 2 for r in ranked)  # stopped trials are not compared
     out = tmp_path / "coeffs.json"
     row = records.pick(rows, "best")
     records.export(study, row, out, "test")
     coeffs = space.load_coefficients(out)
-    assert (coeffs.alpha, coeffs.beta, coeffs.gamma) == (row["alpha"], row["beta"],
-                                                         row["gamma"])
+    assert (coeffs.alpha, coeffs.beta, coeffs.gamma) == (row.alpha, row.beta,
+                                                         row.gamma)
     prov = coeffs.provenance
-    assert prov["trial"] == row["trial"] and prov["dataset"] == "digits"
-    assert prov["baseline"] == ARCH and prov["realized_macs"] == row["macs"]
+    assert prov["trial"] == row.trial and prov["dataset"] == "digits"
+    assert prov["baseline"] == ARCH and prov["realized_macs"] == row.macs
     assert space.decode(prov["baseline_arch"]).num_classes == 10
     assert prov["proxy_budget"]["epochs"] == 2 and prov["selection_metric"] == "val_top1"
 
@@ -98,17 +98,17 @@ def test_exported_coefficients_rebuild_every_searched_network(coef_study, tmp_pa
     config = records.study_config(study)
     phi = config["search"]["phi"]
     for row in records.trial_rows(study):
-        out = records.export(study, row, tmp_path / f"t{row['trial']}.json", "test")
+        out = records.export(study, row, tmp_path / f"t{row.trial}.json", "test")
         coeffs = space.load_coefficients(out)
-        assert coeffs.baseline == row["baseline_arch"]  # adapted: 8 px, 10 classes, 1 channel
+        assert coeffs.baseline == row.baseline_arch  # adapted: 8 px, 10 classes, 1 channel
         assert (coeffs.resolution_multiple, coeffs.channel_divisor) == (2, 8)
         member = space.scale(None, coeffs, phi)
-        assert space.encode(member) == row["arch"]
-        assert space.cost(member).macs == row["macs"]  # to the unit
+        assert space.encode(member) == row.arch
+        assert space.cost(member).macs == row.macs  # to the unit
         assert main(["scale", "--coeffs", str(out), "--phi", "0,1", "--json"]) == 0
         family = json.loads(capsys.readouterr()[0])["family"]
-        assert family[1]["arch"] == row["arch"] and family[1]["macs"] == row["macs"]
-        assert family[0]["arch"] == row["baseline_arch"]
+        assert family[1]["arch"] == row.arch and family[1]["macs"] == row.macs
+        assert family[0]["arch"] == row.baseline_arch
 
     # A flag overrides the file's rounding, and says so on stderr.
     assert main(["scale", "--coeffs", str(out), "--phi", "1", "--resolution-multiple", "8",
@@ -180,11 +180,11 @@ def test_every_sampler_proposes_points_on_the_manifold(sampler, tmp_path, digits
             continue
         # Stand-in scores (no training): this exercises the samplers' model updates only.
         study.tell(trial, [0.5 + 0.01 * i, space.cost(candidate.spec).macs])
-        proposed.append(candidate.coefficients)
+        proposed.append(tuple(candidate.attrs[k] for k in ("alpha", "beta", "gamma")))
     assert len(proposed) >= 4
-    for c in proposed[1:]:  # all but the paper's reference lie exactly on the manifold
-        assert c.alpha * c.beta**2 * c.gamma**2 == pytest.approx(2.0) and min(c.as_tuple()) >= 1
-    assert proposed[0].as_tuple() == (1.2, 1.1, 1.15)
+    for alpha, beta, gamma in proposed[1:]:  # all but the paper's lie exactly on the manifold
+        assert alpha * beta**2 * gamma**2 == pytest.approx(2.0) and min(alpha, beta, gamma) >= 1
+    assert proposed[0] == (1.2, 1.1, 1.15)
 
 
 def test_balanced_accuracy_replaces_top1_as_the_objective(tmp_path, digits):
@@ -197,7 +197,7 @@ def test_balanced_accuracy_replaces_top1_as_the_objective(tmp_path, digits):
         counts = t.user_attrs["train_class_counts"]
         assert counts[0] >= 9 * counts[-1]  # trained on the long-tailed split
     rows = records.trial_rows(study)
-    assert {r["metric"] for r in rows} == {"val_balanced_accuracy"}
+    assert {r.metric for r in rows} == {"val_balanced_accuracy"}
     path = records.export(study, records.pick(rows, "best"), tmp_path / "c.json", "test")
     provenance = space.load_coefficients(path).provenance
     assert provenance["selection_metric"] == "val_balanced_accuracy"
@@ -223,7 +223,7 @@ def test_latency_as_the_cost_objective(tmp_path, digits):
     (t,) = study.get_trials()
     assert t.user_attrs["latency_ms"] > 0
     assert t.values == [t.user_attrs["val_top1"], t.user_attrs["latency_ms"]]
-    assert records.front(records.trial_rows(study), "latency_ms")[0]["rank"] == 0
+    assert records.front(records.trial_rows(study), "latency_ms")[0].rank == 0
 
 
 def test_optuna_pruner_for_single_objective_studies(tmp_path, digits):
@@ -278,8 +278,27 @@ def test_resuming_with_another_search_is_refused(tmp_path, digits):
     run(config, tmp_path, digits)
     store = storage.open_storage(str(tmp_path / "s.journal"))
     other = dataclasses.replace(config, objective=Objective(kind="metric"))
-    with pytest.raises(space.UserError, match="exists with a different objective"):
+    with pytest.raises(space.UserError, match=r"exists with another config \(objective.kind: "
+                       r"'pareto' -> 'metric'\); .* --study NEW_NAME"):
         controller.open_study(other, store, "coef")
+    # Halving, sampler or seed change what later trials mean: refused, each named.
+    changed = dataclasses.replace(config, halving=Halving(min_epochs=1, eta=3), seed=7,
+                                  sampler="random")
+    with pytest.raises(space.UserError) as e:
+        controller.open_study(changed, store, "coef")
+    assert ("halving: None -> {'min_epochs': 1, 'eta': 3, 'brackets': 1}; sampler: 'tpe' -> "
+            "'random'; seed: 0 -> 7)") in str(e.value)
+    # A larger budget and other timings are how a study is resumed: accepted.
+    _, created = controller.open_study(dataclasses.replace(config, trials=9, grace_s=60.0),
+                                       store, "coef")
+    assert not created
+
+
+def test_config_changes_compare_only_fields_both_sides_know():
+    stored = {"kind": "coefficients", "search": {"phi": 1.0, "target": 2.0}, "trials": 5}
+    mine = {"kind": "coefficients", "search": {"phi": 2.0, "target": 2.0, "new_field": 3},
+            "trials": 9, "added_later": True}
+    assert controller.config_changes(stored, mine) == ["search.phi: 1.0 -> 2.0"]
 
 
 def test_stale_trials_are_failed_and_retried(tmp_path):

@@ -1,0 +1,343 @@
+"""`effsearch cost | scale | train | compare | bench`: models, families and proxy trainings.
+
+Parsing lives in search/cli.py; these functions turn parsed arguments into library calls and
+print the results. JAX is imported only inside the commands that train or time a network, so
+`cost` and `scale` answer instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.table import Table
+
+import space
+from search.arguments import parse_phis
+from search.terminal import console, err_console, metric_table, print_json
+from space import UserError
+from space.family import family_rows, fit_member, parse_fit
+
+
+def _spec_from_args(name_or_arch: str, resolution: int | None = None,
+                    classes: int | None = None) -> space.ArchSpec:
+    spec = space.resolve(name_or_arch)
+    changes: dict[str, int] = {}
+    if resolution is not None:
+        changes["resolution"] = resolution
+    if classes is not None:
+        changes["num_classes"] = classes
+    return spec.replace(**changes) if changes else spec
+
+
+# ----------------------------------------------------------------------------- cost
+
+
+def cmd_cost(args: argparse.Namespace) -> None:
+    spec = _spec_from_args(args.model, args.resolution, args.classes)
+    total = space.cost(spec)
+    record: dict[str, Any] = {"model": args.model, "arch": space.encode(spec),
+                              "resolution": spec.resolution, "macs": total.macs,
+                              "params": total.params, "activations": total.activations}
+    parts = space.cost_breakdown(spec) if args.per_block else []
+    if args.json:
+        if parts:
+            record["parts"] = [p._asdict() for p in parts]
+        print_json(record)
+        return
+    table = Table(title=f"{args.model} at {spec.resolution}px, {spec.num_classes} classes")
+    for col in ("part", "size", "channels", "MACs (M)", "params", "acts (M)"):
+        table.add_column(col, justify="left" if col == "part" else "right")
+    for p in parts:
+        table.add_row(p.name, f"{p.in_size}->{p.out_size}", f"{p.in_channels}->{p.out_channels}",
+                      f"{p.macs / 1e6:.2f}", f"{p.params:,}", f"{p.activations / 1e6:.3f}")
+    table.add_row("total", str(spec.resolution), f"{spec.num_blocks} blocks",
+                  f"{total.macs / 1e6:.2f}", f"{total.params:,}",
+                  f"{total.activations / 1e6:.3f}", style="bold")
+    console().print(table)
+
+
+def _latency_probe(batch: int) -> Any:
+    from trainers import runtime
+
+    runtime.configure()
+    from trainers.probes import measure_latency
+
+    return lambda row: measure_latency(space.decode(row["arch"]), batch=batch,
+                                       train=False).forward_p50_ms
+
+
+COEFFS_TOLERANCE = 0.25  # typed triples only; the paper's own is 4% under its target
+
+
+def _family(args: argparse.Namespace) -> tuple[str, space.ArchSpec, space.Coefficients]:
+    """(baseline's name, baseline, coefficients) of `scale`: flags over the file's family."""
+    coeffs = space.parse_coefficients(args.coeffs, target=args.target,
+                                      tolerance=COEFFS_TOLERANCE)
+    notes = [f"--{flag.replace('_', '-')} {getattr(args, flag)} overrides the coefficients "
+             f"file's {getattr(coeffs, flag)}"
+             for flag in ("resolution_multiple", "channel_divisor")
+             if getattr(args, flag) is not None and getattr(coeffs, flag) is not None
+             and getattr(args, flag) != getattr(coeffs, flag)]
+    if args.baseline:
+        name, baseline = args.baseline, space.resolve(args.baseline)
+        if coeffs.baseline is not None and space.encode(baseline) != coeffs.baseline:
+            notes.append(f"--baseline {args.baseline} replaces the network the coefficients "
+                         f"were found on ({coeffs.baseline})")
+    elif coeffs.baseline is not None:
+        name, baseline = "the searched baseline", space.decode(coeffs.baseline)
+    else:
+        name = (coeffs.provenance or {}).get("baseline") or "efficientnet-b0"
+        baseline = space.resolve(name)
+    for note in notes:
+        sys.stderr.write(f"note: {note}\n")
+    return name, baseline, coeffs
+
+
+def cmd_scale(args: argparse.Namespace) -> None:
+    name, baseline, coeffs = _family(args)
+    rows = family_rows(baseline, coeffs, parse_phis(args.phi), args.resolution_multiple,
+                       args.channel_divisor)
+    chosen = None
+    if args.fit:
+        key, budget = parse_fit(args.fit)
+        chosen = fit_member(rows, key, budget,
+                            _latency_probe(args.batch) if key == "latency" else None)
+    if args.json:
+        print_json({"baseline": space.encode(baseline), "alpha": coeffs.alpha,
+                     "beta": coeffs.beta, "gamma": coeffs.gamma, "product": coeffs.product,
+                     "target": coeffs.target, "family": rows,
+                     **({"fit": args.fit, "chosen": chosen} if chosen else {})})
+        return
+    title = (f"{name} scaled by alpha={coeffs.alpha:g}, beta={coeffs.beta:g}, "
+             f"gamma={coeffs.gamma:g} (alpha*beta^2*gamma^2 = {coeffs.product:.3f}, "
+             f"{coeffs.deviation:+.1%} vs {coeffs.target:g})")
+    table = Table(title=title)
+    latency = any("latency_ms" in row for row in rows)
+    for col in ("phi", "d", "w", "r", "res", "blocks", "MACs (G)", "params (M)", "acts (M)",
+                "MACs ratio", f"{coeffs.target:g}^phi", "(abg)^phi",
+                *(("latency (ms)",) if latency else ())):
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(f"{row['phi']:g}", f"{row['d']:.3f}", f"{row['w']:.3f}", f"{row['r']:.3f}",
+                      str(row["resolution"]), str(row["blocks"]), f"{row['macs'] / 1e9:.3f}",
+                      f"{row['params'] / 1e6:.2f}", f"{row['activations'] / 1e6:.1f}",
+                      f"{row['macs_ratio']:.2f}", f"{row['ideal_ratio']:.2f}",
+                      f"{row['nominal_ratio']:.2f}",
+                      *((f"{row['latency_ms']:.2f}" if "latency_ms" in row else "",)
+                        if latency else ()),
+                      style="bold green" if row is chosen else None)
+    console().print(table)
+    if chosen:
+        sys.stdout.write(f"--fit {args.fit}: phi={chosen['phi']:g}, {chosen['resolution']} px, "
+                         f"{chosen['macs'] / 1e9:.3f} GMACs, {chosen['params'] / 1e6:.2f}M "
+                         f"params\n{chosen['arch']}\n")
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def _proxy_config(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(the proxy config with the command line's overrides, the loaded config file or None)."""
+    from search.config import load_config_file
+    from trainers.proxy import ProxyConfig
+
+    loaded = None
+    if args.target.endswith(".py"):
+        loaded = load_config_file(args.target)
+        config = getattr(loaded, "proxy", loaded)
+        if not isinstance(config, ProxyConfig):
+            raise UserError(f"{args.target}: get_config() must return a ProxyConfig or a "
+                            f"config with a .proxy ProxyConfig")
+    else:
+        space.resolve(args.target)  # a clear error for a bad name or arch string, up front
+        config = ProxyConfig(arch=args.target)
+    overrides = {field: value for field, value in (
+        ("dataset", args.dataset), ("data_dir", args.data_dir), ("epochs", args.epochs),
+        ("resolution", args.resolution), ("batch_size", args.batch), ("seed", args.seed),
+        ("width", args.width), ("depth", args.depth), ("optimizer", args.optimizer),
+        ("learning_rate", args.lr), ("imbalance", args.imbalance),
+        ("remedy", args.remedy), ("flip", False if args.no_flip else None))
+        if value is not None}
+    return dataclasses.replace(config, **overrides), loaded
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from rich.progress import Progress
+
+    from trainers import runtime
+    from trainers.proxy import load_proxy_dataset, train_and_evaluate
+
+    config, _ = _proxy_config(args)
+    runtime.configure()
+    dataset = load_proxy_dataset(config)  # a bad --dataset fails here, before the bar draws
+    with Progress(console=err_console(), transient=True) as bar:
+        task = bar.add_task(f"training {config.dataset}", total=None)
+        result = train_and_evaluate(
+            config, dataset=dataset,
+            progress=lambda done, total: bar.update(task, completed=done, total=total))
+    record = result.to_json()
+    if args.json:
+        print_json(record)
+        return
+    keys = ("val_top1", "val_balanced_accuracy", "val_macro_f1", "val_worst_class_recall",
+            "val_loss", "test_top1", "test_balanced_accuracy", "epochs_completed", "steps",
+            "batch_size", "images_per_s", "step_time_s", "compile_s", "init_s", "wall_s",
+            "macs", "params", "resolution", "device", "peak_memory_bytes")
+    title = f"proxy {result.status}" + (f": {result.reason}" if result.reason else "")
+    console().print(metric_table(title, [(k, record[k]) for k in keys]))
+    if result.status != "ok":
+        raise UserError(f"training failed: {result.reason}")
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+def _methods(specs: Sequence[str] | None) -> list[Any]:
+    from search.comparison import Method, single_dimension_methods
+
+    methods = []
+    for text in specs or ["paper=1.2,1.1,1.15"]:
+        name, sep, value = text.partition("=")
+        if not sep or not name:
+            raise UserError(f"--coeffs must be NAME=alpha,beta,gamma or NAME=FILE.json, got "
+                            f"'{text}'")
+        methods.append(Method(name, "compound", space.parse_coefficients(
+            value, tolerance=COEFFS_TOLERANCE)))
+    return methods + single_dimension_methods()
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from rich.progress import Progress
+
+    from search.comparison import compare, comparison_figure
+    from trainers import runtime
+    from trainers.proxy import load_proxy_dataset, train_and_evaluate
+
+    proxy, loaded = _proxy_config(args)
+    # A coefficient-search config: scale its baseline with its rounding rules, unless the
+    # command line says otherwise.
+    search = getattr(loaded, "search", None)
+    baseline_name = args.baseline or getattr(search, "baseline", proxy.arch)
+    multiple = args.resolution_multiple or getattr(search, "resolution_multiple",
+                                                   space.PROXY_RESOLUTION_MULTIPLE)
+    divisor = args.channel_divisor or getattr(search, "channel_divisor",
+                                              space.DEFAULT_CHANNEL_DIVISOR)
+    methods = _methods(args.coeffs)
+    factors = args.factors
+    seeds = list(range(proxy.seed, proxy.seed + args.seeds))
+    runtime.configure()
+    data = load_proxy_dataset(proxy)
+    baseline = dataclasses.replace(proxy, arch=baseline_name).spec(data.num_classes,
+                                                                   data.channels)
+    latency = None
+    if args.latency:
+        from trainers.probes import measure_latency
+
+        def latency(spec: space.ArchSpec) -> float:
+            return measure_latency(spec, batch=1, train=False).forward_p50_ms
+
+    with Progress(console=err_console(), transient=True) as bar:
+        task = bar.add_task("training", total=len(factors) * len(methods) * len(seeds))
+
+        def train(spec: space.ArchSpec, seed: int) -> Any:
+            result = train_and_evaluate(dataclasses.replace(
+                proxy, arch=space.encode(spec), width=1.0, depth=1.0,
+                resolution=spec.resolution, seed=seed), dataset=data)
+            bar.advance(task)
+            # One line per training: the bar alone shows nothing when stderr is a log file.
+            bar.console.print(f"{result.macs / 1e6:.3f}M MACs, {spec.resolution} px, seed "
+                              f"{seed}: {result.status}, val top-1 {result.val_top1:.3f}, "
+                              f"{result.wall_s:.0f} s")
+            return result
+
+        rows = compare(baseline, methods, factors, seeds, train, latency, multiple, divisor)
+    record = {"baseline": space.encode(baseline), "dataset": data.summary(),
+              "proxy": dataclasses.asdict(proxy), "factors": factors, "seeds": seeds,
+              "resolution_multiple": multiple, "channel_divisor": divisor, "rows": rows}
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(record, f, indent=2)
+    if args.plot:
+        import matplotlib.pyplot as plt
+
+        fig = comparison_figure(rows)
+        fig.savefig(args.plot)
+        plt.close(fig)
+    if args.json:
+        print_json(record)
+        return
+    table = Table(title=f"scaling methods at equal realized MACs from {baseline_name} "
+                        f"({len(seeds)} seeds, {proxy.epochs} epochs on {proxy.dataset})")
+    for col in ("factor", "method", "setting", "res", "MACs ratio", "params", "latency ms",
+                "val top-1", "test top-1"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for r in rows:
+        setting = (f"phi={r['parameter']:.3f}" if r["kind"] == "compound"
+                   else f"x{r['parameter']:.3f}")
+        table.add_row(f"{r['factor']:g}x", r["method"], setting, str(r["resolution"]),
+                      f"{r['macs_ratio']:.2f}", f"{r['params']:,}",
+                      "" if r["latency_ms"] is None else f"{r['latency_ms']:.2f}",
+                      f"{r['val_top1_mean']:.3f} +- {r['val_top1_std']:.3f}",
+                      f"{r['test_top1_mean']:.3f} +- {r['test_top1_std']:.3f}")
+    console().print(table)
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+def _torch_baseline(model: str, resolution: int, batch: int, steps: int) -> dict | str:
+    """timm's model timed in a separate process, or why it was not."""
+    import importlib.util
+    import subprocess
+
+    missing = [m for m in ("torch", "timm") if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"skipped: {' and '.join(missing)} not installed"
+    done = subprocess.run([sys.executable, "-m", "trainers.torch_bench", model, str(resolution),
+                           str(batch), str(steps)], capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        return f"failed: {lines[-1] if lines else done.returncode}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from trainers import runtime
+
+    runtime.configure()
+    import jax.numpy as jnp
+
+    from trainers.probes import measure_latency
+
+    spec = space.resolve(args.model)
+    dtype = {"auto": None, "float32": jnp.float32, "bfloat16": jnp.bfloat16}[args.dtype]
+    lat = measure_latency(spec, batch=args.batch, resolution=args.resolution, dtype=dtype,
+                          warmup=3, repeats=args.steps)
+    record: dict[str, Any] = {
+        "model": args.model, "resolution": lat.resolution, "batch": lat.batch,
+        "dtype": lat.dtype, "device": lat.device, "images_per_s": lat.train_images_per_s,
+        "step_ms": lat.train_p50_ms, "step_p90_ms": lat.train_p90_ms,
+        "compile_s": lat.train_compile_s, "forward_ms": lat.forward_p50_ms,
+        "forward_compile_s": lat.forward_compile_s}
+    if args.compare_torch:
+        torch = _torch_baseline(args.model, lat.resolution, args.batch, args.steps)
+        record["torch"] = torch
+        if isinstance(torch, dict):
+            record["speedup_vs_torch"] = lat.train_images_per_s / torch["images_per_s"]
+    if args.json:
+        print_json(record)
+        return
+    rows = [(k, v) for k, v in record.items() if k not in ("model", "torch")]
+    if "torch" in record:
+        torch = record["torch"]
+        rows.append(("torch (timm, eager bf16)", torch if isinstance(torch, str) else
+                     f"{torch['images_per_s']:.1f} img/s on {torch['device']}"))
+    console().print(metric_table(f"{args.model} train step, batch {lat.batch} at "
+                                   f"{lat.resolution}px, {lat.dtype}, on {lat.device}", rows))
+
+

@@ -1,0 +1,51 @@
+"""What the commands print through: a one-line-error argument parser and rich consoles."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from rich.console import Console
+from rich.table import Table
+
+from space.errors import one_line
+
+EXIT_USER_ERROR = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+        sys.exit(EXIT_USER_ERROR)
+
+
+def console() -> Console:
+    # Tables must not be squeezed when piped to a file or a CI log.
+    width = None if sys.stdout.isatty() else max(shutil.get_terminal_size().columns, 200)
+    return Console(width=width, highlight=False)
+
+
+def metric_table(title: str, rows: Sequence[tuple[str, Any]]) -> Table:
+    """A two-column metric/value table; floats to 4 significant digits."""
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in rows:
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    return table
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def err_console() -> Console:
+    """Progress bars and per-trial lines on stderr; lines are not wrapped, so a log file
+    holds one line per event."""
+    return Console(stderr=True, soft_wrap=True)
