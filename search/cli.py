@@ -22,6 +22,14 @@ from search.paths import DEFAULT_WORKDIR
 from search.terminal import Parser
 from space import UserError
 from space.errors import error_text
+from trainers.config import ProxyConfig  # these three load no JAX: the help stays instant
+from trainers.data import dataset_docs
+from trainers.imbalance import REMEDIES, remedy_docs
+
+
+def _listing(docs: dict[str, str]) -> str:
+    """A registry's names with their docs, for help texts."""
+    return "; ".join(f"{name} ({doc})" for name, doc in docs.items())
 
 
 def _study_command(name: str) -> Callable[[argparse.Namespace], None]:
@@ -30,14 +38,6 @@ def _study_command(name: str) -> Callable[[argparse.Namespace], None]:
         getattr(importlib.import_module("search.study_commands"), name)(args)
 
     return run
-
-
-# ProxyConfig's defaults as `train --help` shows them; written out so that the parser imports
-# no JAX (tests/test_cli_errors.py checks them against ProxyConfig).
-TRAIN_DEFAULTS = {"dataset": "digits", "epochs": 5, "resolution": "the arch's own, 224 for "
-                  "efficientnet-b0", "batch_size": 128, "seed": 0, "width": 1.0, "depth": 1.0,
-                  "optimizer": "sgd", "learning_rate": "0.1 (sgd) or 0.016 (rmsprop) per 256 "
-                  "images", "remedy": "none"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,32 +84,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", metavar="CONFIG_OR_ARCH",
                    help="a config .py file (get_config()), a named model or an arch string")
     p.description = ("Options left out take the config file's values, else the defaults "
-                     "shown (trainers.proxy.ProxyConfig).")
-    d = TRAIN_DEFAULTS
-    p.add_argument("--dataset", help="digits, mnist5k, a TFDS name, an .npz or image folder "
-                                     f"(default: {d['dataset']})")
+                     "shown (trainers.config.ProxyConfig).")
+    d = ProxyConfig()
+    p.add_argument("--dataset", help=f"{_listing(dataset_docs())}, a TFDS name, an .npz file "
+                                     f"or an image folder (default: {d.dataset})")
     p.add_argument("--data-dir", help="TFDS data directory (default: TFDS's own)")
-    p.add_argument("--epochs", type=arguments.positive(int), help=f"(default: {d['epochs']})")
+    p.add_argument("--epochs", type=arguments.positive(int), help=f"(default: {d.epochs})")
     p.add_argument("--resolution", type=arguments.positive(int, 8),
-                   help=f"input size in pixels (default: {d['resolution']})")
-    p.add_argument("--batch", type=arguments.positive(int), help=f"(default: {d['batch_size']})")
-    p.add_argument("--seed", type=arguments.positive(int, 0), help=f"(default: {d['seed']})")
+                   help="input size in pixels (default: the arch's own, 224 for "
+                        "efficientnet-b0)")
+    p.add_argument("--batch", type=arguments.positive(int), help=f"(default: {d.batch_size})")
+    p.add_argument("--seed", type=arguments.positive(int, 0), help=f"(default: {d.seed})")
     p.add_argument("--width", type=float,
-                   help=f"extra width multiplier on the arch (default: {d['width']:g})")
+                   help=f"extra width multiplier on the arch (default: {d.width:g})")
     p.add_argument("--depth", type=float,
-                   help=f"extra depth multiplier on the arch (default: {d['depth']:g})")
-    p.add_argument("--optimizer", choices=("sgd", "rmsprop"),
-                   help=f"(default: {d['optimizer']})")
-    p.add_argument("--lr", type=float, help=f"peak learning rate (default: {d['learning_rate']})")
+                   help=f"extra depth multiplier on the arch (default: {d.depth:g})")
+    p.add_argument("--optimizer", choices=("sgd", "rmsprop"), help=f"(default: {d.optimizer})")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: 0.1 (sgd) or 0.016 "
+                                            "(rmsprop) per 256 images)")
     p.add_argument("--no-flip", action="store_true",
                    help="no horizontal flips (digits and text are not mirror-symmetric)")
     p.add_argument("--imbalance", type=float, metavar="RATIO",
                    help="long-tailed train split: largest / smallest class, e.g. 10 or 100 "
                         "(default: none)")
-    # Checked by ProxyConfig, so that this parser does not import JAX for `effsearch cost`.
-    p.add_argument("--remedy", help="class-imbalance remedy: class-balanced, logit-adjust, "
-                                    "logit-adjust-posthoc, focal, sqrt-sampling, "
-                                    f"inverse-sampling (default: {d['remedy']})")
+    p.add_argument("--remedy", choices=REMEDIES, metavar="REMEDY",
+                   help=f"class-imbalance remedy: {_listing(remedy_docs())} (default: "
+                        f"{d.remedy})")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=model_commands.cmd_train)
 

@@ -22,7 +22,7 @@ from search.halving import Halving
 from search.kinds import KINDS, BaselineSearch, CoefficientSearch, SearchKind
 from space import UserError
 from space.baseline_space import StageChoices
-from trainers.proxy import ProxyConfig
+from trainers.config import ProxyConfig
 
 # Importable from here as before: configs say `from search.config import CoefficientSearch`.
 __all__ = ["BaselineSearch", "CoefficientSearch", "Halving", "Objective", "SearchConfig",
@@ -120,7 +120,7 @@ class SearchConfig:
             raise UserError(f"search must be one of the search kinds ("
                             f"{', '.join(k.__name__ for k in KINDS.values())})")
         if not isinstance(self.proxy, ProxyConfig):
-            raise UserError("proxy must be a trainers.proxy.ProxyConfig")
+            raise UserError("proxy must be a trainers.config.ProxyConfig")
         registry.check("sampler", self.sampler, registry.SAMPLERS)
         if registry.SAMPLERS[self.sampler].grid and not self.search.supports_grid:
             raise UserError(f"the {self.sampler} sampler needs a search kind with a grid; a "

@@ -44,11 +44,13 @@ from trainers.proxy import ProxyResult, Stop, load_proxy_dataset, train_and_eval
 HEARTBEAT = "heartbeat"
 WORKER_MACHINE, WORKER_PID = "worker_machine", "worker_pid"
 MAX_REJECTIONS_IN_A_ROW = 500
-RESULT_ATTRS = ("status", "reason", "val_top1", "val_loss", "val_balanced_accuracy",
-                "val_macro_f1", "val_worst_class_recall", "val_per_class_recall", "test_top1",
-                "test_balanced_accuracy", "train_class_counts", "curve", "compile_s",
-                "init_s", "wall_s", "images_per_s", "step_time_s", "device", "seed",
-                "peak_memory_bytes")
+# What a trial records of its `ProxyResult`: every field but those recorded from the candidate
+# before training (arch, resolution, costs), the budget (recorded as "budget"), and what the
+# study already holds (its config and dataset).
+_NOT_RECORDED = frozenset({"arch", "resolution", "macs", "params", "activations",
+                           "epochs_completed", "steps", "batch_size", "config", "dataset"})
+RESULT_ATTRS = tuple(f.name for f in dataclasses.fields(ProxyResult)
+                     if f.name not in _NOT_RECORDED)
 
 log = logging.getLogger("effsearch")
 
@@ -348,8 +350,7 @@ class TrialRunner:
                     trial.set_user_attr("stopped_at", epoch)
                     raise Stop
 
-        proxy = dataclasses.replace(config.proxy, arch=space.encode(spec), width=1.0,
-                                    depth=1.0, resolution=spec.resolution)
+        proxy = config.proxy.for_spec(spec)
         result: ProxyResult | None = None
         try:
             with _Heartbeat(trial, config.heartbeat_s):

@@ -144,7 +144,7 @@ def cmd_scale(args: argparse.Namespace) -> None:
 def _proxy_config(args: argparse.Namespace) -> tuple[Any, Any]:
     """(the proxy config with the command line's overrides, the loaded config file or None)."""
     from search.config import load_config_file
-    from trainers.proxy import ProxyConfig
+    from trainers.config import ProxyConfig
 
     loaded = None
     if args.target.endswith(".py"):
@@ -245,9 +245,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         task = bar.add_task("training", total=len(factors) * len(methods) * len(seeds))
 
         def train(spec: space.ArchSpec, seed: int) -> Any:
-            result = train_and_evaluate(dataclasses.replace(
-                proxy, arch=space.encode(spec), width=1.0, depth=1.0,
-                resolution=spec.resolution, seed=seed), dataset=data)
+            result = train_and_evaluate(proxy.for_spec(spec, seed=seed), dataset=data)
             bar.advance(task)
             # One line per training: the bar alone shows nothing when stderr is a log file.
             bar.console.print(f"{result.macs / 1e6:.3f}M MACs, {spec.resolution} px, seed "

@@ -7,7 +7,6 @@ reports Spearman's rho and Kendall's tau (scipy) between proxy and long-budget s
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -55,9 +54,7 @@ def validate(study: optuna.Study, *, top: int, epochs: int,
     dataset = load_proxy_dataset(proxy)  # once for all retrainings
     out_rows = []
     for i, row in enumerate(rows):
-        long = dataclasses.replace(proxy, arch=row.arch, width=1.0, depth=1.0,
-                                   resolution=row.resolution, epochs=epochs)
-        result = train_and_evaluate(long, dataset=dataset)
+        result = train_and_evaluate(proxy.for_spec(row.arch, epochs=epochs), dataset=dataset)
         out_rows.append({"trial": row.trial, "arch": row.arch, "alpha": row.alpha,
                          "beta": row.beta, "gamma": row.gamma, "macs": row.macs,
                          "proxy_score": row.score, "long_score": getattr(result, metric),

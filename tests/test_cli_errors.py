@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.cli import TRAIN_DEFAULTS, main
+from search.cli import main
 
 ARCH = "stem8-mb_r1_k3_s1_e1_c8-mb_r1_k3_s2_e3_c16-head16-res8"
 CONFIG = textwrap.dedent(f"""
@@ -138,14 +138,18 @@ def test_a_config_that_raises_shows_only_the_users_frames(tmp_path, capsys):
 
 
 def test_train_help_shows_the_proxy_defaults(capsys):
-    from trainers.proxy import ProxyConfig
+    from trainers.config import ProxyConfig
+    from trainers.data import dataset_docs
+    from trainers.imbalance import remedy_docs
 
     with pytest.raises(SystemExit):
         main(["train", "--help"])
-    text = " ".join(capsys.readouterr()[0].split())  # argparse wraps lines
+    # argparse wraps lines, also after a hyphen
+    text = " ".join(capsys.readouterr()[0].split()).replace("- ", "-")
     defaults = ProxyConfig()
     for field in ("dataset", "epochs", "batch_size", "seed", "optimizer", "remedy"):
-        assert TRAIN_DEFAULTS[field] == getattr(defaults, field)
-        assert f"(default: {TRAIN_DEFAULTS[field]})" in text
+        assert f"(default: {getattr(defaults, field)})" in text
     assert defaults.resolution is None and "default: the arch's own, 224" in text
     assert defaults.learning_rate is None and "0.1 (sgd) or 0.016 (rmsprop)" in text
+    for name in (*dataset_docs(), *remedy_docs()):  # the registries' names, with their docs
+        assert f"{name} (" in text

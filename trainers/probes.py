@@ -20,7 +20,10 @@ from flax import nnx
 
 import space
 from space.model import create_model
-from trainers.proxy import compute_dtype, make_loss_fn
+
+# The module, not its names: the step is looked up at call time, so a test can check that
+# the probe times the proxy's own step.
+from trainers import proxy
 
 
 @dataclasses.dataclass
@@ -54,6 +57,20 @@ def _time(fn: Callable[[], Any], warmup: int, repeats: int) -> tuple[float, floa
     return float(np.percentile(times, 50)), float(np.percentile(times, 90))
 
 
+def timed_train_step(model: nnx.Module,
+                     num_classes: int) -> tuple[proxy.TrainState, proxy.TrainStep]:
+    """The proxy's train step as the probe times it, and its first state.
+
+    The same `proxy.make_train_step` the proxy scans over its epochs, with plain SGD with
+    momentum, no label smoothing, no imbalance remedy and no EMA: the cost of an update
+    without the recipe's extras. Leaves `model` in train mode.
+    """
+    tx = optax.sgd(0.01, momentum=0.9)
+    train_def, state = proxy.create_train_state(model, tx)
+    loss_fn = proxy.make_loss_fn(train_def, num_classes, label_smoothing=0.0)
+    return state, proxy.make_train_step(loss_fn, tx)
+
+
 def measure_latency(spec: space.ArchSpec, *, batch: int = 1, resolution: int | None = None,
                     dtype: Any = None, train: bool = True, warmup: int = 3,
                     repeats: int = 20, depthwise: str = "auto") -> Latency:
@@ -64,44 +81,37 @@ def measure_latency(spec: space.ArchSpec, *, batch: int = 1, resolution: int | N
         batch: images per call.
         resolution: input size (default: the spec's).
         dtype: compute dtype (None: bfloat16 on accelerators, float32 on CPU).
-        train: also time a train step (forward, backward, optimizer update).
+        train: also time a train step (forward, backward, optimizer update): the proxy's
+            own step, through `timed_train_step`.
         warmup, repeats: untimed and timed calls.
+        depthwise: the depthwise convolution implementation (`space.model.create_model`).
     """
     if resolution:
         spec = spec.replace(resolution=resolution)
-    dtype = compute_dtype() if dtype is None else dtype
+    dtype = proxy.compute_dtype() if dtype is None else dtype
     model = create_model(spec, dtype=dtype, depthwise=depthwise)
     x = jax.random.normal(jax.random.key(0), (batch, spec.resolution, spec.resolution,
                                               spec.in_channels), jnp.float32)
     y = jnp.zeros((batch,), jnp.int32)
 
     model.eval()
-    eval_def, state = nnx.split(model)
+    eval_def, variables = nnx.split(model)
     start = time.perf_counter()
-    forward = jax.jit(lambda s, x: nnx.merge(eval_def, s)(x)).lower(state, x).compile()
+    forward = jax.jit(lambda v, x: nnx.merge(eval_def, v)(x)).lower(variables, x).compile()
     forward_compile = time.perf_counter() - start
-    fwd = _time(lambda: forward(state, x), warmup, repeats)
+    fwd = _time(lambda: forward(variables, x), warmup, repeats)
 
     train_times, train_compile = (None, None), None
     if train:
-        model.train()
-        train_def, params, rest = nnx.split(model, nnx.Param, ...)
-        tx = optax.sgd(0.01, momentum=0.9)
-        loss_fn = make_loss_fn(train_def, spec.num_classes, label_smoothing=0.0)
-
-        def step(params, rest, opt_state, x, y):
-            (_, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, x, y)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), rest, opt_state
-
-        carry = [params, rest, tx.init(params)]
+        train_state, train_step = timed_train_step(model, spec.num_classes)
         start = time.perf_counter()
-        compiled = jax.jit(step, donate_argnums=(0, 1, 2)).lower(*carry, x, y).compile()
+        compiled = jax.jit(train_step, donate_argnums=(0,)).lower(train_state, x, y).compile()
         train_compile = time.perf_counter() - start
 
         def run() -> Any:
-            carry[:] = compiled(*carry, x, y)
-            return carry[0]
+            nonlocal train_state
+            train_state, _ = compiled(train_state, x, y)
+            return train_state.params
 
         train_times = _time(run, warmup, repeats)
     return Latency(fwd[0], fwd[1], train_times[0], train_times[1], forward_compile,

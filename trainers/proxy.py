@@ -1,13 +1,17 @@
 """Short proxy training of one architecture: `train_and_evaluate(config) -> ProxyResult`.
 
-One readable file, top to bottom: config and result types, optimizer, the jitted epoch (a
-`lax.scan` over the epoch's steps, so Python runs once per epoch, not per step), evaluation,
-and the loop with divergence and out-of-memory handling. The recipe follows the official
-EfficientNet trainer (tensorflow/tpu `main.py`): RMSProp (decay 0.9, momentum 0.9, eps 1e-3,
-TF-style accumulator starting at 1), lr 0.016 per 256 images with linear warmup and x0.97 per
-2.4 epochs, L2 1e-5 on everything but BatchNorm, label smoothing 0.1; SGD with Nesterov
-momentum and cosine decay is the alternative. EMA is off by default: at decay 0.9999 it lags
-a few-epoch proxy entirely (huggingface/pytorch-image-models#188).
+One readable file, top to bottom: the optimizer; the explicit `TrainState` and the one train
+step (`make_train_step`, shared with the latency probe in trainers/probes.py); the jitted epoch
+(a `lax.scan` of that step over the epoch's batches, so Python runs once per epoch, not per
+step) and evaluation; then the run, one small function per stage, ending in
+`train_and_evaluate` with divergence and out-of-memory handling. The recipe follows the
+official EfficientNet trainer (tensorflow/tpu `main.py`): RMSProp (decay 0.9, momentum 0.9,
+eps 1e-3, TF-style accumulator starting at 1), lr 0.016 per 256 images with linear warmup and
+x0.97 per 2.4 epochs, L2 1e-5 on everything but BatchNorm, label smoothing 0.1; SGD with
+Nesterov momentum and cosine decay is the alternative. EMA is off by default: at decay 0.9999
+it lags a few-epoch proxy entirely (huggingface/pytorch-image-models#188).
+
+`ProxyConfig` and `ProxyResult` live in trainers/config.py (no JAX) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -16,134 +20,26 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import space
-from space import UserError
 from space.model import create_model
 from trainers import imbalance, pipeline
-from trainers.data import Dataset, load_dataset
-from trainers.imbalance import REMEDIES
+from trainers.config import ProxyConfig, ProxyResult
+from trainers.data import Dataset, Split, load_dataset
 from trainers.metrics import classification_metrics
 
-# ----------------------------------------------------------------------------- config
-
-
-@dataclasses.dataclass(frozen=True)
-class ProxyConfig:
-    """Everything that defines one proxy run (serialised into every result)."""
-
-    arch: str = "efficientnet-b0"  # a named model or an arch string
-    width: float = 1.0  # extra multipliers on the arch (e.g. B0 at width 0.25)
-    depth: float = 1.0
-    resolution: int | None = None  # None: the arch's own
-    dataset: str = "digits"
-    data_dir: str | None = None
-    val_fraction: float = 0.1
-    split_seed: int = 0  # fixes the validation split across a whole study
-    fraction: float = 1.0  # share of the train split used (proxy budget)
-    epochs: int = 5
-    steps: int | None = None  # overrides epochs; rounded up to whole epochs
-    batch_size: int = 128
-    # SGD+cosine by measurement: on digits (5 epochs, 16 px) it reached 93.8% val top-1 where
-    # the paper's RMSProp recipe (tuned for 350 epochs at batch 4096) reached 82%.
-    optimizer: str = "sgd"  # or "rmsprop"
-    learning_rate: float | None = None  # None: 0.016 (rmsprop) or 0.1 (sgd) per 256 images
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    weight_decay: float = 1e-5
-    ema_decay: float | None = None
-    # TF's 0.99 averages BN statistics over ~100 steps: a proxy of a few hundred steps would
-    # evaluate with stale statistics, so proxies default to 0.9.
-    bn_momentum: float = 0.9
-    dtype: str = "auto"  # "auto": bfloat16 on accelerators, float32 on CPU
-    depthwise: str = "auto"
-    crop_padding: float = 0.125
-    flip: bool = True
-    seed: int = 0
-    # Class imbalance (trainers/imbalance.py). The long-tailed train subset is drawn with
-    # split_seed, so it is the same for every trial of a study.
-    imbalance: float | None = None  # largest / smallest class size of the train split
-    remedy: str = "none"  # see trainers.imbalance.REMEDIES
-    cb_beta: float = 0.999  # class-balanced loss
-    focal_gamma: float = 2.0  # focal loss
-    logit_tau: float = 1.0  # logit adjustment
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.steps is None or self.steps >= 1, "steps must be >= 1"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (0 < self.fraction <= 1, "fraction must be in (0, 1]"),
-            (self.optimizer in ("rmsprop", "sgd"), "optimizer must be 'rmsprop' or 'sgd'"),
-            (self.dtype in ("auto", "float32", "bfloat16"),
-             "dtype must be 'auto', 'float32' or 'bfloat16'"),
-            (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),
-            (self.resolution is None or self.resolution >= 8, "resolution must be >= 8"),
-            (self.width > 0 and self.depth > 0, "width and depth must be > 0"),
-            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
-            (self.imbalance is None or self.imbalance >= 1, "imbalance must be >= 1"),
-            (self.remedy in REMEDIES, f"remedy must be one of {', '.join(REMEDIES)}"),
-            (0 < self.cb_beta < 1, "cb_beta must be in (0, 1)"),
-            (self.focal_gamma >= 0 and self.logit_tau >= 0,
-             "focal_gamma and logit_tau must be >= 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(f"{message} (proxy config)")
-
-    def spec(self, num_classes: int, in_channels: int) -> space.ArchSpec:
-        """The architecture trained, adapted to the dataset's classes and channels."""
-        spec = space.resolve(self.arch)
-        if self.width != 1 or self.depth != 1:
-            spec = space.apply_multipliers(spec, depth=self.depth, width=self.width)
-        return spec.replace(resolution=self.resolution or spec.resolution,
-                            num_classes=num_classes, in_channels=in_channels)
-
-
-@dataclasses.dataclass
-class ProxyResult:
-    """What one proxy run measured; `dataclasses.asdict` gives plain JSON."""
-
-    status: str  # "ok" or "failed"
-    reason: str | None
-    val_top1: float
-    val_loss: float
-    val_balanced_accuracy: float  # mean per-class recall
-    val_macro_f1: float
-    val_worst_class_recall: float
-    val_per_class_recall: list[float | None]
-    test_top1: float | None
-    test_balanced_accuracy: float | None
-    train_class_counts: list[int]  # after long-tail subsampling and `fraction`
-    curve: list[dict[str, float]]  # one entry per epoch
-    epochs_completed: int
-    steps: int
-    batch_size: int
-    step_time_s: float
-    images_per_s: float
-    compile_s: float
-    init_s: float
-    wall_s: float
-    macs: int
-    params: int
-    activations: int
-    arch: str
-    resolution: int
-    peak_memory_bytes: int | None
-    device: str
-    seed: int
-    dataset: dict[str, Any]
-    config: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+__all__ = ["EpochCallback", "ProxyConfig", "ProxyResult", "Stop", "TrainState",
+           "TrainStep", "compute_dtype", "create_train_state", "load_proxy_dataset",
+           "make_loss_fn", "make_optimizer", "make_train_step", "train_and_evaluate",
+           "training_split"]
 
 
 def load_proxy_dataset(config: ProxyConfig) -> Dataset:
@@ -169,8 +65,17 @@ def _decay_mask(params: nnx.State) -> Any:
         params)
 
 
-def make_optimizer(config: ProxyConfig, params: nnx.State, steps_per_epoch: int,
+def make_optimizer(config: ProxyConfig, params: nnx.State, *, steps_per_epoch: int,
                    total_steps: int, batch: int) -> optax.GradientTransformation:
+    """The config's optimizer and schedule, with L2 on every weight but BatchNorm's.
+
+    Args:
+        config: the run (optimizer, learning_rate, warmup_epochs, weight_decay).
+        params: the parameters (only their tree structure and names are read).
+        steps_per_epoch: updates per epoch (the warm-up and RMSProp decay are in epochs).
+        total_steps: updates of the whole run (the cosine decay's length).
+        batch: the global batch (scales the default learning rate, per 256 images).
+    """
     base = config.learning_rate or (0.016 if config.optimizer == "rmsprop" else 0.1)
     peak = base * batch / 256 if config.learning_rate is None else base
     warmup = min(int(config.warmup_epochs * steps_per_epoch), total_steps // 2)
@@ -189,7 +94,7 @@ def make_optimizer(config: ProxyConfig, params: nnx.State, steps_per_epoch: int,
     return optax.chain(optax.add_decayed_weights(config.weight_decay, _decay_mask(params)), opt)
 
 
-# ----------------------------------------------------------------------------- steps
+# ----------------------------------------------------------------------------- state and step
 
 
 def compute_dtype(name: str = "auto") -> Any:
@@ -197,6 +102,37 @@ def compute_dtype(name: str = "auto") -> Any:
     if name == "auto":
         return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
     return jnp.bfloat16 if name == "bfloat16" else jnp.float32
+
+
+class TrainState(NamedTuple):
+    """Everything the train step carries from one update to the next (a pytree)."""
+
+    params: nnx.State  # the nnx.Param variables: what the optimizer updates
+    rest: nnx.State  # every other variable: BatchNorm statistics, RNG counts
+    opt_state: optax.OptState
+    ema: nnx.State | None  # exponential moving average of params; None when off
+    step: jax.Array  # updates done, float32 (it enters the EMA warm-up as a float)
+
+    @property
+    def eval_params(self) -> nnx.State:
+        """The weights to evaluate: the EMA if kept, else the live parameters."""
+        return self.ema if self.ema is not None else self.params
+
+
+def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, *,
+                       ema: bool = False) -> tuple[nnx.GraphDef, TrainState]:
+    """Splits `model`, switched to train mode, into its graph and a fresh `TrainState`.
+
+    Args:
+        model: the network; it is left in train mode.
+        tx: the optimizer, whose state is initialised from the parameters.
+        ema: also keep an exponential moving average of the parameters (starting equal).
+    """
+    model.train()
+    train_def, params, rest = nnx.split(model, nnx.Param, ...)
+    average = jax.tree.map(jnp.copy, params) if ema else None
+    return train_def, TrainState(params, rest, tx.init(params), average,
+                                 jnp.zeros((), jnp.float32))
 
 
 def make_loss_fn(train_def: nnx.GraphDef, num_classes: int, label_smoothing: float,
@@ -219,62 +155,70 @@ def make_loss_fn(train_def: nnx.GraphDef, num_classes: int, label_smoothing: flo
     return loss_fn
 
 
-@dataclasses.dataclass(frozen=True)
-class _Remedy:
-    """The imbalance remedy as arrays: loss terms, prediction offsets, sampling weights."""
-
-    loss_terms: dict[str, Any]
-    eval_offsets: np.ndarray | None
-    sampling: np.ndarray | None
+TrainStep = Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, jax.Array]]
 
 
-def _remedy(config: ProxyConfig, labels: np.ndarray, num_classes: int) -> _Remedy:
-    counts = np.bincount(labels, minlength=num_classes)
-    terms: dict[str, Any] = {}
-    offsets = sampling = None
-    if config.remedy == "class-balanced":
-        terms["class_weights"] = jnp.asarray(imbalance.class_balanced_weights(counts,
-                                                                              config.cb_beta))
-    elif config.remedy == "logit-adjust":
-        terms["logit_offsets"] = jnp.asarray(config.logit_tau * imbalance.log_prior(counts))
-    elif config.remedy == "logit-adjust-posthoc":
-        offsets = config.logit_tau * imbalance.log_prior(counts)
-    elif config.remedy == "focal":
-        terms["focal_gamma"] = config.focal_gamma
-    elif config.remedy.endswith("-sampling"):
-        sampling = imbalance.sampling_weights(labels, counts, config.remedy.split("-")[0])
-    return _Remedy(terms, offsets, sampling)
+def make_train_step(loss_fn: Callable[..., tuple[jax.Array, nnx.State]],
+                    tx: optax.GradientTransformation, *,
+                    ema_decay: float | None = None) -> TrainStep:
+    """The one train step: step(state, x, y) -> (next state, loss) (pure; jit it or scan it).
+
+    Forward, backward, optimizer update and, with `ema_decay`, the EMA update. The proxy
+    scans it over an epoch and the latency probe times it alone, so both measure the same
+    program.
+
+    Args:
+        loss_fn: from `make_loss_fn`.
+        tx: the optimizer.
+        ema_decay: the EMA's decay; the state must then carry `ema` (`create_train_state`).
+    """
+
+    def train_step(state: TrainState, x: jax.Array,
+                   y: jax.Array) -> tuple[TrainState, jax.Array]:
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        (loss, rest), grads = grad_fn(state.params, state.rest, x, y)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        ema = state.ema
+        if ema_decay is not None:
+            # TF's num_updates warm-up: the effective decay grows from 0.1 towards ema_decay.
+            decay = jnp.minimum(ema_decay, (1.0 + state.step) / (10.0 + state.step))
+            ema = optax.incremental_update(params, ema, 1.0 - decay)
+        return TrainState(params, rest, opt_state, ema, state.step + 1), loss
+
+    return train_step
 
 
-def _build_steps(model: nnx.Module, tx: optax.GradientTransformation, config: ProxyConfig,
-                 resolution: int, mean: np.ndarray, std: np.ndarray, dtype: Any,
-                 remedy: _Remedy) -> tuple:
-    model.train()
-    train_def, params, rest = nnx.split(model, nnx.Param, ...)
-    model.eval()
+# ----------------------------------------------------------------------------- epoch and eval
+
+
+class _Functions(NamedTuple):
+    """The jitted epoch and evaluator of one run (compiled ahead of time by `_compile`)."""
+
+    train_epoch: Callable[..., tuple[TrainState, jax.Array]]  # (state, images, labels, index, key)
+    evaluate: Callable[..., tuple[jax.Array, jax.Array]]  # (params, rest, images, labels, ...)
+
+
+def _build_functions(model: nnx.Module, train_step: TrainStep, config: ProxyConfig, *,
+                     resolution: int, mean: np.ndarray, std: np.ndarray, dtype: Any,
+                     eval_offsets: np.ndarray | None) -> _Functions:
+    """The epoch (the train step scanned over batches) and the evaluator, both jitted.
+
+    `model` must be in eval mode: the evaluator rebuilds it from its graph.
+    """
     eval_def = nnx.graphdef(model)
     augment = pipeline.Augment(config.crop_padding, config.flip)
     batch_fn = dict(resolution=resolution, mean=mean, std=std, dtype=dtype)
-    loss_fn = make_loss_fn(train_def, model.spec.num_classes, config.label_smoothing,
-                           **remedy.loss_terms)
 
-    def train_epoch(carry, images, labels, index, key):
-        def step(carry, inputs):
-            params, rest, opt_state, ema, count = carry
+    def train_epoch(state, images, labels, index, key):
+        def step(state, inputs):
             idx, step_key = inputs
             x, y = pipeline.prepare_batch(images, labels, idx, step_key, augment=augment,
                                           **batch_fn)
-            (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, x, y)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            if ema is not None:
-                # TF's num_updates warm-up: the effective decay grows from 0.1 towards ema_decay.
-                decay = jnp.minimum(config.ema_decay, (1.0 + count) / (10.0 + count))
-                ema = optax.incremental_update(params, ema, 1.0 - decay)
-            return (params, rest, opt_state, ema, count + 1), loss
+            return train_step(state, x, y)
 
         keys = jax.random.split(key, index.shape[0])
-        return jax.lax.scan(step, carry, (index, keys))
+        return jax.lax.scan(step, state, (index, keys))
 
     def evaluate(params, rest, images, labels, index, mask):
         model = nnx.merge(eval_def, params, rest)
@@ -283,18 +227,214 @@ def _build_steps(model: nnx.Module, tx: optax.GradientTransformation, config: Pr
             idx, valid = inputs
             x, y = pipeline.prepare_batch(images, labels, idx, None, augment=None, **batch_fn)
             logits = model(x)
-            if remedy.eval_offsets is not None:  # post-hoc logit adjustment
-                logits = logits - remedy.eval_offsets
+            if eval_offsets is not None:  # post-hoc logit adjustment
+                logits = logits - eval_offsets
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
             return None, (jnp.argmax(logits, -1), jnp.where(valid, loss, 0.0))
 
         _, (pred, loss) = jax.lax.scan(batch, None, (index, mask))
         return pred.reshape(-1), loss.reshape(-1)
 
-    return (params, rest), jax.jit(train_epoch, donate_argnums=(0,)), jax.jit(evaluate)
+    return _Functions(jax.jit(train_epoch, donate_argnums=(0,)), jax.jit(evaluate))
 
 
-# ----------------------------------------------------------------------------- loop
+# ----------------------------------------------------------------------------- the run, by stage
+
+
+class _Plan(NamedTuple):
+    """How the train split is cut into updates."""
+
+    batch: int  # global batch: at most the split, a multiple of the devices
+    steps_per_epoch: int
+    epochs: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Feed:
+    """The splits on the devices and the batches of indices that walk them."""
+
+    train: tuple[jax.Array, jax.Array]  # images, labels
+    val: tuple[jax.Array, jax.Array]
+    val_index: jax.Array  # (batches, batch), padded
+    val_mask: jax.Array  # False on the padding
+    sharded: NamedSharding  # batches split over the "data" axis
+    key: jax.Array
+    examples: int  # size of the train split
+    batch: int
+    seed: int
+    sampling: np.ndarray | None  # per-example draw probabilities (sampling remedies)
+
+    def epoch(self, epoch: int) -> tuple[jax.Array, ...]:
+        """The train epoch's arguments after the state: images, labels, index, key."""
+        index = pipeline.epoch_indices(self.examples, self.batch, self.seed, epoch,
+                                       weights=self.sampling)
+        return (*self.train, jax.device_put(index, self.sharded),
+                jax.random.fold_in(self.key, epoch))
+
+
+def training_split(config: ProxyConfig, dataset: Dataset) -> Split:
+    """The train split actually trained on: long-tailed if asked, then cut to `fraction`."""
+    split = dataset.train
+    if config.imbalance:
+        split = split.subset(imbalance.long_tail_indices(
+            split.labels, dataset.num_classes, config.imbalance, config.split_seed))
+    if config.fraction < 1:
+        keep = np.random.default_rng(config.seed).permutation(len(split))
+        split = split.subset(np.sort(keep[: max(1, round(config.fraction * len(split)))]))
+    return split
+
+
+def _plan(config: ProxyConfig, examples: int, *, mesh: Mesh) -> _Plan:
+    """The global batch and the number of epochs; `steps` is rounded up to whole epochs."""
+    batch = pipeline.global_batch(config.batch_size, examples, mesh)
+    steps_per_epoch = examples // batch
+    epochs = (config.epochs if config.steps is None
+              else max(1, math.ceil(config.steps / steps_per_epoch)))
+    return _Plan(batch, steps_per_epoch, epochs)
+
+
+def _new_result(config: ProxyConfig, dataset: Dataset, *, spec: space.ArchSpec, split: Split,
+                plan: _Plan, mesh: Mesh) -> ProxyResult:
+    """The result before training: what the run is; metrics NaN until an epoch ends."""
+    total = space.cost(spec)
+    nan = float("nan")
+    return ProxyResult(
+        status="ok", reason=None, val_top1=nan, val_loss=nan, val_balanced_accuracy=nan,
+        val_macro_f1=nan, val_worst_class_recall=nan, val_per_class_recall=[],
+        test_top1=None, test_balanced_accuracy=None,
+        train_class_counts=np.bincount(split.labels, minlength=dataset.num_classes).tolist(),
+        curve=[], epochs_completed=0, steps=0, batch_size=plan.batch, step_time_s=nan,
+        images_per_s=nan, compile_s=0.0, init_s=0.0, wall_s=0.0, macs=total.macs,
+        params=total.params, activations=total.activations, arch=space.encode(spec),
+        resolution=spec.resolution, peak_memory_bytes=None,
+        device=f"{jax.devices()[0].device_kind} x{mesh.size}", seed=config.seed,
+        dataset=dataset.summary(), config=dataclasses.asdict(config))
+
+
+def _feed(config: ProxyConfig, dataset: Dataset, *, split: Split, plan: _Plan, mesh: Mesh,
+          sampling: np.ndarray | None) -> _Feed:
+    """Puts the train and validation splits on the devices, with the val batches."""
+    sharded = NamedSharding(mesh, PartitionSpec(None, "data"))
+    val_index, val_mask = (jax.device_put(a, sharded)
+                           for a in pipeline.eval_indices(len(dataset.val), plan.batch))
+    return _Feed(train=pipeline.put_split(split, mesh), val=pipeline.put_split(dataset.val, mesh),
+                 val_index=val_index, val_mask=val_mask, sharded=sharded,
+                 key=jax.random.key(config.seed), examples=len(split), batch=plan.batch,
+                 seed=config.seed, sampling=sampling)
+
+
+def _setup(config: ProxyConfig, dataset: Dataset, *, spec: space.ArchSpec, split: Split,
+           plan: _Plan,
+           result: ProxyResult) -> tuple[TrainState, _Functions, np.ndarray | None]:
+    """Builds the model, optimizer, remedy, first state and the (not yet compiled) functions.
+
+    Returns the state, the functions and the remedy's sampling weights; records `init_s`.
+    """
+    dtype = compute_dtype(config.dtype)
+    t = time.perf_counter()
+    model = create_model(spec, seed=config.seed, dtype=dtype, depthwise=config.depthwise,
+                         bn_momentum=config.bn_momentum)
+    result.init_s = time.perf_counter() - t
+    tx = make_optimizer(config, nnx.state(model, nnx.Param),
+                        steps_per_epoch=plan.steps_per_epoch,
+                        total_steps=plan.epochs * plan.steps_per_epoch, batch=plan.batch)
+    remedy = imbalance.build_remedy(config.remedy, split.labels, dataset.num_classes, config)
+    # softmax_loss indexes class weights with traced labels, which a numpy array refuses.
+    loss_terms = {name: jnp.asarray(v) if isinstance(v, np.ndarray) else v
+                  for name, v in remedy.loss_terms.items()}
+    train_def, state = create_train_state(model, tx, ema=config.ema_decay is not None)
+    model.eval()
+    loss_fn = make_loss_fn(train_def, spec.num_classes, config.label_smoothing, **loss_terms)
+    train_step = make_train_step(loss_fn, tx, ema_decay=config.ema_decay)
+    mean, std = pipeline.normalisation(dataset)
+    functions = _build_functions(model, train_step, config, resolution=spec.resolution,
+                                 mean=mean, std=std, dtype=dtype,
+                                 eval_offsets=remedy.eval_offsets)
+    return state, functions, remedy.sampling
+
+
+def _compile(functions: _Functions, state: TrainState, *, feed: _Feed,
+             result: ProxyResult) -> _Functions:
+    """Compiles the epoch and the evaluator ahead of time; records `compile_s`."""
+    t = time.perf_counter()
+    train_epoch = functions.train_epoch.lower(state, *feed.epoch(0)).compile()
+    evaluate = functions.evaluate.lower(state.eval_params, state.rest, *feed.val,
+                                        feed.val_index, feed.val_mask).compile()
+    result.compile_s = time.perf_counter() - t
+    return _Functions(train_epoch, evaluate)
+
+
+def _val_metrics(functions: _Functions, state: TrainState, *, feed: _Feed,
+                 dataset: Dataset) -> tuple[dict[str, float], list[float | None]]:
+    """The validation metrics of `state` (the curve's keys) and its per-class recall."""
+    pred, loss = functions.evaluate(state.eval_params, state.rest, *feed.val, feed.val_index,
+                                    feed.val_mask)
+    n = len(dataset.val)
+    scores = classification_metrics(np.asarray(pred)[:n], dataset.val.labels,
+                                    dataset.num_classes)
+    metrics = {"val_top1": scores["top1"], "val_loss": float(np.sum(np.asarray(loss)) / n),
+               "val_balanced_accuracy": scores["balanced_accuracy"],
+               "val_macro_f1": scores["macro_f1"],
+               "val_worst_class_recall": scores["worst_class_recall"]}
+    return metrics, scores["per_class_recall"]
+
+
+def _run_epochs(functions: _Functions, state: TrainState, *, feed: _Feed, dataset: Dataset,
+                plan: _Plan, result: ProxyResult, callback: EpochCallback | None,
+                progress: Callable[[int, int], None] | None) -> TrainState:
+    """Trains epoch by epoch, evaluating after each; fills the curve and the timings.
+
+    A non-finite train loss marks the result failed and stops; `Stop` from the callback
+    stops and keeps the result.
+    """
+    train_time = 0.0
+    for epoch in range(plan.epochs):
+        t = time.perf_counter()
+        state, losses = functions.train_epoch(state, *feed.epoch(epoch))
+        train_loss = float(jnp.mean(losses))  # also waits for the epoch to finish
+        train_time += time.perf_counter() - t
+        result.steps += plan.steps_per_epoch
+        if not math.isfinite(train_loss):
+            result.status = "failed"
+            result.reason = f"training diverged: loss is {train_loss} in epoch {epoch + 1}"
+            break
+        scores, result.val_per_class_recall = _val_metrics(functions, state, feed=feed,
+                                                           dataset=dataset)
+        metrics = {"epoch": epoch + 1, "train_loss": train_loss, **scores}
+        result.curve.append(metrics)
+        for name, value in scores.items():
+            setattr(result, name, value)
+        result.epochs_completed = epoch + 1
+        if progress:
+            progress(epoch + 1, plan.epochs)
+        if callback:
+            try:
+                callback(epoch + 1, metrics)
+            except Stop:
+                break
+    if result.steps:
+        result.step_time_s = train_time / result.steps
+        result.images_per_s = result.steps * plan.batch / train_time
+    return state
+
+
+def _test_metrics(evaluate: Callable[..., tuple[jax.Array, jax.Array]], state: TrainState, *,
+                  dataset: Dataset, mesh: Mesh, feed: _Feed) -> dict[str, Any]:
+    """Test metrics for reports, through the compiled val evaluator (no new compile).
+
+    The evaluator is specialised to the validation split's shape, so the test split goes
+    through it in val-sized chunks, the last one padded.
+    """
+    test, n_val = dataset.test, len(dataset.val)
+    preds = []
+    for start in range(0, len(test), n_val):
+        part = test.subset(np.arange(start, min(start + n_val, len(test))))
+        pad = np.minimum(np.arange(n_val), len(part) - 1)
+        pred, _ = evaluate(state.eval_params, state.rest,
+                           *pipeline.put_split(part.subset(pad), mesh), feed.val_index,
+                           feed.val_mask)
+        preds.append(np.asarray(pred)[: len(part)])
+    return classification_metrics(np.concatenate(preds), test.labels, dataset.num_classes)
 
 
 def _is_oom(error: Exception) -> bool:
@@ -331,107 +471,22 @@ def train_and_evaluate(config: ProxyConfig, *, dataset: Dataset | None = None,
     start = time.perf_counter()
     dataset = dataset or load_proxy_dataset(config)
     spec = config.spec(dataset.num_classes, dataset.channels)
-    train_split = dataset.train
-    if config.imbalance:
-        train_split = train_split.subset(imbalance.long_tail_indices(
-            train_split.labels, dataset.num_classes, config.imbalance, config.split_seed))
-    if config.fraction < 1:
-        keep = np.random.default_rng(config.seed).permutation(len(train_split))
-        train_split = train_split.subset(np.sort(keep[: max(1, round(config.fraction *
-                                                                      len(train_split)))]))
+    split = training_split(config, dataset)
     mesh = pipeline.data_mesh()
-    batch = pipeline.global_batch(config.batch_size, len(train_split), mesh)
-    steps_per_epoch = len(train_split) // batch
-    epochs = (config.epochs if config.steps is None
-              else max(1, math.ceil(config.steps / steps_per_epoch)))
-    dtype = compute_dtype(config.dtype)
-    total = space.cost(spec)
-    result = ProxyResult(
-        status="ok", reason=None, val_top1=float("nan"), val_loss=float("nan"),
-        val_balanced_accuracy=float("nan"), val_macro_f1=float("nan"),
-        val_worst_class_recall=float("nan"), val_per_class_recall=[], test_top1=None,
-        test_balanced_accuracy=None,
-        train_class_counts=np.bincount(train_split.labels,
-                                       minlength=dataset.num_classes).tolist(),
-        curve=[], epochs_completed=0, steps=0, batch_size=batch,
-        step_time_s=float("nan"), images_per_s=float("nan"), compile_s=0.0, init_s=0.0,
-        wall_s=0.0, macs=total.macs, params=total.params, activations=total.activations,
-        arch=space.encode(spec), resolution=spec.resolution, peak_memory_bytes=None,
-        device=f"{jax.devices()[0].device_kind} x{mesh.size}", seed=config.seed,
-        dataset=dataset.summary(), config=dataclasses.asdict(config))
-
+    plan = _plan(config, len(split), mesh=mesh)
+    result = _new_result(config, dataset, spec=spec, split=split, plan=plan, mesh=mesh)
     try:
-        t = time.perf_counter()
-        model = create_model(spec, seed=config.seed, dtype=dtype, depthwise=config.depthwise,
-                             bn_momentum=config.bn_momentum)
-        result.init_s = time.perf_counter() - t
-        tx = make_optimizer(config, nnx.state(model, nnx.Param), steps_per_epoch,
-                            epochs * steps_per_epoch, batch)
-        mean, std = pipeline.normalisation(dataset)
-        remedy = _remedy(config, train_split.labels, dataset.num_classes)
-        (params, rest), train_epoch, evaluate = _build_steps(
-            model, tx, config, spec.resolution, mean, std, dtype, remedy)
-        ema = jax.tree.map(jnp.copy, params) if config.ema_decay else None
-        carry = (params, rest, tx.init(params), ema, jnp.zeros((), jnp.float32))
-        train_data = pipeline.put_split(train_split, mesh)
-        val_data = pipeline.put_split(dataset.val, mesh)
-        sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "data"))
-        val_index, val_mask = (jax.device_put(a, sharded)
-                               for a in pipeline.eval_indices(len(dataset.val), batch))
-        key = jax.random.key(config.seed)
-
-        def epoch_args(epoch: int) -> tuple:
-            index = pipeline.epoch_indices(len(train_split), batch, config.seed, epoch,
-                                           weights=remedy.sampling)
-            return (*train_data, jax.device_put(index, sharded), jax.random.fold_in(key, epoch))
-
-        t = time.perf_counter()
-        train_epoch = train_epoch.lower(carry, *epoch_args(0)).compile()
-        evaluate = evaluate.lower(eval_params(carry), rest, *val_data, val_index,
-                                  val_mask).compile()
-        result.compile_s = time.perf_counter() - t
-
-        train_time = 0.0
-        for epoch in range(epochs):
-            t = time.perf_counter()
-            carry, losses = train_epoch(carry, *epoch_args(epoch))
-            train_loss = float(jnp.mean(losses))  # also waits for the epoch to finish
-            train_time += time.perf_counter() - t
-            result.steps += steps_per_epoch
-            if not math.isfinite(train_loss):
-                result.status = "failed"
-                result.reason = f"training diverged: loss is {train_loss} in epoch {epoch + 1}"
-                break
-            pred, loss = evaluate(eval_params(carry), carry[1], *val_data, val_index, val_mask)
-            n = len(dataset.val)
-            scores = classification_metrics(np.asarray(pred)[:n], dataset.val.labels,
-                                            dataset.num_classes)
-            metrics = {"epoch": epoch + 1, "train_loss": train_loss, "val_top1": scores["top1"],
-                       "val_loss": float(np.sum(np.asarray(loss)) / n),
-                       "val_balanced_accuracy": scores["balanced_accuracy"],
-                       "val_macro_f1": scores["macro_f1"],
-                       "val_worst_class_recall": scores["worst_class_recall"]}
-            result.curve.append(metrics)
-            for name in ("val_top1", "val_loss", "val_balanced_accuracy", "val_macro_f1",
-                         "val_worst_class_recall"):
-                setattr(result, name, metrics[name])
-            result.val_per_class_recall = scores["per_class_recall"]
-            result.epochs_completed = epoch + 1
-            if progress:
-                progress(epoch + 1, epochs)
-            if callback:
-                try:
-                    callback(epoch + 1, metrics)
-                except Stop:
-                    break
-        if result.steps:
-            result.step_time_s = train_time / result.steps
-            result.images_per_s = result.steps * batch / train_time
+        state, functions, sampling = _setup(config, dataset, spec=spec, split=split, plan=plan,
+                                            result=result)
+        feed = _feed(config, dataset, split=split, plan=plan, mesh=mesh, sampling=sampling)
+        functions = _compile(functions, state, feed=feed, result=result)
+        state = _run_epochs(functions, state, feed=feed, dataset=dataset, plan=plan,
+                            result=result, callback=callback, progress=progress)
         if result.status == "ok" and dataset.test is not None:
-            test = _test_metrics(evaluate, eval_params(carry), carry[1], dataset, mesh,
-                                 val_index, val_mask)
-            result.test_top1, result.test_balanced_accuracy = (test["top1"],
-                                                               test["balanced_accuracy"])
+            test = _test_metrics(functions.evaluate, state, dataset=dataset, mesh=mesh,
+                                 feed=feed)
+            result.test_top1 = test["top1"]
+            result.test_balanced_accuracy = test["balanced_accuracy"]
     except Exception as e:
         if not _is_oom(e):
             raise
@@ -439,26 +494,3 @@ def train_and_evaluate(config: ProxyConfig, *, dataset: Dataset | None = None,
     result.peak_memory_bytes = _peak_memory()
     result.wall_s = time.perf_counter() - start
     return result
-
-
-def eval_params(carry: tuple) -> Any:
-    """The weights to evaluate: the EMA if kept, else the live parameters."""
-    return carry[3] if carry[3] is not None else carry[0]
-
-
-def _test_metrics(evaluate, params, rest, dataset: Dataset, mesh, val_index: jax.Array,
-                  val_mask: jax.Array) -> dict[str, Any]:
-    """Test metrics for reports, through the compiled val evaluator (no new compile).
-
-    The evaluator is specialised to the validation split's shape, so the test split goes
-    through it in val-sized chunks, the last one padded.
-    """
-    test, n_val = dataset.test, len(dataset.val)
-    preds = []
-    for start in range(0, len(test), n_val):
-        part = test.subset(np.arange(start, min(start + n_val, len(test))))
-        pad = np.minimum(np.arange(n_val), len(part) - 1)
-        pred, _ = evaluate(params, rest, *pipeline.put_split(part.subset(pad), mesh),
-                           val_index, val_mask)
-        preds.append(np.asarray(pred)[: len(part)])
-    return classification_metrics(np.concatenate(preds), test.labels, dataset.num_classes)
