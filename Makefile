@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint clean
+.PHONY: run test test-slow lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,13 @@ run: $(BIN)/.installed
 	$(BIN)/effsearch search experiments/quickstart.py
 	$(BIN)/effsearch front quickstart
 
+# The fast tier (about 2-3 minutes on 2 cores); `test-slow` adds subprocess workers, kills,
+# PostgreSQL and multi-training tests. CI runs both.
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 -m "not slow"
+
+test-slow: $(BIN)/.installed
+	$(BIN)/python -m pytest -n 2 -m slow
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -16,13 +16,13 @@ import dataclasses
 
 import numpy as np
 
+import space
 from trainers import runtime
 from trainers.data import load_dataset
 from trainers.imbalance import REMEDIES
 from trainers.proxy import ProxyConfig, train_and_evaluate
 
-ARCH = ("stem16-mb_r1_k3_s1_e1_c16_se0.25-mb_r2_k3_s2_e4_c24_se0.25-mb_r2_k3_s2_e4_c32_se0.25-"
-        "head128")
+ARCH = space.PROXY_BASELINE
 METRICS = ("val_top1", "val_balanced_accuracy", "val_macro_f1", "val_worst_class_recall",
            "test_balanced_accuracy")
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import space
 from trainers import runtime
 from trainers.data import load_dataset
 from trainers.proxy import ProxyConfig, train_and_evaluate
 
-ARCH = ("stem16-mb_r1_k3_s1_e1_c16_se0.25-mb_r2_k3_s2_e4_c24_se0.25-mb_r2_k3_s2_e4_c32_se0.25-"
-        "head128")
+ARCH = space.PROXY_BASELINE
 VARIANTS = {
     "sgd + cosine, BN momentum 0.9 (default)": {},
     "sgd + cosine, BN momentum 0.99 (TF)": {"bn_momentum": 0.99},

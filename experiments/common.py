@@ -6,14 +6,12 @@ rounding), so the studies differ only in what each experiment varies.
 
 import dataclasses
 
+import space
 from search.config import CoefficientSearch, Objective, SearchConfig
 from search.halving import Halving
-from trainers.proxy import ProxyConfig
+from trainers.config import ProxyConfig
 
-# B0's first three stages (SE, expansion 1/4/4): full B0 at width 0.25 stays near chance on
-# digits within a few epochs, this one reaches ~0.9.
-BASELINE = ("stem16-mb_r1_k3_s1_e1_c16_se0.25-mb_r2_k3_s2_e4_c24_se0.25-"
-            "mb_r2_k3_s2_e4_c32_se0.25-head128")
+BASELINE = space.PROXY_BASELINE  # B0's first three stages at proxy width
 
 
 @dataclasses.dataclass(frozen=True)

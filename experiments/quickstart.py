@@ -14,12 +14,12 @@ Command (also `make run`):
     effsearch search experiments/quickstart.py && effsearch front quickstart
 """
 
+import space
 from search.config import CoefficientSearch, Objective, SearchConfig
 from search.halving import Halving
-from trainers.proxy import ProxyConfig
+from trainers.config import ProxyConfig
 
-BASELINE = ("stem16-mb_r1_k3_s1_e1_c16_se0.25-mb_r2_k3_s2_e4_c24_se0.25-"
-            "mb_r2_k3_s2_e4_c32_se0.25-head128")
+BASELINE = space.PROXY_BASELINE  # B0's first three stages at proxy width
 
 
 def get_config() -> SearchConfig:

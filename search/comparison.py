@@ -19,6 +19,7 @@ import numpy as np
 
 import space
 from space import Coefficients, UserError
+from trainers.config import ProxyConfig
 
 KINDS = ("compound", "depth", "width", "resolution")
 
@@ -118,6 +119,50 @@ def compare(baseline: space.ArchSpec, methods: Sequence[Method], factors: Sequen
                            gamma=method.coeffs.gamma)
             rows.append(row)
     return rows
+
+
+def run_comparison(proxy: ProxyConfig, baseline: str, methods: Sequence[Method],
+                   factors: Sequence[float], seeds: Sequence[int], *,
+                   resolution_multiple: int, channel_divisor: int, latency: bool = False,
+                   on_trained: Callable[[space.ArchSpec, int, Any], None] | None = None
+                   ) -> dict[str, Any]:
+    """The comparison with real trainings: `compare` over `proxy`'s data and recipe.
+
+    Args:
+        proxy: the recipe every member trains with (its seed is the first of `seeds`).
+        baseline: the network all methods scale (named model, arch string or file), adapted
+            to the proxy's data and resolution as a search adapts its baseline.
+        latency: also measure each member's forward latency (batch 1) on this device.
+        on_trained: called with (spec, seed, result) after each training, for progress.
+
+    Returns:
+        The record `effsearch compare -o` writes: baseline, dataset, proxy, factors, seeds,
+        rounding and the rows of `compare`.
+    """
+    from trainers.proxy import load_proxy_dataset, train_and_evaluate
+
+    data = load_proxy_dataset(proxy)  # once for every training
+    base = dataclasses.replace(proxy, arch=baseline).spec(data.num_classes, data.channels)
+
+    def train(spec: space.ArchSpec, seed: int) -> Any:
+        result = train_and_evaluate(proxy.for_spec(spec, seed=seed), dataset=data)
+        if on_trained:
+            on_trained(spec, seed, result)
+        return result
+
+    measure = None
+    if latency:
+        from trainers.probes import measure_latency
+
+        def measure(spec: space.ArchSpec) -> float:
+            return measure_latency(spec, batch=1, train=False).forward_p50_ms
+
+    rows = compare(base, methods, factors, seeds, train, measure, resolution_multiple,
+                   channel_divisor)
+    return {"baseline": space.encode(base), "dataset": data.summary(),
+            "proxy": dataclasses.asdict(proxy), "factors": list(factors), "seeds": list(seeds),
+            "resolution_multiple": resolution_multiple, "channel_divisor": channel_divisor,
+            "rows": rows}
 
 
 def comparison_figure(rows: Sequence[dict[str, Any]], metric: str = "test_top1") -> Any:

@@ -214,49 +214,35 @@ def _methods(specs: Sequence[str] | None) -> list[Any]:
 def cmd_compare(args: argparse.Namespace) -> None:
     from rich.progress import Progress
 
-    from search.comparison import compare, comparison_figure
+    from search.comparison import comparison_figure, run_comparison
     from trainers import runtime
-    from trainers.proxy import load_proxy_dataset, train_and_evaluate
 
     proxy, loaded = _proxy_config(args)
-    # A coefficient-search config: scale its baseline with its rounding rules, unless the
-    # command line says otherwise.
+    # A search config: scale its start network with its rounding, unless the command line
+    # says otherwise.
     search = getattr(loaded, "search", None)
-    baseline_name = args.baseline or getattr(search, "baseline", proxy.arch)
+    baseline_name = args.baseline or getattr(search, "start", proxy.arch)
     multiple = args.resolution_multiple or getattr(search, "resolution_multiple",
                                                    space.PROXY_RESOLUTION_MULTIPLE)
     divisor = args.channel_divisor or getattr(search, "channel_divisor",
                                               space.DEFAULT_CHANNEL_DIVISOR)
     methods = _methods(args.coeffs)
-    factors = args.factors
     seeds = list(range(proxy.seed, proxy.seed + args.seeds))
     runtime.configure()
-    data = load_proxy_dataset(proxy)
-    baseline = dataclasses.replace(proxy, arch=baseline_name).spec(data.num_classes,
-                                                                   data.channels)
-    latency = None
-    if args.latency:
-        from trainers.probes import measure_latency
-
-        def latency(spec: space.ArchSpec) -> float:
-            return measure_latency(spec, batch=1, train=False).forward_p50_ms
-
     with Progress(console=err_console(), transient=True) as bar:
-        task = bar.add_task("training", total=len(factors) * len(methods) * len(seeds))
+        task = bar.add_task("training", total=len(args.factors) * len(methods) * len(seeds))
 
-        def train(spec: space.ArchSpec, seed: int) -> Any:
-            result = train_and_evaluate(proxy.for_spec(spec, seed=seed), dataset=data)
+        def on_trained(spec: space.ArchSpec, seed: int, result: Any) -> None:
             bar.advance(task)
             # One line per training: the bar alone shows nothing when stderr is a log file.
             bar.console.print(f"{result.macs / 1e6:.3f}M MACs, {spec.resolution} px, seed "
                               f"{seed}: {result.status}, val top-1 {result.val_top1:.3f}, "
-                              f"{result.wall_s:.0f} s")
-            return result
+                              f"{result.wall_s:.0f} s", markup=False)
 
-        rows = compare(baseline, methods, factors, seeds, train, latency, multiple, divisor)
-    record = {"baseline": space.encode(baseline), "dataset": data.summary(),
-              "proxy": dataclasses.asdict(proxy), "factors": factors, "seeds": seeds,
-              "resolution_multiple": multiple, "channel_divisor": divisor, "rows": rows}
+        record = run_comparison(proxy, baseline_name, methods, args.factors, seeds,
+                                resolution_multiple=multiple, channel_divisor=divisor,
+                                latency=args.latency, on_trained=on_trained)
+    rows = record["rows"]
     if args.output:
         with open(args.output, "w") as f:
             json.dump(record, f, indent=2)

@@ -38,7 +38,13 @@ from space.scaling import (
     scale,
 )
 from space.spec import ArchSpec, BlockSpec, SpecError
-from space.zoo import EFFICIENTNET_B0, get_model_spec, is_model_name, list_models
+from space.zoo import (
+    EFFICIENTNET_B0,
+    PROXY_BASELINE,
+    get_model_spec,
+    is_model_name,
+    list_models,
+)
 
 
 def resolve(name_or_arch: str) -> ArchSpec:
@@ -63,7 +69,7 @@ def build_model(spec: ArchSpec, *, rngs: Any, dtype: Any = None, **kwargs: Any) 
 
 __all__ = [
     "DEFAULT_CHANNEL_DIVISOR", "DEFAULT_RESOLUTION_MULTIPLE", "EFFICIENTNET_B0", "PAPER",
-    "PROXY_RESOLUTION_MULTIPLE",
+    "PROXY_BASELINE", "PROXY_RESOLUTION_MULTIPLE",
     "ArchSpec", "ArchStringError", "BlockSpec", "Coefficients", "CoefficientsError", "Cost",
     "PartCost", "SpecError", "UserError", "apply_multipliers", "build_model", "compound", "cost",
     "cost_breakdown", "decode", "decode_block", "encode", "get_model_spec", "is_model_name",

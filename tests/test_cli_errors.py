@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from toys import TINY_ARCH
 
 from search.cli import main
 
-ARCH = "stem8-mb_r1_k3_s1_e1_c8-mb_r1_k3_s2_e3_c16-head16-res8"
+ARCH = TINY_ARCH
 CONFIG = textwrap.dedent(f"""
     from search.config import CoefficientSearch, SearchConfig
     from trainers.proxy import ProxyConfig

@@ -3,9 +3,11 @@
 import importlib.util
 import json
 
+from toys import TINY_SE_ARCH
+
 from search.cli import main
 
-ARCH = "stem8-mb_r1_k3_s1_e1_c8_se0.25-mb_r1_k3_s2_e2_c16-head32"
+ARCH = TINY_SE_ARCH
 
 
 def test_train_json_reports_the_contract_fields(capsys, tmp_path, monkeypatch):

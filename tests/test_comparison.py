@@ -3,12 +3,13 @@
 import json
 
 import pytest
+from toys import TINY_ARCH
 
 import space
 from search.cli import main
 from search.comparison import Method, match_macs, single_dimension_methods
 
-ARCH = "stem8-mb_r1_k3_s1_e1_c8-mb_r1_k3_s2_e3_c16-head16-res8"
+ARCH = TINY_ARCH
 
 
 @pytest.mark.parametrize("factor", [4, 8])
@@ -37,6 +38,7 @@ def test_method_mistakes_are_user_errors():
         match_macs(space.EFFICIENTNET_B0, Method("d", "depth"), 0.5)
 
 
+@pytest.mark.slow
 def test_toy_comparison_produces_a_well_formed_table(tmp_path, capsys):
     out, png = tmp_path / "rows.json", tmp_path / "fig.png"
     assert main(["compare", ARCH, "--resolution", "8", "--epochs", "1", "--batch", "128",
@@ -71,6 +73,7 @@ def load_report_script():
     return module
 
 
+@pytest.mark.slow
 def test_compare_on_a_search_config_scales_its_baseline_with_its_rounding(tmp_path):
     config = tmp_path / "study.py"
     config.write_text(f'''

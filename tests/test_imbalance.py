@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
+from toys import TINY_ARCH
 
 from search.cli import main
 from space import UserError
@@ -18,7 +19,7 @@ from trainers.data import load_dataset
 from trainers.metrics import classification_metrics
 from trainers.proxy import ProxyConfig, train_and_evaluate
 
-ARCH = "stem8-mb_r1_k3_s1_e1_c8-mb_r1_k3_s2_e3_c16-head16-res8"
+ARCH = TINY_ARCH
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # sklearn on degenerate label sets
@@ -120,6 +121,7 @@ def test_remedy_registry_lists_every_remedy_with_a_one_line_doc():
         imbalance.build_remedy("smote", np.zeros(4, int), 2, ProxyConfig())
 
 
+@pytest.mark.slow
 def test_remedies_train_end_to_end_and_each_changes_the_run():
     data = load_dataset("digits")
     base = ProxyConfig(arch=ARCH, epochs=1, batch_size=64, imbalance=10, flip=False)

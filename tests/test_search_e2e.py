@@ -10,6 +10,7 @@ import time
 import optuna
 import pytest
 from optuna.trial import TrialState
+from toys import TINY_ARCH
 
 import space
 from search import controller, records, storage
@@ -20,7 +21,7 @@ from space.baseline_space import StageChoices
 from trainers.data import load_dataset
 from trainers.proxy import ProxyConfig
 
-ARCH = "stem8-mb_r1_k3_s1_e1_c8-mb_r1_k3_s2_e3_c16-head16-res8"
+ARCH = TINY_ARCH
 PROXY = ProxyConfig(dataset="digits", epochs=2, batch_size=128, resolution=8)
 
 
@@ -134,6 +135,7 @@ def test_single_dimension_control_is_one_switch(tmp_path, digits):
     assert "compile_s" in second.user_attrs and report.trained == 2
 
 
+@pytest.mark.slow
 def test_baseline_search_rejects_over_budget_candidates_before_training(tmp_path, digits):
     seed = space.decode(ARCH).replace(num_classes=10, in_channels=1)
     target = space.cost(seed).macs
@@ -187,6 +189,7 @@ def test_every_sampler_proposes_points_on_the_manifold(sampler, tmp_path, digits
     assert proposed[0] == (1.2, 1.1, 1.15)
 
 
+@pytest.mark.slow
 def test_balanced_accuracy_replaces_top1_as_the_objective(tmp_path, digits):
     config = coefficient_config(objective=Objective(metric="val_balanced_accuracy"),
                                 proxy=dataclasses.replace(PROXY, imbalance=10), halving=None,

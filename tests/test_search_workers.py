@@ -11,13 +11,17 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
+from toys import TINY_ARCH
 
 from search import storage
 from search.cli import main
 
+pytestmark = pytest.mark.slow  # subprocess workers, kills and PostgreSQL: make test-slow
+
 EFFSEARCH = str(Path(sys.executable).parent / "effsearch")
-ARCH = "stem8-mb_r1_k3_s1_e1_c8-mb_r1_k3_s2_e3_c16-head16-res8"
+ARCH = TINY_ARCH
 
 
 def write_config(path: Path, name: str, trials: int, **extra: str) -> Path:
