@@ -334,7 +334,8 @@ class TrialRunner:
             values = self.values(metrics[objective.metric], cost)
             if config.pruner:
                 trial.report(values[0], epoch)
-                if trial.should_prune():
+                # Hyperband has a rung at the full budget too: a finished trial is not pruned.
+                if epoch < config.proxy.epochs and trial.should_prune():
                     # Keep what it reached, so `front --all` and the progress bar see it.
                     for name in (objective.metric, "val_top1"):
                         trial.set_user_attr(name, metrics[name])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import space
 from search.cli import main
 from space import PAPER, cost, get_model_spec, save_coefficients
 
@@ -34,8 +35,28 @@ def test_cost_of_arch_string_with_overrides_and_per_block(capsys):
                        "--per-block")
     record = json.loads(out)
     assert code == 0 and record["resolution"] == 32
-    assert [p["name"] for p in record["parts"]] == ["stem", "block0", "block1", "head"]
-    assert sum(p["params"] for p in record["parts"]) == record["params"]
+    # The overrides reach the spec the command costs, and the record names that spec.
+    spec = space.decode(arch).replace(resolution=32, num_classes=10)
+    assert space.decode(record["arch"]) == spec
+    assert (record["macs"], record["params"], record["activations"]) == tuple(space.cost(spec))
+    parts = record["parts"]
+    assert parts == [p._asdict() for p in space.cost_breakdown(spec)]
+    # Sizes and channels as the arch string says: 3-channel input at 32 px, stem16 stride 2,
+    # then r2_s2 (16 -> 24 channels, halving the map, then 24 -> 24), head to 10 classes.
+    assert [(p["name"], p["in_size"], p["out_size"], p["in_channels"], p["out_channels"])
+            for p in parts] == [("stem", 32, 16, 3, 16), ("block0", 16, 8, 16, 24),
+                                ("block1", 8, 8, 24, 24), ("head", 8, 1, 24, 10)]
+    # The table shows the same rows: size and channels as in->out, params with separators.
+    code, out, _ = run(capsys, "cost", arch, "--resolution", "32", "--classes", "10",
+                       "--per-block")
+    assert code == 0
+    rows = {line.split()[1]: line.split() for line in out.splitlines()
+            if line.startswith("│") and line.split()[1] in {p["name"] for p in parts}}
+    for p in parts:
+        cells = [c for c in rows[p["name"]] if c != "│"]
+        assert cells[1:3] == [f"{p['in_size']}->{p['out_size']}",
+                              f"{p['in_channels']}->{p['out_channels']}"]
+        assert cells[4] == f"{p['params']:,}"
 
 
 def test_cost_table(capsys):
