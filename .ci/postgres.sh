@@ -20,7 +20,9 @@ if ! PG_BIN="$(find_pg_bin)"; then
     PG_BIN="$(find_pg_bin)"
 fi
 
-PG_PORT="${EFFSEARCH_TEST_PG_PORT:-55432}"
+# A free loopback port unless one is given: a server left over from an earlier run (or any
+# other service) must not make this one fail to start.
+PG_PORT="${EFFSEARCH_TEST_PG_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 PG_DATA="$(mktemp -d /tmp/effsearch-pg.XXXXXX)"
 # initdb refuses to run as root: run the server as the postgres user when we are root.
 AS_PG=()

@@ -91,8 +91,7 @@ def test_two_workers_on_postgresql(tmp_path, postgres_url, capsys):
     assert "next: effsearch front" in done.stderr and "effsearch:***@" in done.stderr
     assert secret not in shown + logs + (tmp_path / "c.json").read_text()
     provenance = json.loads((tmp_path / "c.json").read_text())["provenance"]
-    assert provenance["storage"] == "postgresql://127.0.0.1:55432/effsearch_test".replace(
-        "55432", postgres_url.rsplit(":", 1)[1].split("/")[0])
+    assert provenance["storage"] == postgres_url.replace("://effsearch@", "://")  # no user
 
 
 def test_killed_search_resumes_and_retries_the_running_trial(tmp_path):
