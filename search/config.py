@@ -129,6 +129,10 @@ class SearchConfig:
             raise UserError("trials must be set (only the grid sampler has a natural size)")
         if self.trials is not None and self.trials < 1:
             raise UserError(f"trials must be >= 1, got {self.trials}")
+        sampler = registry.SAMPLERS[self.sampler]
+        if self.trials is not None and self.trials < sampler.min_budget:
+            raise UserError(f"the {self.sampler} sampler needs trials >= {sampler.min_budget} "
+                            f"({sampler.budget_note}), got {self.trials}")
         if self.startup_trials < 0 or self.max_retries < 0:
             raise UserError("startup_trials and max_retries must be >= 0")
         if not (0 < self.heartbeat_s < self.grace_s):

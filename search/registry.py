@@ -27,11 +27,15 @@ class Sampler:
     Attributes:
         doc: one line for help texts and the README.
         make: the Optuna sampler for a study's config.
+        budget_note: the smallest sensible budget, in words (for the README's table).
+        min_budget: fewer trials than this is refused.
         grid: only for kinds that enumerate a grid (the design holds every point).
     """
 
     doc: str
     make: Callable[[SearchConfig], optuna.samplers.BaseSampler]
+    budget_note: str
+    min_budget: int = 1
     grid: bool = False
 
 
@@ -47,10 +51,20 @@ def _tpe(config: SearchConfig) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=config.startup_trials)
 
 
+def nsga2_population(trials: int) -> int:
+    """NSGA-II's population for a budget: four generations (at least 4 per generation).
+
+    Optuna's default of 50 means a study of 12-20 trials never leaves its random first
+    generation, so the sampler would be random search under another name.
+    """
+    return max(4, trials // 4)
+
+
 def _nsga2(config: SearchConfig) -> optuna.samplers.BaseSampler:
     import optuna
 
-    return optuna.samplers.NSGAIISampler(seed=config.seed)
+    return optuna.samplers.NSGAIISampler(seed=config.seed,
+                                         population_size=nsga2_population(config.trials or 0))
 
 
 def _gp(config: SearchConfig) -> optuna.samplers.BaseSampler:
@@ -66,11 +80,15 @@ SAMPLERS: dict[str, Sampler] = {
     # Every lattice point is enqueued up front, so the sampler itself is never consulted;
     # RandomSampler only answers Optuna's calls for parameters nothing fixed.
     "grid": Sampler("the kind's lattice (coefficients: step grid_step over the sampled pair), "
-                    "every point enqueued", _random, grid=True),
-    "tpe": Sampler("Optuna's TPE after `startup_trials` seeded points", _tpe),
-    "nsga2": Sampler("Optuna's NSGA-II (population 50: a generation needs 50 trials)", _nsga2),
-    "gp": Sampler("Optuna's Gaussian-process sampler (needs PyTorch: the gp extra)", _gp),
-    "random": Sampler("uniform over the kind's parameters", _random),
+                    "every point enqueued", _random, "the lattice's size (trials=None)",
+                    grid=True),
+    "tpe": Sampler("Optuna's TPE after `startup_trials` seeded points", _tpe,
+                   "startup_trials + about 10: below that TPE's model has little to fit"),
+    "nsga2": Sampler("Optuna's NSGA-II, population sized to the budget (four generations)",
+                     _nsga2, "two generations of the smallest population, 4", min_budget=8),
+    "gp": Sampler("Optuna's Gaussian-process sampler (needs PyTorch: the gp extra)", _gp,
+                  "startup_trials + about 5"),
+    "random": Sampler("uniform over the kind's parameters", _random, "any"),
 }
 
 

@@ -48,3 +48,12 @@ def test_cost_and_scale_import_neither_jax_nor_optuna(argv):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, env=os.environ | {"PYTHONPATH": str(ROOT)})
     assert done.stdout.strip().splitlines()[-1] in ("0 []", "2 []"), done.stdout
+
+
+def test_readme_lists_every_sampler_with_its_budget():
+    from search.registry import SAMPLERS
+
+    readme = (ROOT / "README.md").read_text()
+    for name, sampler in SAMPLERS.items():
+        assert (f"| `{name}` | {sampler.doc} | {sampler.min_budget} | {sampler.budget_note} |"
+                in readme)

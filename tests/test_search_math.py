@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from strategies import archs
 
 import space
+from search import registry
 from search.config import BaselineSearch, CoefficientSearch, Objective, SearchConfig, dumps
 from search.halving import Halving, promote
 from search.manifold import COEFFICIENT, DIMENSIONS, EXPONENT, Manifold, paper_reference
@@ -195,6 +196,7 @@ def test_baseline_space_errors():
     (lambda: {"search": BaselineSearch(), "sampler": "grid"},
      "grid sampler needs a search kind with a grid"),
     (lambda: {"trials": None}, "trials must be set"),
+    (lambda: {"sampler": "nsga2", "trials": 6}, r"nsga2 sampler needs trials >= 8 \(two"),
     (lambda: {"heartbeat_s": 10.0, "grace_s": 5.0}, "heartbeat_s < grace_s"),
     (lambda: {"objective": Objective(metric="top5")}, "objective.metric must be one of"),
     (lambda: {"search": CoefficientSearch(phi=0)}, "phi must be > 0"),
@@ -209,3 +211,14 @@ def test_config_round_trips_through_json():
     record = json.loads(dumps(config))
     assert record["kind"] == "baseline" and record["halving"]["eta"] == 3
     assert ProxyConfig(**record["proxy"]) == config.proxy
+
+
+@pytest.mark.parametrize(("trials", "population"), [(8, 4), (12, 4), (20, 5), (200, 50)])
+def test_nsga2_population_gives_four_generations(trials, population):
+    from search.registry import nsga2_population
+
+    assert nsga2_population(trials) == population
+    config = SearchConfig(name="n", sampler="nsga2", trials=trials)
+    sampler = registry.SAMPLERS["nsga2"].make(config)
+    assert sampler._population_size == population  # what Optuna will use
+    assert trials // population >= 2  # never stuck in the random first generation
