@@ -325,10 +325,14 @@ class TrialRunner:
                 if key in twin.user_attrs:
                     trial.set_user_attr(key, twin.user_attrs[key])
             trial.set_user_attr("duplicate_of", twin.number)
+            if twin.state == TrialState.PRUNED:  # stopped at a rung, and would be again
+                return TrialState.PRUNED, None
             return TrialState.COMPLETE, list(twin.values)
 
         rungs = (config.halving.rungs(config.proxy.epochs, config.halving.bracket(trial.number))
                  if config.halving else [])
+
+        stopped: list[int] = []
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             values = self.values(metrics[objective.metric], cost)
@@ -349,6 +353,7 @@ class TrialRunner:
                 if not halving_lib.promote(values, others, objective.directions,
                                            config.halving.eta):
                     trial.set_user_attr("stopped_at", epoch)
+                    stopped.append(epoch)
                     raise Stop
 
         proxy = config.proxy.for_spec(spec)
@@ -364,6 +369,10 @@ class TrialRunner:
             _release_memory()
         if result.status != "ok":
             return TrialState.FAIL, None
+        if stopped:
+            # PRUNED, its rung values in user attrs: Optuna's own views (best_trials, the
+            # dashboard's Pareto front) then see only full-budget results as complete.
+            return TrialState.PRUNED, None
         return TrialState.COMPLETE, self.values(getattr(result, objective.metric), cost)
 
     def _twin(self, number: int, arch: str) -> FrozenTrial | None:
@@ -378,8 +387,9 @@ class TrialRunner:
         halving = self.config.halving
         trials = self.study.get_trials(deepcopy=False)
         for t in trials:
-            if (t.number == number or t.state != TrialState.COMPLETE
-                    or t.user_attrs.get("arch") != arch):
+            finished = t.state == TrialState.COMPLETE or (
+                t.state == TrialState.PRUNED and "stopped_at" in t.user_attrs)
+            if t.number == number or not finished or t.user_attrs.get("arch") != arch:
                 continue
             if t.user_attrs.get("budget") == self.config.proxy.epochs:
                 return t

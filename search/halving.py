@@ -8,8 +8,10 @@ non-dominated rank and then crowding distance. The first trial at a rung always 
 as in Optuna's SuccessiveHalvingPruner. With several brackets (Hyperband, Li et al. 2018),
 bracket s starts deciding at min_epochs * eta^s, and trials are dealt to brackets by number.
 
-A stopped trial is recorded as complete with the values at its last rung and that budget, so
-samplers learn from it, and `front` can tell budgets apart.
+A stopped trial is recorded as PRUNED, with its values at each rung (`rung_<epoch>`), its
+`stopped_at` and its `budget` as user attrs: Optuna's own views (`study.best_trials`,
+optuna-dashboard's Pareto front) then hold only full-budget results, and `front --all` still
+lists the stopped trials with their budget.
 """
 
 from __future__ import annotations

@@ -61,7 +61,14 @@ def test_coefficient_search_records_realized_cost_and_exports(coef_study, tmp_pa
     study, report, _ = coef_study
     trials = study.get_trials()
     assert report.trained == 5 and len(trials) == 5
-    assert all(t.state == TrialState.COMPLETE for t in trials)
+    # Halving's stopped trials are PRUNED (rung values in user attrs), so Optuna's own views
+    # (best_trials, the dashboard's front) hold only full-budget results.
+    for t in trials:
+        stopped = "stopped_at" in t.user_attrs
+        assert t.state == (TrialState.PRUNED if stopped else TrialState.COMPLETE)
+        assert (t.values is None) == stopped and (t.user_attrs["budget"] < 2) == stopped
+    assert {t.number for t in study.best_trials} <= {
+        t.number for t in trials if t.state == TrialState.COMPLETE}
     assert [t.user_attrs.get("reference") for t in trials[:4]] == [
         "paper", "depth-only", "width-only", "resolution-only"]
     for t in trials:
@@ -69,7 +76,7 @@ def test_coefficient_search_records_realized_cost_and_exports(coef_study, tmp_pa
         spec = space.decode(a["arch"])
         assert a["macs"] == space.cost(spec).macs  # realized, after rounding
         assert a["macs_ratio"] == pytest.approx(a["realized_vs_ideal"] * 2.0)
-        assert t.values == [a["val_top1"], a["macs"]]
+        assert t.values in ([a["val_top1"], a["macs"]], None)
         if a.get("reference") != "paper":  # every sampled point is on the manifold
             assert a["alpha"] * a["beta"] ** 2 * a["gamma"] ** 2 == pytest.approx(2.0)
         assert a["budget"] in (1, 2) and a["max_budget"] == 2
@@ -381,18 +388,20 @@ def test_a_twin_stopped_at_a_rung_stands_in_only_while_it_would_stop_again(digit
 
     def add(arch: str, rung: float, budget: int) -> None:
         attrs = {"arch": arch, "budget": budget, "rung_1": [rung, 100.0]}
-        if budget == 1:
+        stopped = budget == 1
+        if stopped:
             attrs["stopped_at"] = 1
         study.add_trial(optuna.trial.create_trial(
-            values=[rung, 100.0], user_attrs=attrs,
+            state=TrialState.PRUNED if stopped else TrialState.COMPLETE,
+            values=None if stopped else [rung, 100.0], user_attrs=attrs,
             distributions={"beta": optuna.distributions.FloatDistribution(1, 2)},
             params={"beta": 1.5}))
 
     add("x", 0.5, budget=1)  # trial 0: stopped at the rung
     add("y", 0.9, budget=2)  # trial 1: a better network went on
     study.add_trial(optuna.trial.create_trial(  # trial 2: a duplicate of 0, no rung values
-        values=[0.5, 100.0], user_attrs={"arch": "x", "budget": 1, "stopped_at": 1,
-                                         "duplicate_of": 0}))
+        state=TrialState.PRUNED, user_attrs={"arch": "x", "budget": 1, "stopped_at": 1,
+                                             "duplicate_of": 0}))
     assert runner._twin(5, "x").number == 0  # 0.5 still loses to 0.9: reuse, no training
     for worse in (0.1, 0.2, 0.3):
         add("z", worse, budget=1)
