@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from search import storage
 from search.cli import main
-from search.storage import StorageError, public_location, redact
+from search.storage import StorageError, journal, public_location, redact
+from search.storage.credentials import scrub
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -87,7 +88,7 @@ def test_unwritable_torn_tail_reader_continues_writer_refuses(tmp_path, capsys, 
     def read_only(_path):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(storage, "_recover_tail", read_only)
+    monkeypatch.setattr(journal, "_recover_tail", read_only)
     capsys.readouterr()
     assert complete_trials(str(path)) == 3  # Optuna reads all but the torn last line
     err = one_line(capsys.readouterr().err)
@@ -171,7 +172,7 @@ def test_clean_journal_is_not_scanned_on_open(tmp_path, monkeypatch):
     def scan(_path):
         raise AssertionError("a journal with an intact tail must not be scanned whole")
 
-    monkeypatch.setattr(storage, "_scan", scan)
+    monkeypatch.setattr(journal, "_scan", scan)
     assert complete_trials(str(path)) == 30
 
 
@@ -308,9 +309,9 @@ def test_driver_messages_are_scrubbed():
     # part of the password as the host.
     url = "postgresql://u:p@ss-word@db.example/x"
     message = "failed to resolve host 'ss-word@db.example': Name or service not known"
-    assert "ss-word" not in storage._scrub(message, url)
-    assert "db.example" in storage._scrub(message, url)
-    assert "PW-x9z" not in storage._scrub(
+    assert "ss-word" not in scrub(message, url)
+    assert "db.example" in scrub(message, url)
+    assert "PW-x9z" not in scrub(
         "Could not parse postgresql://u:PW-x9z@h/x?password=PW-x9z", url.replace(
             "p@ss-word", "PW-x9z"))
 
