@@ -109,12 +109,16 @@ def cost_field(config: dict[str, Any]) -> str:
 
 
 def trial_rows(study: optuna.Study) -> list[TrialRow]:
-    """Every trained trial (complete, or pruned by Optuna), in trial order."""
-    metric = study_config(study)["objective"]["metric"]
-    return [TrialRow.from_trial(t, metric)
-            for t in study.get_trials(deepcopy=False,
-                                      states=(TrialState.COMPLETE, TrialState.PRUNED))
-            if "rejected" not in t.user_attrs and metric in t.user_attrs]
+    """Every trained trial (complete, or pruned), in trial order."""
+    return rows_of(study.get_trials(deepcopy=False),
+                   study_config(study)["objective"]["metric"])
+
+
+def rows_of(trials: Sequence[optuna.trial.FrozenTrial], metric: str) -> list[TrialRow]:
+    """The trained trials among `trials` as rows (for callers that already hold the trials)."""
+    return [TrialRow.from_trial(t, metric) for t in trials
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            and "rejected" not in t.user_attrs and metric in t.user_attrs]
 
 
 def trial_line(trial: optuna.trial.FrozenTrial, metric: str) -> str | None:

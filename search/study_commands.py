@@ -68,14 +68,15 @@ class _StudyProgress:
     def update(self) -> None:
         # A line per finished trial, printed above the bar on a terminal and as plain lines
         # in a log file or CI (where the bar itself does not render).
-        for t in self.study.get_trials(deepcopy=False):
+        trials = self.study.get_trials(deepcopy=False)  # one read a poll, for both uses
+        for t in trials:
             if t.number in self.announced:
                 continue
             line = records.trial_line(t, self.metric)
             if line is not None:
                 self.announced.add(t.number)
                 self.bar.console.print(line, markup=False, highlight=False)
-        rows = records.trial_rows(self.study)
+        rows = records.rows_of(trials, self.metric)
         best = max(rows, key=lambda r: r.score, default=None)
         text = f"best {self.metric} {best.score:.4f} (trial {best.trial})" if best else ""
         self.bar.update(self.task, completed=min(len(rows), self.total), best=text)

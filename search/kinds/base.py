@@ -94,9 +94,6 @@ class SearchKind(abc.ABC):
     def validate_objective(self, kind: str, cost: str, target: float | None) -> None:  # noqa: B027
         """Refuses an objective this kind cannot score (called by `SearchConfig`)."""
 
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
-
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> SearchKind:
         """The kind from a stored config; fields a later effsearch added take their defaults,
