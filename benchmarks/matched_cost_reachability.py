@@ -4,7 +4,7 @@
 
 A direction splits the log-cost among depth, width and resolution (shares s_d + s_w + s_r = 1;
 alpha = 2^s_d, beta = 2^(s_w/2), gamma = 2^(s_r/2)). For each direction, drawn uniformly on the
-share simplex, `search.comparison.match_macs` finds the member of its family whose realized
+share simplex, `search.comparison.match_cost` finds the member of its family whose realized
 MACs come closest to the factor times the baseline's; this prints the share of directions
 whose closest member lies within 5% and 10% of the factor, for the proxy baseline at the
 resolutions and channel roundings the experiments use. Analytic cost model only: seconds.
@@ -17,7 +17,7 @@ import argparse
 import numpy as np
 
 import space
-from search.comparison import Method, match_macs
+from search.comparison import Method, match_cost
 
 SETUPS = (("digits 16 px, channels /8", 16, 8), ("digits 16 px, channels /2", 16, 2),
           ("MNIST 14 px, channels /2", 14, 2))
@@ -47,7 +47,7 @@ def main() -> None:
 def _error(baseline: space.ArchSpec, coeffs: space.Coefficients, factor: float,
            divisor: int) -> float:
     """Relative distance from `factor` of the closest member's realized MACs ratio."""
-    spec, _ = match_macs(baseline, Method("d", "compound", coeffs), factor,
+    spec, _ = match_cost(baseline, Method("d", "compound", coeffs), factor,
                          resolution_multiple=2, channel_divisor=divisor)
     return space.cost(spec).macs / space.cost(baseline).macs / factor - 1
 

@@ -10,23 +10,27 @@ deviation, next to MACs, params and measured latency.
 from __future__ import annotations
 
 import dataclasses
-import math
 import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
 import space
 from space import Coefficients, UserError
+from space.family import match_phi
 from trainers.config import ProxyConfig
 
 KINDS = ("compound", "depth", "width", "resolution")
+_CORNER = {"depth": (2.0, 1.0, 1.0), "width": (1.0, 2**0.5, 1.0), "resolution": (1.0, 1.0, 2**0.5)}
 
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """A scaling method: `kind` "compound" (with `coeffs`) or one single dimension."""
+    """A scaling method: `kind` "compound" (with `coeffs`) or one single dimension.
+
+    A single dimension is the corner of the constraint that spends all of it on that
+    dimension (depth alone: alpha = 2, beta = gamma = 1), so every method is one compound
+    family and one matching rule (`space.family.match_phi`) serves them all.
+    """
 
     name: str
     kind: str
@@ -38,55 +42,44 @@ class Method:
         if (self.kind == "compound") != (self.coeffs is not None):
             raise UserError("compound scaling needs coefficients, single dimensions none")
 
-    def member(self, baseline: space.ArchSpec, t: float, resolution_multiple: int,
-               channel_divisor: int = space.DEFAULT_CHANNEL_DIVISOR) -> space.ArchSpec:
-        """The family member at parameter t (phi for compound, the multiplier otherwise)."""
+    @property
+    def family(self) -> Coefficients:
+        return self.coeffs if self.coeffs is not None else Coefficients(*_CORNER[self.kind])
+
+    def parameter(self, phi: float) -> float:
+        """What the method calls its setting: phi for compound, else the dimension's
+        multiplier (depth x2.1, ...)."""
         if self.kind == "compound":
-            return space.scale(baseline, self.coeffs, t, resolution_multiple=resolution_multiple,
-                               channel_divisor=channel_divisor)
-        if self.kind == "resolution":
-            return baseline.replace(resolution=space.round_resolution(
-                baseline.resolution, t, resolution_multiple))
-        return space.apply_multipliers(baseline, channel_divisor=channel_divisor,
-                                       **{self.kind: t})
+            return phi
+        return max(self.family.as_tuple()) ** phi
 
 
 def single_dimension_methods() -> list[Method]:
     return [Method(f"{kind} only", kind) for kind in ("depth", "width", "resolution")]
 
 
-def match_macs(baseline: space.ArchSpec, method: Method, factor: float,
+def match_cost(baseline: space.ArchSpec, method: Method, factor: float,
                resolution_multiple: int = space.PROXY_RESOLUTION_MULTIPLE,
-               channel_divisor: int = space.DEFAULT_CHANNEL_DIVISOR
+               channel_divisor: int = space.DEFAULT_CHANNEL_DIVISOR, cost_key: str = "macs"
                ) -> tuple[space.ArchSpec, float]:
-    """The member whose realized MACs are closest (in log) to `factor` x the baseline's.
-
-    Realized MACs are a step function of the parameter (rounding), so a fine geometric scan
-    is used rather than a root finder; the analytic cost model makes it cheap.
+    """The member of the method's family whose realized cost (`cost_key`: macs, params or
+    activations) is closest to `factor` x the baseline's.
 
     Returns:
-        (spec, parameter).
+        (spec, the method's parameter: phi, or the single dimension's multiplier).
     """
-    if factor < 1:
-        raise UserError(f"cost factor must be >= 1, got {factor}")
-    target = math.log(space.cost(baseline).macs * factor)
-    # Enough range for the cheapest way up: depth alone needs t ~ factor, phi ~ log2(factor).
-    upper = factor * 1.5 if method.kind == "depth" else (
-        math.log2(factor) * 1.5 + 1 if method.kind == "compound" else math.sqrt(factor) * 1.5)
-    best, best_gap = (baseline, 1.0 if method.kind != "compound" else 0.0), math.inf
-    for t in np.geomspace(1e-3 if method.kind == "compound" else 1.0, upper, 600):
-        spec = method.member(baseline, float(t), resolution_multiple, channel_divisor)
-        gap = abs(math.log(space.cost(spec).macs) - target)
-        if gap < best_gap - 1e-12:
-            best, best_gap = (spec, float(t)), gap
-    return best
+    spec, phi, _ = match_phi(baseline, method.family, factor, cost_key=cost_key,
+                             resolution_multiple=resolution_multiple,
+                             channel_divisor=channel_divisor)
+    return spec, method.parameter(phi)
 
 
 def compare(baseline: space.ArchSpec, methods: Sequence[Method], factors: Sequence[float],
             seeds: Sequence[int], train: Callable[[space.ArchSpec, int], Any],
             latency: Callable[[space.ArchSpec], float] | None = None,
             resolution_multiple: int = space.PROXY_RESOLUTION_MULTIPLE,
-            channel_divisor: int = space.DEFAULT_CHANNEL_DIVISOR) -> list[dict[str, Any]]:
+            channel_divisor: int = space.DEFAULT_CHANNEL_DIVISOR,
+            cost_key: str = "macs") -> list[dict[str, Any]]:
     """Trains every (factor, method) member with every seed; one row per (factor, method).
 
     Args:
@@ -99,13 +92,14 @@ def compare(baseline: space.ArchSpec, methods: Sequence[Method], factors: Sequen
     rows = []
     for factor in factors:
         for method in methods:
-            spec, t = match_macs(baseline, method, factor, resolution_multiple,
-                                 channel_divisor)
+            spec, t = match_cost(baseline, method, factor, resolution_multiple,
+                                 channel_divisor, cost_key)
             results = [train(spec, seed) for seed in seeds]
             cost = space.cost(spec)
             row = {"factor": factor, "method": method.name, "kind": method.kind,
                    "parameter": t, "arch": space.encode(spec), "resolution": spec.resolution,
-                   "macs": cost.macs, "params": cost.params, "macs_ratio": cost.macs / base_macs,
+                   "macs": cost.macs, "params": cost.params, "activations": cost.activations,
+                   "macs_ratio": cost.macs / base_macs,
                    "seeds": list(seeds),
                    "latency_ms": latency(spec) if latency else None}
             for key in ("val_top1", "test_top1", "val_balanced_accuracy"):

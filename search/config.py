@@ -83,7 +83,9 @@ class SearchConfig:
         search: the search kind and its settings: a `CoefficientSearch`, a `BaselineSearch`
             (search/kinds/), ...
         proxy: the proxy training of every trial (dataset, epochs, resolution, ...).
-        objective: what trials are scored on.
+        objective: what trials are scored on; None: the search kind's default (a
+            coefficient search matched on cost: the metric alone; otherwise a Pareto front of
+            the metric and MACs).
         sampler: a name of `search.registry.SAMPLERS`: "grid" (kinds with a lattice: every
             point enqueued), "tpe", "nsga2", "gp" (Optuna's GPSampler) or "random".
         trials: trained trials to finish (rejected candidates do not count); None: the grid's
@@ -102,7 +104,7 @@ class SearchConfig:
     name: str
     search: SearchKind = dataclasses.field(default_factory=CoefficientSearch)
     proxy: ProxyConfig = dataclasses.field(default_factory=ProxyConfig)
-    objective: Objective = dataclasses.field(default_factory=Objective)
+    objective: Objective | None = None
     sampler: str = "tpe"
     trials: int | None = 20
     startup_trials: int = 8
@@ -114,6 +116,8 @@ class SearchConfig:
     max_retries: int = 2
 
     def __post_init__(self) -> None:
+        if self.objective is None and isinstance(self.search, SearchKind):
+            object.__setattr__(self, "objective", Objective(kind=self.search.default_objective))
         if not isinstance(self.name, str) or not self.name.strip():
             raise UserError("name must be a non-empty study name")
         if not isinstance(self.search, SearchKind):

@@ -42,6 +42,7 @@ from trainers.data import Dataset
 from trainers.proxy import ProxyResult, Stop, load_proxy_dataset, train_and_evaluate
 
 HEARTBEAT = "heartbeat"
+PROMOTED_FROM, PROMOTED_RUNG, BRACKET = "promoted_from", "promoted_rung", "bracket"
 WORKER_MACHINE, WORKER_PID = "worker_machine", "worker_pid"
 MAX_REJECTIONS_IN_A_ROW = 500
 # What a trial records of its `ProxyResult`: every field but those recorded from the candidate
@@ -76,7 +77,7 @@ def open_study(config: SearchConfig, storage: optuna.storages.BaseStorage,
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler,
                                   pruner=pruner)
-        changed = config_changes(study_config(study), json.loads(dumps(config)))
+        changed = config_changes(_normalized(study_config(study)), json.loads(dumps(config)))
         if changed:
             raise UserError(f"study '{name}' exists with another config ({'; '.join(changed)}); "
                             f"resume it with the config it was made with, or start a new study "
@@ -87,6 +88,16 @@ def open_study(config: SearchConfig, storage: optuna.storages.BaseStorage,
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(config.objective.names))
     return study, True
+
+
+def _normalized(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored config with the fields a later effsearch added at the values the study was
+    made with (`SearchKind.from_json`), so resuming an old study under new defaults is refused
+    rather than silently changing its search."""
+    from search import kinds
+
+    search = json.loads(json.dumps(dataclasses.asdict(kinds.from_stored(stored))))
+    return {**stored, "search": search}
 
 
 # What a resumed study may change: the budget (`--trials`) and the fault-tolerance timings.
@@ -142,11 +153,13 @@ def _plain(params: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- trials
 
 
-def counts_toward_budget(trial: FrozenTrial) -> bool:
-    """Trained (or training, or queued) trials count; failed and rejected ones do not."""
-    if trial.state == TrialState.FAIL:
+def counts_toward_budget(trial: FrozenTrial, grid: bool = False) -> bool:
+    """Trained (or training, or queued) trials count; failed and rejected ones do not, except
+    on a grid, whose budget is its points: a rejected point is done too. A promotion (halving
+    resuming a stopped trial) continues a counted trial: it does not count again."""
+    if trial.state == TrialState.FAIL or PROMOTED_FROM in trial.user_attrs:
         return False
-    return not (trial.state == TrialState.PRUNED and "rejected" in trial.user_attrs)
+    return grid or not (trial.state == TrialState.PRUNED and "rejected" in trial.user_attrs)
 
 
 def fail_stale_trials(study: optuna.Study, grace_s: float, max_retries: int,
@@ -217,7 +230,8 @@ def retry(study: optuna.Study, trial: FrozenTrial, max_retries: int) -> bool:
     retries = int(trial.user_attrs.get("retries", 0))
     if retries >= max_retries:
         return False
-    attrs = {k: v for k, v in trial.user_attrs.items() if k in ("reference", "coefficients")}
+    attrs = {k: v for k, v in trial.user_attrs.items()
+             if k in ("reference", "coefficients", PROMOTED_FROM, PROMOTED_RUNG, BRACKET)}
     attrs.update(retry_of=trial.number, retries=retries + 1)
     study.enqueue_trial(trial.params, user_attrs=attrs)
     return True
@@ -311,14 +325,17 @@ class TrialRunner:
             "macs": total.macs, "params": total.params, "activations": total.activations,
             "max_budget": config.proxy.epochs, "baseline_arch": space.encode(self.baseline),
             **candidate.attrs}
-        costs = {"macs": float(total.macs), "params": float(total.params)}
+        costs = {"macs": float(total.macs), "params": float(total.params),
+                 "activations": float(total.activations)}
         if objective.cost == "latency":
             costs["latency"] = attrs["latency_ms"] = self.latency_ms(spec)
         cost = costs[objective.cost]
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
 
-        twin = self._twin(trial.number, attrs["arch"])
+        promoted_rung = int(trial.user_attrs.get(PROMOTED_RUNG, 0))
+        twin = None if PROMOTED_FROM in trial.user_attrs else self._twin(trial.number,
+                                                                         attrs["arch"])
         if twin is not None:
             # Not its rung values: one network must not count twice in a rung's population.
             for key in (*RESULT_ATTRS, "budget", "dataset", "stopped_at"):
@@ -329,8 +346,13 @@ class TrialRunner:
                 return TrialState.PRUNED, None
             return TrialState.COMPLETE, list(twin.values)
 
-        rungs = (config.halving.rungs(config.proxy.epochs, config.halving.bracket(trial.number))
-                 if config.halving else [])
+        rungs: list[int] = []
+        if config.halving:
+            bracket = int(trial.user_attrs.get(BRACKET, config.halving.bracket(trial.number)))
+            trial.set_user_attr(BRACKET, bracket)
+            # A promotion was judged at the rungs up to its promotion already.
+            rungs = [r for r in config.halving.rungs(config.proxy.epochs, bracket)
+                     if r > promoted_rung]
 
         stopped: list[int] = []
 
@@ -349,7 +371,7 @@ class TrialRunner:
                 key = f"rung_{epoch}"
                 trial.set_user_attr(key, values)
                 others = self._rung_values(self.study.get_trials(deepcopy=False), key,
-                                           trial.number, exclude=(trial.number,))
+                                           bracket, exclude=(trial.number,))
                 if not halving_lib.promote(values, others, objective.directions,
                                            config.halving.eta):
                     trial.set_user_attr("stopped_at", epoch)
@@ -378,39 +400,23 @@ class TrialRunner:
     def _twin(self, number: int, arch: str) -> FrozenTrial | None:
         """A finished trial of the same network whose result stands for this one.
 
-        Rounding maps nearby coefficients to one network, and training it again with the same
-        seed would repeat the curve. A full-budget twin is reused as it is; a twin that
-        halving stopped at a rung only while its rung values would still be stopped there
-        now in this trial's bracket (later trials may have lowered the bar, and then this one
-        trains and gets its chance).
+        Rounding maps nearby directions to one network, and training it again with the same
+        seed would repeat the curve. A twin halving stopped at a rung stands in as stopped:
+        whether that network goes on is its promotion's decision (`promotions`), once.
         """
-        halving = self.config.halving
-        trials = self.study.get_trials(deepcopy=False)
-        for t in trials:
+        for t in self.study.get_trials(deepcopy=False):
             finished = t.state == TrialState.COMPLETE or (
                 t.state == TrialState.PRUNED and "stopped_at" in t.user_attrs)
-            if t.number == number or not finished or t.user_attrs.get("arch") != arch:
-                continue
-            if t.user_attrs.get("budget") == self.config.proxy.epochs:
-                return t
-            key = f"rung_{t.user_attrs.get('stopped_at')}"
-            # A duplicate of a stopped trial has no rung values of its own: its original decides.
-            if (key not in t.user_attrs or halving is None
-                    or halving.bracket(t.number) != halving.bracket(number)):
-                continue
-            others = self._rung_values(trials, key, number, exclude=(number, t.number))
-            if not halving_lib.promote(t.user_attrs[key], others,
-                                       self.config.objective.directions, halving.eta):
+            if t.number != number and finished and t.user_attrs.get("arch") == arch:
                 return t
         return None
 
-    def _rung_values(self, trials: Sequence[FrozenTrial], key: str, number: int,
+    def _rung_values(self, trials: Sequence[FrozenTrial], key: str, bracket: int,
                      exclude: Sequence[int]) -> list[list[float]]:
-        """What the other trials of trial `number`'s bracket recorded at rung `key`."""
-        bracket = self.config.halving.bracket(number)
+        """What the other trials of a bracket recorded at rung `key`."""
         return [t.user_attrs[key] for t in trials
                 if t.number not in exclude and key in t.user_attrs
-                and self.config.halving.bracket(t.number) == bracket]
+                and _bracket(self.config, t) == bracket]
 
     @staticmethod
     def _record(trial: optuna.Trial, result: ProxyResult) -> None:
@@ -430,14 +436,54 @@ def _release_memory() -> None:
     gc.collect()
 
 
+def _bracket(config: SearchConfig, trial: FrozenTrial) -> int:
+    return int(trial.user_attrs.get(BRACKET, config.halving.bracket(trial.number)))
+
+
+def promotions(config: SearchConfig, trials: Sequence[FrozenTrial], *,
+               final: bool = False) -> list[tuple[FrozenTrial, int]]:
+    """Stopped trials that halving's promotion rule now sends on, with the rung they passed.
+
+    At each rung of each bracket, the best max(1, n // eta) of its n results go on
+    (`halving.top`; no decision before the rung holds eta results, unless `final`); those
+    of them that were stopped there and have no promotion yet (queued, running or done) are
+    returned, best first.
+    """
+    if config.halving is None:
+        return []
+    promoted = {t.user_attrs[PROMOTED_FROM] for t in trials
+                if PROMOTED_FROM in t.user_attrs and t.state != TrialState.FAIL}
+    out = []
+    for bracket in range(config.halving.brackets):
+        for rung in config.halving.rungs(config.proxy.epochs, bracket):
+            key = f"rung_{rung}"
+            here = [t for t in trials if key in t.user_attrs and _bracket(config, t) == bracket]
+            chosen = halving_lib.top([t.user_attrs[key] for t in here],
+                                     config.objective.directions, config.halving.eta,
+                                     final=final)
+            out += [(here[i], rung) for i in chosen
+                    if here[i].user_attrs.get("stopped_at") == rung
+                    and here[i].state == TrialState.PRUNED and here[i].number not in promoted]
+    return out
+
+
+def promote(study: optuna.Study, config: SearchConfig, trial: FrozenTrial, rung: int) -> None:
+    """Queues the stopped `trial` again, to be judged from the rung after `rung` on."""
+    attrs = {k: v for k, v in trial.user_attrs.items() if k in ("reference", "coefficients")}
+    attrs.update({PROMOTED_FROM: trial.number, PROMOTED_RUNG: rung,
+                  BRACKET: _bracket(config, trial)})
+    study.enqueue_trial(trial.params, user_attrs=attrs)
+
+
 # ----------------------------------------------------------------------------- worker
 
 
 @dataclasses.dataclass
 class WorkerReport:
-    trained: int = 0
+    trained: int = 0  # new trials trained (to the end or to a rung)
     rejected: int = 0
     failed: int = 0
+    promoted: int = 0  # stopped trials that halving resumed and this worker retrained
 
 
 def _say_to_stderr(message: str) -> None:
@@ -459,28 +505,36 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
     """
     runner = runner or TrialRunner(config, study, dataset)
     report, rejections_in_a_row = WorkerReport(), 0
+    grid = registry.SAMPLERS[config.sampler].grid
     announced: set[int] = set()
     while True:
         trials_now = study.get_trials(deepcopy=False)
         if fail_stale_trials(study, config.grace_s, config.max_retries, trials_now):
             trials_now = study.get_trials(deepcopy=False)
-        counted = sum(counts_toward_budget(t) for t in trials_now)
+        counted = sum(counts_toward_budget(t, grid) for t in trials_now)
         waiting = any(t.state == TrialState.WAITING for t in trials_now)
-        if counted >= trials and not waiting:
-            running = [t for t in trials_now if t.state == TrialState.RUNNING]
+        running = [t for t in trials_now if t.state == TrialState.RUNNING]
+        done = counted >= trials and not waiting
+        # Promotions first (ASHA): a stopped trial that the rung now sends on is worth more
+        # than a new one. Once the budget is spent and nothing runs, every decision is due.
+        due = promotions(config, trials_now, final=done and not running)
+        if due:
+            promote(study, config, *due[0])
+            continue
+        if done:
             if running:
                 for t in running:
                     if t.number not in announced:
                         announced.add(t.number)
                         say(_waiting_line(t, config.grace_s))
-                time.sleep(poll_s)  # a running trial may still die and need a retry
+                time.sleep(poll_s)  # a running trial may still die, or stop and be promoted
                 continue
             return report
         trial = study.ask()
         trial.set_user_attr(WORKER_MACHINE, _machine())
         trial.set_user_attr(WORKER_PID, os.getpid())
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        if _is_surplus(study, trial.number, trials):
+        if _is_surplus(study, trial, trials, grid):
             trial.set_user_attr("surplus", True)
             study.tell(trial, state=TrialState.FAIL)
             continue
@@ -490,14 +544,18 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
             study.tell(trial, state=TrialState.FAIL)  # never leave a trial running
             raise
         if isinstance(candidate, str):
-            trial.set_user_attr("rejected", candidate)
+            candidate = Candidate(None, {}, rejected=candidate)  # type: ignore[arg-type]
+        if candidate.rejected:
+            for key, value in candidate.attrs.items():  # what it would have been, and why not
+                trial.set_user_attr(key, value)
+            trial.set_user_attr("rejected", candidate.rejected)
             study.tell(trial, state=TrialState.PRUNED)
             report.rejected += 1
             rejections_in_a_row += 1
             if rejections_in_a_row >= MAX_REJECTIONS_IN_A_ROW:
                 raise UserError(f"{rejections_in_a_row} candidates in a row were rejected "
-                                f"before training (last: {candidate}); the target looks "
-                                f"infeasible")
+                                f"before training (last: {candidate.rejected}); the target "
+                                f"looks infeasible")
             continue
         rejections_in_a_row = 0
         try:
@@ -516,8 +574,12 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
                 frozen = study.get_trials(deepcopy=False)[trial.number]
                 retry(study, frozen, config.max_retries)
             raise
-        report.trained += state != TrialState.FAIL
-        report.failed += state == TrialState.FAIL
+        if state == TrialState.FAIL:
+            report.failed += 1
+        elif PROMOTED_FROM in trial.user_attrs:
+            report.promoted += 1
+        else:
+            report.trained += 1
 
 
 def _waiting_line(trial: FrozenTrial, grace_s: float) -> str:
@@ -529,8 +591,12 @@ def _waiting_line(trial: FrozenTrial, grace_s: float) -> str:
             f"at {deadline} (grace_s={grace_s:g})")
 
 
-def _is_surplus(study: optuna.Study, number: int, trials: int) -> bool:
-    """Whether `trials` counted trials precede this one (two workers asked at once)."""
-    ahead = sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False)
-                if t.number < number)
-    return ahead >= trials
+def _is_surplus(study: optuna.Study, trial: optuna.Trial, trials: int, grid: bool) -> bool:
+    """Whether `trials` counted trials precede this one (two workers asked at once), or this
+    promotion was queued twice (two workers saw it due at once)."""
+    earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
+    source = trial.user_attrs.get(PROMOTED_FROM)
+    if source is not None:
+        return any(t.user_attrs.get(PROMOTED_FROM) == source and t.state != TrialState.FAIL
+                   for t in earlier)
+    return sum(counts_toward_budget(t, grid) for t in earlier) >= trials

@@ -1,11 +1,19 @@
 """Successive halving and Hyperband over proxy epochs, promoting by non-dominated rank.
 
-Optuna cannot prune a multi-objective study (`Trial.report` raises there, optuna/optuna#3450).
-This is asynchronous successive halving (ASHA, Li et al. 2020) with the promotion rule of
-Archai's SuccessiveHalvingSearch: at a rung, a trial goes on if it is among the best
-max(1, n // eta) of the n trials of its bracket that reached that rung so far, ordered by
-non-dominated rank and then crowding distance. The first trial at a rung always goes on,
-as in Optuna's SuccessiveHalvingPruner. With several brackets (Hyperband, Li et al. 2018),
+Why not Optuna's pruners: they cannot prune a multi-objective study (`Trial.report` raises
+there, optuna/optuna#3450), and a trial they stop stays stopped (Optuna cannot suspend and
+resume a trial, its SuccessiveHalvingPruner says so), so the trials that reach a rung first,
+meeting few rivals, are judged on less evidence than later ones.
+
+This is asynchronous successive halving (ASHA, Li et al. 2020) with its promotion rule: a
+trial at a rung goes on only if it is among the best max(1, n // eta) of the n trials of its
+bracket that reached that rung, ordered by non-dominated rank and then crowding distance (one
+objective: by value), and only once the rung holds at least eta results; otherwise it stops
+there. A stopped trial is *promoted* later, whenever it enters that top share as weaker
+rivals arrive, and when the study's budget is spent every pending decision is made with the
+rung as it is. A promotion retrains from scratch with the same seed (the same curve up to the
+rung: checkpoints would save those epochs, but a worker on another host could not read them)
+and is judged again at the next rung. With several brackets (Hyperband, Li et al. 2018),
 bracket s starts deciding at min_epochs * eta^s, and trials are dealt to brackets by number.
 
 A stopped trial is recorded as PRUNED, with its values at each rung (`rung_<epoch>`), its
@@ -57,16 +65,25 @@ class Halving:
 
 
 def promote(mine: Sequence[float], others: Sequence[Sequence[float]],
-            directions: Sequence[str], eta: int) -> bool:
-    """Whether a trial with values `mine` at a rung goes on to the next one.
+            directions: Sequence[str], eta: int, *, final: bool = False) -> bool:
+    """Whether a trial with values `mine` at a rung goes on to the next one now.
 
     Args:
         mine: this trial's objective values at the rung.
         others: the values of the other trials of the same bracket at the same rung.
         directions: "maximize"/"minimize" per objective.
         eta: the reduction factor.
+        final: decide even with fewer than eta results (the study's budget is spent).
     """
-    points = np.array([list(mine), *[list(o) for o in others]], dtype=float)
-    keep = max(1, len(points) // eta)
-    order = rank_order(points, directions)
-    return bool(0 in order[:keep])
+    return 0 in top(np.array([list(mine), *[list(o) for o in others]], dtype=float),
+                    directions, eta, final=final)
+
+
+def top(points: np.ndarray | Sequence, directions: Sequence[str], eta: int, *,
+        final: bool = False) -> list[int]:
+    """The indices of a rung's results that go on: the best max(1, n // eta), or none while
+    the rung holds fewer than eta results (unless `final`)."""
+    points = np.asarray(points, dtype=float).reshape(-1, len(directions))
+    if len(points) < eta and not final:
+        return []
+    return [int(i) for i in rank_order(points, directions)[: max(1, len(points) // eta)]]

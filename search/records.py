@@ -44,16 +44,24 @@ class TrialRow:
     params: int
     budget: int | None  # epochs trained
     max_budget: int | None  # the proxy's full budget
+    activations: int | None = None
     # the candidate, as its search kind proposed it
     alpha: float | None = None
     beta: float | None = None
     gamma: float | None = None
     product: float | None = None
+    depth_share: float | None = None  # of the log-cost: the direction
+    width_share: float | None = None
+    resolution_share: float | None = None
+    phi: float | None = None  # where the direction was trained
+    match_ratio: float | None = None  # its matched cost over the baseline's
+    match_error: float | None = None  # match_ratio / the study's factor - 1
     macs_ratio: float | None = None
     realized_vs_ideal: float | None = None
     baseline_arch: str | None = None
     reference: str | None = None  # "paper", "depth-only", ..., "seed"
     duplicate_of: int | None = None  # reuses that trial's result (same rounded network)
+    promoted_from: int | None = None  # halving resumed that stopped trial (retrained)
     latency_ms: float | None = None
     # the proxy's result
     val_top1: float | None = None
@@ -152,6 +160,8 @@ def trial_line(trial: optuna.trial.FrozenTrial, metric: str) -> str | None:
     else:
         how = "done"
     label = f" [{attrs['reference']}]" if attrs.get("reference") else ""
+    if "promoted_from" in attrs:
+        label += f" (promotion of trial {attrs['promoted_from']})"
     return f"{head}{label} {how}: {', '.join(parts)}"
 
 

@@ -129,6 +129,7 @@ METRICS: dict[str, str] = {
 COSTS: dict[str, str] = {  # minimised
     "macs": "multiply-adds of the rounded network (analytic)",
     "params": "parameters of the rounded network (analytic)",
+    "activations": "activation elements of a forward pass at batch 1 (analytic)",
     "latency": "forward pass on the worker's device, p50 in ms (measured)",
 }
 

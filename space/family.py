@@ -1,9 +1,13 @@
-"""A compound-scaled family as a table, and picking its largest member within a budget."""
+"""A compound-scaled family: as a table, its largest member within a budget, and its member
+at a matched cost."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from space.arch_string import encode
 from space.coefficients import Coefficients
@@ -86,3 +90,56 @@ def fit_member(rows: Sequence[dict[str, Any]], key: str, budget: float,
     return fitting
 
 
+
+
+MATCHABLE = ("macs", "params", "activations")
+
+
+def match_phi(baseline: ArchSpec, coeffs: Coefficients, factor: float, *, cost_key: str = "macs",
+              resolution_multiple: int | None = None, channel_divisor: int | None = None,
+              steps: int = 2000) -> tuple[ArchSpec, float, float]:
+    """The family member whose *rounded* network's cost is closest (in log) to `factor` times
+    the baseline's, and the phi that gives it.
+
+    Rounding makes realized cost a step function of phi, so no root finder applies; phi is
+    scanned on a fine linear grid up to three times the ideal log(factor) / log(target) (the
+    analytic cost model takes ~50 us a member), and of the run of grid points that give the
+    closest network the middle one is returned, so that re-scaling at that phi rebuilds it
+    away from any rounding edge.
+
+    Args:
+        cost_key: "macs", "params" or "activations" (params do not grow with resolution, so a
+            resolution-only direction cannot match them: its error says so).
+
+    Returns:
+        (spec, phi, realized), realized being the member's cost over the baseline's.
+    """
+    if cost_key not in MATCHABLE:
+        raise UserError(f"matched cost must be one of {', '.join(MATCHABLE)}, got {cost_key!r}")
+    if not factor >= 1:
+        raise UserError(f"cost factor must be >= 1, got {factor}")
+    base = getattr(cost(baseline), cost_key)
+    target = math.log(factor)
+    upper = 3 * target / math.log(coeffs.target) + 0.5
+    best_gap, best_value, run, previous = math.inf, None, [], None
+    for phi in np.linspace(0.0, upper, steps):
+        try:
+            spec = scale(baseline, coeffs, float(phi), resolution_multiple=resolution_multiple,
+                         channel_divisor=channel_divisor)
+        except UserError:  # past a physical bound (512 blocks a stage, ...)
+            break
+        value = getattr(cost(spec), cost_key)
+        if value > 3 * factor * base:  # cost only grows with phi from here
+            break
+        gap = abs(math.log(value / base) - target)
+        if value == best_value == previous:
+            run.append(float(phi))
+        elif gap < best_gap - 1e-12:
+            best_gap, best_value, run = gap, value, [float(phi)]
+        previous = value
+    for phi in (run[len(run) // 2], run[0]):  # the first point of the run gave it for sure
+        spec = scale(baseline, coeffs, phi, resolution_multiple=resolution_multiple,
+                     channel_divisor=channel_divisor)
+        if getattr(cost(spec), cost_key) == best_value:
+            break
+    return spec, phi, best_value / base

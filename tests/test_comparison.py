@@ -7,7 +7,7 @@ from toys import TINY_ARCH
 
 import space
 from search.cli import main
-from search.comparison import Method, match_macs, single_dimension_methods
+from search.comparison import Method, match_cost, single_dimension_methods
 
 ARCH = TINY_ARCH
 
@@ -17,7 +17,7 @@ def test_every_method_reaches_the_same_realized_macs(factor):
     b0 = space.EFFICIENTNET_B0
     base = space.cost(b0).macs
     for method in [Method("paper", "compound", space.PAPER), *single_dimension_methods()]:
-        spec, t = match_macs(b0, method, factor, resolution_multiple=8)
+        spec, t = match_cost(b0, method, factor, resolution_multiple=8)
         assert space.cost(spec).macs / base == pytest.approx(factor, rel=0.03)
         # Only the method's own dimension moved.
         if method.kind == "depth":
@@ -35,7 +35,7 @@ def test_method_mistakes_are_user_errors():
     with pytest.raises(space.UserError):
         Method("x", "height")
     with pytest.raises(space.UserError, match="factor must be >= 1"):
-        match_macs(space.EFFICIENTNET_B0, Method("d", "depth"), 0.5)
+        match_cost(space.EFFICIENTNET_B0, Method("d", "depth"), 0.5)
 
 
 @pytest.mark.slow

@@ -14,7 +14,15 @@ import space
 from search import registry
 from search.config import BaselineSearch, CoefficientSearch, Objective, SearchConfig, dumps
 from search.halving import Halving, promote
-from search.manifold import COEFFICIENT, DIMENSIONS, EXPONENT, Manifold, paper_reference
+from search.manifold import (
+    COEFFICIENT,
+    DIMENSIONS,
+    EXPONENT,
+    Manifold,
+    Simplex,
+    paper_reference,
+    shares_of,
+)
 from search.pareto import crowding_distance, knee, nondominated_ranks, rank_order
 from space.baseline_space import BaselineSpace, StageChoices, mnasnet_space
 from trainers.proxy import ProxyConfig
@@ -89,6 +97,58 @@ def test_bad_manifolds_are_user_errors(target, dims):
         Manifold(target, dims)
 
 
+@settings(max_examples=200, deadline=None)
+@given(target=st.floats(1.01, 8.0), dims=free_dims,
+       u=st.lists(st.floats(0.0, 1.0), min_size=2, max_size=2))
+def test_every_share_point_is_a_feasible_direction_on_the_constraint(target, dims, u):
+    simplex = Simplex(target, tuple(dims))
+    params = dict(zip(simplex.params, u, strict=False))
+    c = simplex.coefficients(params)
+    assert product(c) == pytest.approx(target, rel=1e-9)
+    assert min(c.alpha, c.beta, c.gamma) >= 1  # feasible by construction: nothing rejected
+    shares = simplex.shares(params)
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert all(shares[d] == 0 for d in DIMENSIONS if d not in dims)
+    assert shares_of(c) == pytest.approx(shares, abs=1e-9)  # the direction, read back
+    if len(dims) > 1:  # and the box point of that direction, where it is unique
+        back = simplex.coefficients(simplex.params_of(c))
+        assert back.as_tuple() == pytest.approx(c.as_tuple())
+
+
+def test_uniform_box_points_are_uniform_directions():
+    # The area-preserving map: each share's marginal is Beta(1, 2), mean 1/3, and the three
+    # sub-triangles around the centroid get a third of the points each.
+    rng = np.random.default_rng(0)
+    simplex = Simplex()
+    s = np.array([[simplex.shares({"share_u": u, "share_v": v})[d] for d in DIMENSIONS]
+                  for u, v in rng.random((4000, 2))])
+    assert s.mean(axis=0) == pytest.approx([1 / 3] * 3, abs=0.02)
+    assert np.mean(s[:, 0] < 1 - 2 ** -0.5) == pytest.approx(0.5, abs=0.03)  # Beta(1, 2) median
+    largest = np.bincount(s.argmax(axis=1), minlength=3) / len(s)
+    assert largest == pytest.approx([1 / 3] * 3, abs=0.03)
+
+
+def test_share_grid_holds_corners_and_the_point_nearest_the_papers_direction():
+    simplex = Simplex()
+    paper = shares_of(space.PAPER)
+    assert [round(paper[d], 3) for d in DIMENSIONS] == [0.279, 0.292, 0.428]
+    for step, size in ((0.1, 66), (0.05, 231)):
+        grid = [simplex.shares(p) for p in simplex.grid(step)]
+        assert len(grid) == size
+        lattice = {tuple(round(s[d] / step) for d in DIMENSIONS) for s in grid}
+        assert len(lattice) == size  # every lattice point once
+        n = round(1 / step)
+        assert {(n, 0, 0), (0, n, 0), (0, 0, n)} <= lattice  # the single-dimension controls
+        assert (0.3 * n, 0.3 * n, 0.4 * n) in lattice
+        nearest = min(grid, key=lambda s: sum((s[d] - paper[d]) ** 2 for d in DIMENSIONS))
+        assert [nearest[d] for d in DIMENSIONS] == pytest.approx([0.3, 0.3, 0.4])
+    with pytest.raises(space.UserError, match="grid_step must divide 1"):
+        simplex.grid(0.3)
+    a = simplex.design(8, seed=1)
+    assert a == simplex.design(8, seed=1) and len(a) == 8
+    assert all(0 <= v <= 1 for p in a for v in p.values())
+
+
 # ----------------------------------------------------------------------------- pareto
 
 points = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=25)
@@ -146,7 +206,10 @@ def test_rungs_and_brackets():
 
 
 def test_promotion_by_nondominated_rank():
-    assert promote([0.1, 100], [], MAX_MIN, eta=2)  # the first at a rung goes on
+    # No decision before a rung holds eta results: the first stops (to be promoted later if
+    # it stays in the top share), unless the study is over.
+    assert not promote([0.1, 100], [], MAX_MIN, eta=2)
+    assert promote([0.1, 100], [], MAX_MIN, eta=2, final=True)
     others = [[0.9, 1], [0.8, 2], [0.7, 3]]
     assert not promote([0.1, 100], others, MAX_MIN, eta=2)  # dominated by all
     assert promote([0.95, 0.5], others, MAX_MIN, eta=2)  # dominates all
@@ -191,7 +254,12 @@ def test_baseline_space_errors():
 
 @pytest.mark.parametrize(("changes", "message"), [
     (lambda: {"sampler": "cmaes"}, "sampler must be one of"),
-    (lambda: {"pruner": "median"}, "Optuna's pruners need a single objective"),
+    (lambda: {"pruner": "median", "objective": Objective(cost="params")},
+     "Optuna's pruners need a single objective"),
+    (lambda: {"objective": Objective(kind="pareto", cost="macs")}, "would rank rounding noise"),
+    (lambda: {"search": CoefficientSearch(match="flops")}, "match must be one of"),
+    (lambda: {"search": CoefficientSearch(tolerance=0)}, r"tolerance must be in \(0, 1\)"),
+    (lambda: {"search": CoefficientSearch(grid_step=0.3)}, "grid_step must divide 1"),
     (lambda: {"halving": Halving(min_epochs=5)}, "halving has no rung below"),
     (lambda: {"search": BaselineSearch(), "sampler": "grid"},
      "grid sampler needs a search kind with a grid"),

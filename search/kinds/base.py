@@ -28,10 +28,13 @@ class Candidate:
     Attributes:
         spec: the network to train.
         attrs: recorded as the trial's user attrs (coefficients, cost ratios, ...).
+        rejected: why it is recorded untrained (e.g. no rounded network within the cost
+            tolerance), or None to train it.
     """
 
     spec: space.ArchSpec
     attrs: dict[str, Any]
+    rejected: str | None = None
 
 
 class SearchKind(abc.ABC):
@@ -52,6 +55,11 @@ class SearchKind(abc.ABC):
     @abc.abstractmethod
     def start(self) -> str:
         """The network the search starts from (named model, arch string or arch file)."""
+
+    @property
+    def default_objective(self) -> str:
+        """The objective kind of a config that names none ("pareto", "reward", "metric")."""
+        return "pareto"
 
     @abc.abstractmethod
     def design(self, *, sampler: str, startup_trials: int, seed: int) -> Design:

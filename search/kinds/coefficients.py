@@ -1,16 +1,18 @@
-"""The paper's step 2: (alpha, beta, gamma) for a fixed baseline, compared at phi (default 1)."""
+"""The paper's step 2: (alpha, beta, gamma) for a fixed baseline, compared at a matched cost."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import space
 from search.kinds.base import Candidate, Design, SearchKind
-from search.manifold import COEFFICIENT, DIMENSIONS, Manifold, paper_reference
+from search.manifold import DIMENSIONS, Manifold, Simplex, paper_reference, shares_of
 from space import Coefficients, UserError
+from space.family import MATCHABLE, match_phi
 
 if TYPE_CHECKING:
     import optuna
@@ -18,24 +20,38 @@ if TYPE_CHECKING:
     from search.records import TrialRow
 
 REFERENCES = ("paper", "controls")
+PARAMETERIZATIONS = ("shares", "coefficients")
 
 
 @dataclasses.dataclass(frozen=True)
 class CoefficientSearch(SearchKind):
-    """(alpha, beta, gamma) on alpha * beta^2 * gamma^2 = target for one baseline.
+    """Scaling directions (alpha, beta, gamma) on alpha * beta^2 * gamma^2 = target for one
+    baseline, each scored at a matched realized cost.
 
-    Two coefficients are sampled and the third is solved (`search/manifold.py`), so every
-    candidate lies exactly on the constraint; a point whose solved coefficient would fall
-    below 1 is rejected before training.
+    A triple on the constraint says how to split the log-cost among depth, width and
+    resolution; how far to go is phi. So the search samples directions (shares of the
+    log-cost, `search.manifold.Simplex`: every proposal feasible), and trains each at the phi
+    whose *rounded* network costs `target^phi` times the baseline (matched on `match`), so
+    trials differ in how they spend a cost, not in rounding accidents of how much they spend.
 
     Attributes:
         baseline: a named model, an arch string or an arch file (`effsearch export` of a
             baseline study); the proxy config's width/depth/resolution apply to it first.
-        phi: the compound coefficient at which candidates are compared.
-        target: alpha * beta^2 * gamma^2; 2 doubles the cost per unit phi.
+        phi: with `match`, the cost factor is target^phi (phi 1, target 2: every trial costs
+            2x the baseline) and each direction's own phi is found; without, every direction
+            is trained at this phi, whatever its rounding makes it cost.
+        target: alpha * beta^2 * gamma^2 (2: one unit of phi doubles the ideal cost).
         dimensions: the dimensions allowed to grow; one name gives a single-dimension control
             (e.g. ("depth",): alpha = target, beta = gamma = 1).
-        grid_step: lattice step of the "grid" sampler.
+        parameterization: "shares" (directions on the simplex) or "coefficients" (two
+            coefficients sampled on a box, the third solved, points below 1 rejected: the
+            pre-shares space, kept for old studies and the paper's coefficient grid).
+        match: the realized cost each trial is matched on ("macs", "params", "activations"),
+            or None to train every direction at `phi` (the paper's protocol at phi = 1).
+        tolerance: a direction whose closest rounded network is further than this (relative)
+            from the cost factor is recorded as rejected, untrained, with the reason.
+        grid_step: lattice step of the "grid" sampler (shares: must divide 1; coefficients:
+            the step of beta and gamma).
         references: fixed points trained first and marked in plots: "paper" (1.2, 1.1, 1.15)
             and "controls" (depth-, width-, resolution-only at the same target).
         resolution_multiple: scaled resolutions round to this (proxies at 16-32 px need 2).
@@ -51,7 +67,10 @@ class CoefficientSearch(SearchKind):
     phi: float = 1.0
     target: float = 2.0
     dimensions: tuple[str, ...] = DIMENSIONS
-    grid_step: float = 0.05
+    parameterization: str = "shares"
+    match: str | None = "macs"
+    tolerance: float = 0.05
+    grid_step: float = 0.1
     references: tuple[str, ...] = REFERENCES
     resolution_multiple: int = space.PROXY_RESOLUTION_MULTIPLE
     channel_divisor: int = space.DEFAULT_CHANNEL_DIVISOR
@@ -59,9 +78,19 @@ class CoefficientSearch(SearchKind):
     def __post_init__(self) -> None:
         object.__setattr__(self, "dimensions", tuple(self.dimensions))
         object.__setattr__(self, "references", tuple(self.references))
-        self.manifold  # validates target and dimensions  # noqa: B018
-        if not self.phi > 0:
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise UserError(f"parameterization must be one of {', '.join(PARAMETERIZATIONS)}, "
+                            f"got {self.parameterization!r}")
+        self.directions  # validates target and dimensions  # noqa: B018
+        if self.parameterization == "shares":
+            Simplex.steps(self.grid_step)  # validates the grid step
+        if not (math.isfinite(self.phi) and self.phi > 0):
             raise UserError(f"phi must be > 0, got {self.phi}")
+        if self.match is not None and self.match not in MATCHABLE:
+            raise UserError(f"match must be one of {', '.join(MATCHABLE)} or None, got "
+                            f"{self.match!r}")
+        if not 0 < self.tolerance < 1:
+            raise UserError(f"tolerance must be in (0, 1), got {self.tolerance}")
         for ref in self.references:
             if ref not in REFERENCES:
                 raise UserError(f"references must be among {', '.join(REFERENCES)}; got "
@@ -70,7 +99,10 @@ class CoefficientSearch(SearchKind):
             raise UserError("resolution_multiple and channel_divisor must be >= 1")
 
     @property
-    def manifold(self) -> Manifold:
+    def directions(self) -> Simplex | Manifold:
+        """What the sampler moves on."""
+        if self.parameterization == "shares":
+            return Simplex(self.target, self.dimensions)
         return Manifold(self.target, self.dimensions)
 
     @property
@@ -79,40 +111,69 @@ class CoefficientSearch(SearchKind):
 
     @property
     def growth(self) -> float:
-        """The ideal cost ratio of a candidate to the baseline: target^phi."""
+        """The cost ratio of a candidate to the baseline: target^phi (matched, or ideal)."""
         return self.target**self.phi
 
+    @property
+    def default_objective(self) -> str:
+        # At matched cost the cost objective is constant up to the tolerance: the paper's
+        # step 2 is accuracy at equal cost.
+        return "metric" if self.match else "pareto"
+
+    def validate_objective(self, kind: str, cost: str, target: float | None) -> None:
+        if self.match and kind != "metric" and cost == self.match:
+            raise UserError(
+                f"every trial of this search costs {self.growth:g}x the baseline's {cost} "
+                f"(match={self.match!r}), so a {kind} objective on {cost} would rank rounding "
+                f"noise: use Objective(kind='metric'), or a cost that varies at equal "
+                f"{self.match} (latency, params, activations)")
+
     def design(self, *, sampler: str, startup_trials: int, seed: int) -> Design:
-        manifold = self.manifold
+        directions = self.directions
         out: Design = []
-        if "paper" in self.references and len(manifold.dimensions) == 3:
+        if "paper" in self.references and len(directions.dimensions) == 3:
             paper = paper_reference(self.target)
-            out.append((manifold.sampled_values(paper),
+            out.append((directions.params_of(paper),
                         {"reference": "paper", "coefficients": list(paper.as_tuple())}))
-        if "controls" in self.references and len(manifold.dimensions) > 1:
-            for label, coeffs in manifold.controls():
-                out.append((manifold.sampled_values(coeffs), {"reference": label}))
-        points = (manifold.grid(self.grid_step) if sampler == "grid"
-                  else manifold.design(startup_trials, seed))
+        if "controls" in self.references and len(directions.dimensions) > 1:
+            for label, coeffs in directions.controls():
+                out.append((directions.params_of(coeffs), {"reference": label}))
+        points = (directions.grid(self.grid_step) if sampler == "grid"
+                  else directions.design(startup_trials, seed))
         return out + [(p, {}) for p in points]
 
     def propose(self, trial: optuna.Trial, baseline: space.ArchSpec) -> Candidate | str:
-        manifold = self.manifold
-        sampled = {COEFFICIENT[d]: trial.suggest_float(COEFFICIENT[d], 1.0, manifold.upper(d))
-                   for d in manifold.sampled}
         fixed = trial.user_attrs.get("coefficients")  # the paper's triple, off the manifold
-        coeffs = Coefficients(*fixed, target=self.target) if fixed else manifold.solve(sampled)
-        if coeffs is None:
-            return (f"{COEFFICIENT[manifold.solved]} would be < 1 for {sampled}: off the "
-                    f"feasible part of the manifold")
-        spec = space.scale(baseline, coeffs, self.phi,
-                           resolution_multiple=self.resolution_multiple,
-                           channel_divisor=self.channel_divisor)
-        ratio = space.cost(spec).macs / space.cost(baseline).macs
-        return Candidate(spec, {
+        coeffs = self.directions.suggest(trial)
+        if isinstance(coeffs, str):
+            return coeffs
+        if fixed:
+            coeffs = Coefficients(*fixed, target=self.target)
+        attrs: dict[str, Any] = {
             "alpha": coeffs.alpha, "beta": coeffs.beta, "gamma": coeffs.gamma,
-            "product": coeffs.product, "phi": self.phi, "ideal_ratio": self.growth,
-            "macs_ratio": ratio, "realized_vs_ideal": ratio / self.growth})
+            "product": coeffs.product,
+            **{f"{d}_share": v for d, v in shares_of(coeffs).items()}}
+        rounding = {"resolution_multiple": self.resolution_multiple,
+                    "channel_divisor": self.channel_divisor}
+        base = space.cost(baseline)
+        if self.match:
+            spec, phi, ratio = match_phi(baseline, coeffs, self.growth, cost_key=self.match,
+                                         **rounding)
+            error = ratio / self.growth - 1
+            attrs.update(phi=phi, match_ratio=ratio, match_error=error)
+            if abs(error) > self.tolerance:
+                return Candidate(spec, attrs, rejected=(
+                    f"its closest rounded network costs {ratio:.3g}x the baseline's "
+                    f"{self.match}, {error:+.1%} from {self.growth:g}x (tolerance "
+                    f"{self.tolerance:.0%})"))
+        else:
+            phi = self.phi
+            spec = space.scale(baseline, coeffs, phi, **rounding)
+            attrs["phi"] = phi
+        ratio = space.cost(spec).macs / base.macs
+        attrs.update(ideal_ratio=self.growth, macs_ratio=ratio,
+                     realized_vs_ideal=ratio / self.growth)
+        return Candidate(spec, attrs)
 
     def cost_target(self, cost: str, baseline_cost: float) -> float:
         return baseline_cost * self.growth
@@ -122,12 +183,13 @@ class CoefficientSearch(SearchKind):
                 (f"target {self.growth:g}x baseline", baseline_macs * self.growth)]
 
     def describe(self, row: TrialRow) -> str:
-        return f"alpha={row.alpha:.4f}, beta={row.beta:.4f}, gamma={row.gamma:.4f}"
+        return (f"alpha={row.alpha:.4f}, beta={row.beta:.4f}, gamma={row.gamma:.4f}"
+                + (f" (phi {row.phi:.3f})" if row.phi is not None else ""))
 
     def coefficients(self, row: TrialRow) -> Coefficients:
         """A trial's coefficients with the family it was trained in: the baseline as trained
-        (the proxy's data) and this search's rounding, so `space.scale(None, c, phi)` at this
-        search's phi rebuilds the trial's network exactly."""
+        (the proxy's data) and this search's rounding, so `space.scale(None, c, row.phi)`
+        rebuilds the trial's network exactly."""
         return Coefficients(row.alpha, row.beta, row.gamma, target=self.target,
                             baseline=row.baseline_arch,
                             resolution_multiple=self.resolution_multiple,
@@ -138,12 +200,17 @@ class CoefficientSearch(SearchKind):
 
     def provenance(self, row: TrialRow, config: Mapping[str, Any]) -> dict[str, Any]:
         proxy = config["proxy"]
-        return {"baseline": self.baseline, "baseline_arch": row.baseline_arch, "phi": self.phi,
-                "target": self.target, "baseline_width": proxy["width"],
-                "baseline_depth": proxy["depth"], "baseline_resolution": proxy["resolution"],
+        return {"baseline": self.baseline, "baseline_arch": row.baseline_arch,
+                "phi": row.phi if row.phi is not None else self.phi, "target": self.target,
+                "matched": self.match, "cost_factor": self.growth,
+                "baseline_width": proxy["width"], "baseline_depth": proxy["depth"],
+                "baseline_resolution": proxy["resolution"],
                 "realized_vs_ideal_macs": row.realized_vs_ideal}
 
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> CoefficientSearch:
-        # Studies made before `channel_divisor` existed rounded channels to the official 8.
-        return super().from_json({"channel_divisor": 8, **record})  # type: ignore[return-value]
+        # Studies made before these fields existed: channels rounded to the official 8,
+        # coefficients sampled on a box, every direction trained at the study's phi.
+        old = {"channel_divisor": 8, "parameterization": "coefficients", "match": None,
+               "grid_step": 0.05}
+        return super().from_json({**old, **record})  # type: ignore[return-value]
