@@ -37,15 +37,33 @@ MNIST = Setup(ProxyConfig(dataset="mnist5k", resolution=14, epochs=9, batch_size
 def coefficient_search(name: str, setup: Setup = DIGITS, *, objective: Objective | None = None,
                        imbalance: float | None = None, remedy: str = "none",
                        trials: int = 16) -> SearchConfig:
-    """TPE on the exact manifold (phi 1, target 2) after the paper's triple, the controls and 4
-    Sobol points, with successive halving over epochs."""
+    """The sessions 2-3 protocol, kept so that the recorded studies resume and reproduce: TPE
+    on the coefficient box (beta, gamma sampled, alpha solved; phi 1, target 2) after the
+    paper's triple, the controls and 4 Sobol points, every triple trained at phi 1 whatever it
+    costs, two objectives (metric, realized cost), successive halving over epochs."""
+    return SearchConfig(
+        name=name,
+        search=CoefficientSearch(baseline=BASELINE, resolution_multiple=2,
+                                 channel_divisor=setup.channel_divisor,
+                                 parameterization="coefficients", match=None, grid_step=0.05),
+        proxy=dataclasses.replace(setup.proxy, imbalance=imbalance, remedy=remedy),
+        objective=objective or Objective(kind="pareto"), sampler="tpe", trials=trials,
+        startup_trials=4, halving=setup.halving)
+
+
+def direction_search(name: str, setup: Setup, *, trials: int = 16,
+                     ladder: tuple[float, ...] = (4.0, 8.0)) -> SearchConfig:
+    """Today's defaults (session 5): TPE over scaling directions on the share simplex after
+    the paper's direction, the controls and 4 Sobol points; each trained at the phi whose
+    rounded network costs 2x the baseline's MACs (5% tolerance), scored on validation top-1
+    alone; asynchronous halving with promotion; then the ladder: the top 3 directions and
+    the references at matched 4x and 8x, 3 seeds each."""
     return SearchConfig(
         name=name,
         search=CoefficientSearch(baseline=BASELINE, resolution_multiple=2,
                                  channel_divisor=setup.channel_divisor),
-        proxy=dataclasses.replace(setup.proxy, imbalance=imbalance, remedy=remedy),
-        objective=objective or Objective(), sampler="tpe", trials=trials, startup_trials=4,
-        halving=setup.halving)
+        proxy=setup.proxy, sampler="tpe", trials=trials, startup_trials=4,
+        halving=setup.halving, ladder=ladder, ladder_top=3, ladder_seeds=3)
 
 
 def longtail_search(name: str, metric: str, setup: Setup = DIGITS,

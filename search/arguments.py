@@ -55,13 +55,12 @@ def output(*suffixes: str) -> Any:
     return parse
 
 
-def top(text: str) -> int:
-    top = positive(int)(text)
+def correlation_top(top: int) -> None:
+    """`validate --top` for a rank correlation: at least 3 points."""
     if top < 3:
-        raise argparse.ArgumentTypeError(
-            f"{top} point{'s' if top > 1 else ''} cannot measure a rank correlation (a pair is "
-            f"always perfectly ranked one way or the other); use 3 or more, got '{text}'")
-    return top
+        raise UserError(f"--top {top}: {top} point{'s' if top > 1 else ''} cannot measure a "
+                        f"rank correlation (a pair is always perfectly ranked one way or the "
+                        f"other); use 3 or more")
 
 
 MAX_PHIS = 101  # a family table longer than this is a typo (0-1000000000), not a request

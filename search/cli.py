@@ -184,18 +184,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a result: coefficients (or a baseline arch) as JSON")
     p.add_argument("study", nargs="?", help=study_help)
     storage_args(p)
-    p.add_argument("--pick", default="knee", help="best, knee (default) or a trial number")
+    p.add_argument("--pick", help="best, knee or a trial number (default: the best search "
+                                  "direction at the ladder's largest factor if the study has a "
+                                  "ladder, else knee for a Pareto study and best otherwise)")
     p.add_argument("-o", "--output", required=True, type=arguments.output(".json"),
                    help="the .json file to write")
     p.set_defaults(func=_study_command("cmd_export"))
 
-    p = sub.add_parser("validate", help="retrain the top trials longer; rank correlation")
+    p = sub.add_parser("validate", help="confirm the top trials: at larger matched costs with "
+                                        "seeds (--factors: the scale ladder), or longer "
+                                        "(--epochs alone: the proxy's rank correlation)")
     p.add_argument("study", nargs="?", help=study_help)
     storage_args(p)
-    p.add_argument("--top", type=arguments.top, default=5,
-                   help="how many of the best trials, >= 3 (default: %(default)s)")
-    p.add_argument("--epochs", type=arguments.positive(int), required=True,
-                   help="the longer budget")
+    p.add_argument("--factors", type=arguments.factors,
+                   help="the scale ladder: cost factors over the baseline, e.g. 4,8; retrains "
+                        "the top directions and the references there, matched in cost")
+    p.add_argument("--seeds", type=arguments.positive(int), default=3,
+                   help="seeds per ladder rung (default: %(default)s)")
+    p.add_argument("--top", type=arguments.positive(int),
+                   help="how many of the best distinct trials (default: 3 on the ladder; 5, "
+                        "and >= 3, for the rank correlation)")
+    p.add_argument("--epochs", type=arguments.positive(int),
+                   help="the longer budget (rank correlation), or the ladder's epochs "
+                        "(default: the proxy's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_study_command("cmd_validate"))
     return parser

@@ -79,19 +79,28 @@ def compare(baseline: space.ArchSpec, methods: Sequence[Method], factors: Sequen
             latency: Callable[[space.ArchSpec], float] | None = None,
             resolution_multiple: int = space.PROXY_RESOLUTION_MULTIPLE,
             channel_divisor: int = space.DEFAULT_CHANNEL_DIVISOR,
-            cost_key: str = "macs") -> list[dict[str, Any]]:
+            cost_key: str = "macs", metrics: Sequence[str] = (),
+            done: Sequence[tuple[float, str]] = (),
+            on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Trains every (factor, method) member with every seed; one row per (factor, method).
 
     Args:
         baseline: the network all methods scale.
-        train: (spec, seed) -> a `ProxyResult`-like object with val_top1, test_top1 and
-            val_balanced_accuracy.
+        train: (spec, seed) -> a `ProxyResult`-like object with val_top1, test_top1,
+            val_balanced_accuracy and `metrics`.
         latency: spec -> forward latency in ms on this device (None: not measured).
+        cost_key: the realized cost matched ("macs", "params", "activations").
+        metrics: more `ProxyResult` fields to summarise (mean, std) besides the defaults.
+        done: (factor, method name) pairs to skip (already recorded: a resumed ladder).
+        on_row: called with each row as soon as its trainings are done, to record it.
     """
     base_macs = space.cost(baseline).macs
+    keys = tuple(dict.fromkeys(("val_top1", "test_top1", "val_balanced_accuracy", *metrics)))
     rows = []
     for factor in factors:
         for method in methods:
+            if (factor, method.name) in done:
+                continue
             spec, t = match_cost(baseline, method, factor, resolution_multiple,
                                  channel_divisor, cost_key)
             results = [train(spec, seed) for seed in seeds]
@@ -102,7 +111,7 @@ def compare(baseline: space.ArchSpec, methods: Sequence[Method], factors: Sequen
                    "macs_ratio": cost.macs / base_macs,
                    "seeds": list(seeds),
                    "latency_ms": latency(spec) if latency else None}
-            for key in ("val_top1", "test_top1", "val_balanced_accuracy"):
+            for key in keys:
                 values = [getattr(r, key) for r in results]
                 row[key] = values
                 row[f"{key}_mean"] = statistics.fmean(values)
@@ -112,14 +121,16 @@ def compare(baseline: space.ArchSpec, methods: Sequence[Method], factors: Sequen
                 row.update(alpha=method.coeffs.alpha, beta=method.coeffs.beta,
                            gamma=method.coeffs.gamma)
             rows.append(row)
+            if on_row:
+                on_row(row)
     return rows
 
 
 def run_comparison(proxy: ProxyConfig, baseline: str, methods: Sequence[Method],
                    factors: Sequence[float], seeds: Sequence[int], *,
                    resolution_multiple: int, channel_divisor: int, latency: bool = False,
-                   on_trained: Callable[[space.ArchSpec, int, Any], None] | None = None
-                   ) -> dict[str, Any]:
+                   on_trained: Callable[[space.ArchSpec, int, Any], None] | None = None,
+                   **options: Any) -> dict[str, Any]:
     """The comparison with real trainings: `compare` over `proxy`'s data and recipe.
 
     Args:
@@ -128,6 +139,7 @@ def run_comparison(proxy: ProxyConfig, baseline: str, methods: Sequence[Method],
             to the proxy's data and resolution as a search adapts its baseline.
         latency: also measure each member's forward latency (batch 1) on this device.
         on_trained: called with (spec, seed, result) after each training, for progress.
+        options: passed to `compare` (cost_key, metrics, done, on_row).
 
     Returns:
         The record `effsearch compare -o` writes: baseline, dataset, proxy, factors, seeds,
@@ -152,7 +164,7 @@ def run_comparison(proxy: ProxyConfig, baseline: str, methods: Sequence[Method],
             return measure_latency(spec, batch=1, train=False).forward_p50_ms
 
     rows = compare(base, methods, factors, seeds, train, measure, resolution_multiple,
-                   channel_divisor)
+                   channel_divisor, **options)
     return {"baseline": space.encode(base), "dataset": data.summary(),
             "proxy": dataclasses.asdict(proxy), "factors": list(factors), "seeds": list(seeds),
             "resolution_multiple": resolution_multiple, "channel_divisor": channel_divisor,

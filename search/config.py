@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import math
 import sys
 import traceback
 from pathlib import Path
@@ -96,6 +97,11 @@ class SearchConfig:
         halving: successive halving / Hyperband over epochs (any number of objectives).
         pruner: an Optuna pruner for single-objective studies (`search.registry.PRUNERS`):
             "median", "sha", "hyperband".
+        ladder: cost factors (e.g. (4, 8)) at which `effsearch search` confirms the study's
+            `ladder_top` best directions with `ladder_seeds` seeds once the search is done
+            (`effsearch validate --factors`; coefficient searches only).
+        ladder_top: directions the ladder confirms.
+        ladder_seeds: seeds per direction and factor.
         heartbeat_s: how often a running trial says it is alive.
         grace_s: a running trial silent this long is failed and retried.
         max_retries: retries of a trial whose worker died.
@@ -111,6 +117,9 @@ class SearchConfig:
     seed: int = 0
     halving: Halving | None = None
     pruner: str | None = None
+    ladder: tuple[float, ...] = ()
+    ladder_top: int = 3
+    ladder_seeds: int = 3
     heartbeat_s: float = 10.0
     grace_s: float = 120.0
     max_retries: int = 2
@@ -153,6 +162,15 @@ class SearchConfig:
                             f"(min_epochs={self.halving.min_epochs})")
         self.search.validate_objective(self.objective.kind, self.objective.cost,
                                        self.objective.target)
+        object.__setattr__(self, "ladder", tuple(float(f) for f in self.ladder))
+        if self.ladder:
+            if not isinstance(self.search, CoefficientSearch):
+                raise UserError("ladder confirms coefficient directions; a "
+                                f"{self.search.name} search has none")
+            if not all(math.isfinite(f) and f >= 1 for f in self.ladder):
+                raise UserError(f"ladder factors must be >= 1, got {self.ladder}")
+        if self.ladder_top < 1 or self.ladder_seeds < 1:
+            raise UserError("ladder_top and ladder_seeds must be >= 1")
 
     @property
     def kind(self) -> str:

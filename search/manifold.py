@@ -201,7 +201,8 @@ class Simplex:
         else:
             first = 1.0 - math.sqrt(max(0.0, 1.0 - float(params["share_u"])))
             v = float(params["share_v"])
-            out[dims[0]], out[dims[1]], out[dims[2]] = first, (1 - first) * v, (1 - first) * (1 - v)
+            rest = 1 - first
+            out[dims[0]], out[dims[1]], out[dims[2]] = first, rest * v, rest * (1 - v)
         return out
 
     def coefficients(self, params: Mapping[str, float]) -> Coefficients:

@@ -237,8 +237,10 @@ def provenance(study: optuna.Study, row: TrialRow, location: str) -> dict[str, A
     return out | kinds.from_stored(config).provenance(row, config)
 
 
-def export(study: optuna.Study, row: TrialRow, path: str | Path, location: str) -> Path:
+def export(study: optuna.Study, row: TrialRow, path: str | Path, location: str,
+           extra: dict[str, Any] | None = None) -> Path:
     """Writes the picked result as its search kind exports it (coefficients with their
-    family, or an arch file), with its provenance."""
+    family, or an arch file), with its provenance (and `extra`, e.g. how it was picked)."""
     config = study_config(study)
-    return kinds.from_stored(config).export(row, Path(path), provenance(study, row, location))
+    return kinds.from_stored(config).export(
+        row, Path(path), provenance(study, row, location) | (extra or {}))

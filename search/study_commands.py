@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from search import kinds, records, storage
+from search import arguments, kinds, records, storage
 from search.terminal import console, err_console
 from search.worker import STORAGE_ENV
 from space import UserError
@@ -169,12 +170,20 @@ def cmd_search(args: argparse.Namespace) -> None:
              else f" --workdir {args.workdir}" if args.workdir else "")
     rows = records.trial_rows(study)
     rejected = sum("rejected" in t.user_attrs for t in study.get_trials(deepcopy=False))
+    promoted = sum(r.promoted_from is not None for r in rows)
     best = max(rows, key=lambda r: r.score, default=None)
     sys.stderr.write(
-        f"study '{name}' in {storage.redact(url)}: {len(rows)} trials trained, {rejected} "
-        f"rejected before training, {time.time() - start:.0f} s"
+        f"study '{name}' in {storage.redact(url)}: {len(rows) - promoted} trials trained"
+        + (f" (and {promoted} resumed by halving's promotion)" if promoted else "")
+        + f", {rejected} rejected before training, {time.time() - start:.0f} s"
         + (f"; best {best.metric} {best.score:.4f} (trial {best.trial})" if best
-           else "") + f"\nnext: effsearch front {name}{where}\n")
+           else "") + "\n")
+    if config.ladder:
+        runtime.configure()
+        args.factors, args.top, args.seeds, args.epochs, args.json = (
+            list(config.ladder), config.ladder_top, config.ladder_seeds, None, False)
+        _ladder(args, study)
+    sys.stderr.write(f"next: effsearch front {name}{where}\n")
 
 
 # ----------------------------------------------------------------------------- front
@@ -198,12 +207,18 @@ def _open(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def cmd_front(args: argparse.Namespace) -> None:
+    from search import ladder as ladder_lib
+
     study, _ = _open(args)
     config = records.study_config(study)
     kind = kinds.from_stored(config)
     cost = records.cost_field(config)
     ranked = records.front(records.trial_rows(study), cost)
-    shown = ranked if args.all else [r for r in ranked if r.rank == 0]
+    pareto = config["objective"]["kind"] == "pareto"
+    if not pareto:  # one objective: the ranking by score (rank 0 = best)
+        ranked = [dataclasses.replace(r, rank=i) for i, r in enumerate(
+            sorted(ranked, key=lambda r: (-r.score, r.trial)))]
+    shown = ranked if args.all or not pareto else [r for r in ranked if r.rank == 0]
     keys = ("trial", *kind.columns, "score", "val_top1", "macs", "params", "latency_ms",
             "resolution", "budget", "rank", "reference", "duplicate_of")
     if args.json:
@@ -212,9 +227,17 @@ def cmd_front(args: argparse.Namespace) -> None:
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
     else:
         metric = config["objective"]["metric"]
-        shown_what = "all trials by front" if args.all else "Pareto front"
-        title = (f"study '{study.study_name}': {shown_what} of {metric} vs {cost} "
-                 f"({len(ranked)} full-budget trials)")
+        if pareto:
+            shown_what = "all trials by front" if args.all else "Pareto front"
+            title = (f"study '{study.study_name}': {shown_what} of {metric} vs {cost} "
+                     f"({len(ranked)} full-budget trials)")
+        else:
+            factor = config["search"].get("phi")
+            matched = config["search"].get("match")
+            title = (f"study '{study.study_name}': ranking by {metric} ({len(ranked)} "
+                     f"full-budget trials, one seed each" + (
+                         f", matched at {config['search']['target'] ** factor:g}x the "
+                         f"baseline's {matched}" if matched else "") + ")")
         table = Table(title=title)
         # Empty columns (no latency measured) and a score that is just val_top1 are left out.
         columns = [k for k in keys if (k != "val_top1" or metric != "val_top1")
@@ -225,6 +248,13 @@ def cmd_front(args: argparse.Namespace) -> None:
             table.add_row(*(_cell(r.get(c), c) for c in columns),
                           style="dim" if r.rank else None)
         console().print(table)
+        ladder = ladder_lib.load(study)
+        if ladder:
+            console().print(ladder_table(ladder, f"study '{study.study_name}': scale ladder"))
+        elif not pareto and ranked:
+            sys.stderr.write(f"note: one seed a trial: differences of a point or two may be "
+                             f"noise; `effsearch validate {study.study_name} --factors 4,8 "
+                             f"--seeds 3` confirms the top directions with seeds\n")
     if args.plot:
         from search.plots import front_plot, html_table, save_front
 
@@ -247,26 +277,65 @@ def _cell(value: Any, column: str) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    from search import ladder as ladder_lib
+
     study, url = _open(args)
     config = records.study_config(study)
-    row = records.pick(records.trial_rows(study), args.pick, records.cost_field(config))
-    path = records.export(study, row, args.output, storage.public_location(url))
-    sys.stdout.write(f"wrote {path}: trial {row.trial} ({args.pick}), "
+    objective = config["objective"]
+    ladder = ladder_lib.load(study)
+    how, why = args.pick, args.pick
+    if how is None:
+        if ladder:
+            best = ladder_lib.best_candidate(ladder)
+            how = str(best["trial"])
+            why = (f"best mean {ladder['metric']} at {max(ladder['factors']):g}x on the ladder: "
+                   f"{records.fmt(best[ladder['metric'] + '_mean'])} +- "
+                   f"{records.fmt(best[ladder['metric'] + '_std'])}, {len(ladder['seeds'])} "
+                   f"seeds")
+        else:
+            how = why = "knee" if objective["kind"] == "pareto" else "best"
+    if how == "knee" and objective["kind"] != "pareto":
+        raise UserError(f"--pick knee needs a Pareto study; '{study.study_name}' is scored on "
+                        f"{objective['metric']} alone (its trials are matched in cost): use "
+                        f"--pick best or a trial number")
+    row = records.pick(records.trial_rows(study), how, records.cost_field(config))
+    extra = {"picked_by": why} | ({"ladder": ladder_lib.summary(ladder)} if ladder else {})
+    path = records.export(study, row, args.output, storage.public_location(url), extra)
+    sys.stdout.write(f"wrote {path}: trial {row.trial} ({why}), "
                      f"{kinds.from_stored(config).describe(row)}, {row.metric} "
                      f"{row.score:.4f}, {row.macs / 1e6:.2f}M MACs\n")
+    if ladder:
+        largest = max(ladder["factors"])
+        metric = ladder["metric"]
+        at = [r for r in ladder["rows"] if r["factor"] == largest]
+        leader = max(at, key=lambda r: r[f"{metric}_mean"])
+        if leader["role"] == "reference":
+            sys.stderr.write(f"note: at {largest:g}x the reference '{leader['method']}' beats "
+                             f"every searched direction ({metric} {leader[metric + '_mean']:.4f}"
+                             f" +- {leader[metric + '_std']:.4f}); it is not exported\n")
 
 
 # ----------------------------------------------------------------------------- validate
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from search.validation import validate
     from trainers import runtime
 
+    if args.factors is None:
+        if args.epochs is None:
+            raise UserError("give --factors (the scale ladder) or --epochs (the proxy's rank "
+                            "correlation against a longer training)")
+        arguments.correlation_top(args.top or 5)
     study, _ = _open(args)
     runtime.configure()
+    if args.factors is not None:
+        _ladder(args, study)
+        return
+    from search.validation import validate
+
+    top = args.top or 5
     with Progress(console=err_console(), transient=True) as bar:
-        task = bar.add_task(f"retraining top {args.top}", total=args.top)
+        task = bar.add_task(f"retraining top {top}", total=top)
 
         def progress(done: int, total: int, row: dict[str, Any]) -> None:
             bar.update(task, completed=done, total=total)
@@ -276,7 +345,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
                               f"{records.fmt(row['long_score'])} (proxy "
                               f"{records.fmt(row['proxy_score'])})", markup=False)
 
-        report = validate(study, top=args.top, epochs=args.epochs, progress=progress)
+        report = validate(study, top=top, epochs=args.epochs, progress=progress)
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
@@ -291,3 +360,41 @@ def cmd_validate(args: argparse.Namespace) -> None:
         console().print(table)
     if report["warning"]:
         sys.stderr.write(f"warning: {report['warning']}\n")
+
+
+def _ladder(args: argparse.Namespace, study: Any) -> None:
+    from search.ladder import run_ladder
+
+    count = [0]
+
+    def trained(spec: Any, seed: int, result: Any) -> None:
+        count[0] += 1
+        err_console().print(f"ladder training {count[0]}: {spec.resolution} px, seed {seed}: "
+                            f"{result.status}, val_top1 {result.val_top1:.4f}, test_top1 "
+                            f"{result.test_top1:.4f}", markup=False, highlight=False)
+
+    record = run_ladder(study, factors=args.factors, top=args.top or 3, seeds=args.seeds,
+                        epochs=args.epochs, on_trained=trained)
+    if args.json:
+        sys.stdout.write(json.dumps(record, indent=2) + "\n")
+    else:
+        console().print(ladder_table(record, f"study '{study.study_name}': scale ladder"))
+
+
+def ladder_table(record: dict[str, Any], title: str) -> Table:
+    """The ladder's rows: each direction at each factor, mean +- std over seeds."""
+    metric = record["metric"]
+    table = Table(title=f"{title} ({len(record['seeds'])} seeds, {record['epochs']} epochs, "
+                        f"matched {record['cost']}; mean +- std)")
+    for col in ("factor", "direction", "alpha", "beta", "gamma", "phi", "cost ratio",
+                metric, "test_top1"):
+        table.add_column(col, justify="right")
+    for r in sorted(record["rows"], key=lambda r: (r["factor"], -r[f"{metric}_mean"])):
+        table.add_row(f"{r['factor']:g}x", escape(r["method"]), *(_cell(r.get(k), k) for k in
+                                                         ("alpha", "beta", "gamma")),
+                      f"{r['parameter']:.3f}" if r["kind"] == "compound" else
+                      f"x{r['parameter']:.3f}", f"{r['macs_ratio']:.2f}",
+                      f"{r[metric + '_mean']:.4f} +- {r[metric + '_std']:.4f}",
+                      f"{r['test_top1_mean']:.4f} +- {r['test_top1_std']:.4f}",
+                      style=None if r["role"] == "candidate" else "dim")
+    return table

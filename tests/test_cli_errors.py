@@ -95,6 +95,8 @@ CASES = [
     (["validate", "--top", "2", "--epochs", "9"],
      r"2 points cannot measure a rank correlation"),
     (["validate", "--top", "1", "--epochs", "9"], r"1 point cannot measure a rank correlation"),
+    (["validate"], r"give --factors \(the scale ladder\) or --epochs"),
+    (["validate", "--factors", "0.5"], r"expected cost factors >= 1"),
     (["train", ARCH, "--epochs", "0"], r"argument --epochs: must be >= 1"),
     # data
     (["train", ARCH, "--dataset", "{tmp}/empty.npz"], r"holds no images"),

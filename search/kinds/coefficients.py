@@ -60,7 +60,7 @@ class CoefficientSearch(SearchKind):
     """
 
     name: ClassVar[str] = "coefficients"
-    columns: ClassVar[tuple[str, ...]] = ("alpha", "beta", "gamma")
+    columns: ClassVar[tuple[str, ...]] = ("alpha", "beta", "gamma", "phi")
     supports_grid: ClassVar[bool] = True
 
     baseline: str = "efficientnet-b0"

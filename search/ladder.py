@@ -1,0 +1,154 @@
+"""The scale ladder: confirm a coefficient search's best directions at the costs users reuse.
+
+A ranking at 2x the baseline's cost need not hold at 8x (ResNet-RS, Bello et al. 2021; Dollar
+et al. 2021). The ladder retrains the study's top-K distinct directions at matched larger cost
+factors (each direction's phi found as in the search, `space.family.match_phi`), with several
+seeds, beside the paper's direction and the single-dimension controls, and records each
+(factor, direction) as mean and standard deviation over seeds. `export` then defaults to the
+search's direction that is best by mean validation score at the largest factor.
+
+The ladder is stored in the study (user attr `effsearch.ladder`) row by row as it is trained,
+so a killed ladder resumes where it stopped and `front`, `export` and the dashboard read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+
+from search import kinds
+from search.comparison import Method, run_comparison, single_dimension_methods
+from search.kinds import CoefficientSearch
+from search.records import TrialRow, study_config, trial_rows
+from space import PAPER, Coefficients, UserError
+from trainers.config import ProxyConfig
+
+LADDER_ATTR = "effsearch.ladder"
+
+
+def top_directions(rows: Sequence[TrialRow], top: int) -> list[TrialRow]:
+    """The `top` best full-budget trials by score, one per distinct network."""
+    ranked = sorted((r for r in rows if r.state == "complete" and r.full_budget),
+                    key=lambda r: (-r.score, r.trial))
+    unique: dict[str, TrialRow] = {}
+    for row in ranked:
+        unique.setdefault(row.arch, row)
+    return list(unique.values())[:top]
+
+
+def methods(search: CoefficientSearch, candidates: Sequence[TrialRow]
+            ) -> list[tuple[Method, dict[str, Any]]]:
+    """The ladder's directions: the candidates (by trial), then the references not among them.
+
+    Returns:
+        (method, what the row records of it: role, trial, reference).
+    """
+    out: list[tuple[Method, dict[str, Any]]] = []
+    for row in candidates:
+        label = f"trial {row.trial}" + (f" [{row.reference}]" if row.reference else "")
+        coeffs = Coefficients(row.alpha, row.beta, row.gamma, target=search.target)
+        out.append((Method(label, "compound", coeffs),
+                    {"role": "candidate", "trial": row.trial, "reference": row.reference}))
+    present = {row.reference for row in candidates}
+    if "paper" in search.references and "paper" not in present:
+        out.append((Method("paper", "compound", PAPER),
+                    {"role": "reference", "trial": None, "reference": "paper"}))
+    if "controls" in search.references:
+        for method in single_dimension_methods():
+            label = f"{method.kind}-only"
+            if method.kind in search.dimensions and label not in present:
+                out.append((method, {"role": "reference", "trial": None, "reference": label}))
+    return out
+
+
+def load(study: optuna.Study) -> dict[str, Any] | None:
+    """The study's recorded ladder, or None."""
+    text = study.user_attrs.get(LADDER_ATTR)
+    return json.loads(text) if text else None
+
+
+def run_ladder(study: optuna.Study, *, factors: Sequence[float], top: int, seeds: int,
+               epochs: int | None = None,
+               on_trained: Callable[[Any, int, Any], None] | None = None
+               ) -> dict[str, Any]:
+    """Retrains the study's top directions and the references at each factor, `seeds` seeds.
+
+    Args:
+        factors: cost factors over the study's baseline, matched on the study's `match`
+            cost (MACs if it was not matched).
+        top: how many of the search's best distinct directions to confirm.
+        seeds: training seeds per (factor, direction): the proxy's seed and the next ones.
+        epochs: the proxy's budget if None.
+        on_trained: called with (spec, seed, result) after each training.
+
+    Returns:
+        {factors, seeds, top, epochs, metric, cost, rows}: one row per (factor, direction),
+        as `search.comparison.compare` writes them, with role ("candidate" or "reference"),
+        trial and reference; also stored in the study.
+
+    Raises:
+        UserError: not a coefficient search, no full-budget trial, or a recorded ladder with
+            other seeds or epochs (its rows would not compare).
+    """
+    config = study_config(study)
+    search = kinds.from_stored(config)
+    if not isinstance(search, CoefficientSearch):
+        raise UserError(f"the scale ladder retrains coefficient directions; study "
+                        f"'{study.study_name}' is a {search.name} search")
+    if top < 1 or seeds < 1 or not factors:
+        raise UserError("the ladder needs --top >= 1, --seeds >= 1 and at least one factor")
+    candidates = top_directions(trial_rows(study), top)
+    if not candidates:
+        raise UserError(f"study '{study.study_name}' has no trial trained for the full budget")
+    proxy = ProxyConfig(**config["proxy"])
+    if epochs is not None:
+        proxy = dataclasses.replace(proxy, epochs=epochs)
+    seed_list = [proxy.seed + i for i in range(seeds)]
+    metric = config["objective"]["metric"]
+    record = load(study) or {}
+    if record and (record["seeds"] != seed_list or record["epochs"] != proxy.epochs):
+        raise UserError(f"study '{study.study_name}' has a ladder with seeds {record['seeds']} "
+                        f"and {record['epochs']} epochs; rerun it with the same --seeds and "
+                        f"--epochs (or delete the study's {LADDER_ATTR} attr)")
+    record = {"factors": sorted({*record.get("factors", []), *map(float, factors)}),
+              "seeds": seed_list, "top": max(top, record.get("top", 0)),
+              "epochs": proxy.epochs, "metric": metric, "cost": search.match or "macs",
+              "rows": record.get("rows", [])}
+    chosen = methods(search, candidates)
+    about = {m.name: info for m, info in chosen}
+
+    def keep(row: dict[str, Any]) -> None:  # recorded at once: a killed ladder resumes here
+        record["rows"].append(row | about[row["method"]])
+        study.set_user_attr(LADDER_ATTR, json.dumps(record))
+
+    run_comparison(proxy, search.baseline, [m for m, _ in chosen], list(map(float, factors)),
+                   seed_list, resolution_multiple=search.resolution_multiple,
+                   channel_divisor=search.channel_divisor, on_trained=on_trained,
+                   cost_key=record["cost"], metrics=(metric,),
+                   done=[(r["factor"], r["method"]) for r in record["rows"]], on_row=keep)
+    study.set_user_attr(LADDER_ATTR, json.dumps(record))
+    return record
+
+
+def best_candidate(record: dict[str, Any]) -> dict[str, Any]:
+    """The search's direction best by mean validation metric at the largest factor."""
+    largest = max(record["factors"])
+    rows = [r for r in record["rows"] if r["factor"] == largest and r["role"] == "candidate"]
+    if not rows:
+        raise UserError(f"the ladder has no candidate trained at {largest:g}x")
+    metric = record["metric"]
+    return max(rows, key=lambda r: (r[f"{metric}_mean"], -r[f"{metric}_std"], -r["trial"]))
+
+
+def summary(record: dict[str, Any]) -> dict[str, Any]:
+    """What an export's provenance says of the ladder: settings and every row's numbers."""
+    keys = ("factor", "method", "role", "trial", "reference", "parameter", "macs_ratio",
+            "resolution", "macs", "params")
+    metric = record["metric"]
+    stats = [f"{m}_{s}" for m in dict.fromkeys((metric, "test_top1")) for s in ("mean", "std")]
+    return {k: record[k] for k in ("factors", "seeds", "epochs", "metric", "cost")} | {
+        "rows": [{k: r.get(k) for k in (*keys, *stats)} for r in record["rows"]]}

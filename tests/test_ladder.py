@@ -1,0 +1,124 @@
+"""The scale ladder: top directions and references retrained at larger matched costs, with
+seeds; `export` defaults to the ladder's best search direction."""
+
+import json
+import shutil
+
+import pytest
+from test_search_e2e import coef_study, digits  # noqa: F401 (shared module fixtures)
+from toys import TINY_ARCH
+
+import space
+from search import ladder, records, storage
+from search.cli import main
+from search.kinds import CoefficientSearch
+
+
+def copy_of(coef_study, tmp_path):  # noqa: F811
+    """The shared toy study in a journal of its own, to write a ladder into."""
+    _, _, path = coef_study
+    journal = tmp_path / "s.journal"
+    shutil.copy(path / "s.journal", journal)
+    study = storage.load_study(storage.open_storage(str(journal)), "coef", str(journal))
+    return study, ["--storage", str(journal)]
+
+
+def fake_row(factor, method, role, trial, mean, std=0.01):
+    """A ladder row as `compare` writes it, with chosen scores (selection logic only)."""
+    return {"factor": factor, "method": method, "role": role, "trial": trial, "kind": "compound",
+            "reference": None, "parameter": 2.0, "macs_ratio": factor, "alpha": 1.2,
+            "beta": 1.1, "gamma": 1.15, "val_top1_mean": mean, "val_top1_std": std,
+            "test_top1_mean": mean, "test_top1_std": std}
+
+
+def test_directions_are_the_top_distinct_trials_then_the_missing_references(coef_study):  # noqa: F811
+    study, _, _ = coef_study
+    rows = records.trial_rows(study)
+    top = ladder.top_directions(rows, 2)
+    full = sorted((r for r in rows if r.state == "complete" and r.full_budget),
+                  key=lambda r: -r.score)
+    assert [r.trial for r in top] == [r.trial for r in full][:2]
+    assert len({r.arch for r in top}) == len(top)
+    search = CoefficientSearch(baseline=TINY_ARCH)
+    chosen = ladder.methods(search, top)
+    names = [m.name for m, _ in chosen]
+    assert names[: len(top)] == [f"trial {r.trial}" + (f" [{r.reference}]" if r.reference
+                                                        else "") for r in top]
+    # Each reference once: the paper and the three controls, unless a candidate is one.
+    taken = {r.reference for r in top}
+    references = [info["reference"] for _, info in chosen if info["role"] == "reference"]
+    assert sorted(references) == sorted({"paper", "depth-only", "width-only",
+                                         "resolution-only"} - taken)
+    for method, info in chosen:
+        if info["role"] == "candidate":
+            row = next(r for r in top if r.trial == info["trial"])
+            assert method.coeffs.as_tuple() == (row.alpha, row.beta, row.gamma)
+
+
+def test_export_defaults_to_the_best_search_direction_at_the_largest_factor(
+        coef_study, tmp_path, capsys):  # noqa: F811
+    study, where = copy_of(coef_study, tmp_path)
+    trained = [r.trial for r in ladder.top_directions(records.trial_rows(study), 2)]
+    a, b = trained[0], trained[1]
+    # Trial a leads at 4x, trial b at 8x; the paper (a reference) beats both at 8x.
+    record = {"factors": [4.0, 8.0], "seeds": [0, 1, 2], "epochs": 2, "metric": "val_top1",
+              "cost": "macs", "top": 2, "rows": [
+                  fake_row(4.0, f"trial {a}", "candidate", a, 0.90),
+                  fake_row(4.0, f"trial {b}", "candidate", b, 0.80),
+                  fake_row(8.0, f"trial {a}", "candidate", a, 0.85),
+                  fake_row(8.0, f"trial {b}", "candidate", b, 0.88),
+                  fake_row(8.0, "paper", "reference", None, 0.95)]}
+    study.set_user_attr(ladder.LADDER_ATTR, json.dumps(record))
+    out = tmp_path / "c.json"
+    assert main(["export", "coef", *where, "-o", str(out)]) == 0
+    stdout, stderr = capsys.readouterr()
+    assert f"trial {b} (best mean val_top1 at 8x on the ladder: 0.88 +- 0.01, 3 seeds)" in stdout
+    assert "the reference 'paper' beats every searched direction" in stderr
+    prov = space.load_coefficients(out).provenance
+    assert prov["trial"] == b and prov["picked_by"].startswith("best mean val_top1 at 8x")
+    assert [r["method"] for r in prov["ladder"]["rows"]] == [r["method"] for r in record["rows"]]
+    assert prov["ladder"]["seeds"] == [0, 1, 2]
+    # `front` shows the ladder with its spread.
+    assert main(["front", "coef", *where]) == 0
+    assert "scale ladder" in capsys.readouterr()[0]
+
+
+def test_knee_is_refused_on_a_study_scored_on_the_metric_alone(coef_study, tmp_path, capsys):  # noqa: F811
+    study, where = copy_of(coef_study, tmp_path)
+    assert main(["export", "coef", *where, "--pick", "knee", "-o", str(tmp_path / "c.json")]) == 2
+    err = capsys.readouterr()[1]
+    assert "--pick knee needs a Pareto study; 'coef' is scored on val_top1 alone" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "c.json").exists()
+    # Without a ladder, a single-objective study exports its best trial.
+    assert main(["export", "coef", *where, "-o", str(tmp_path / "c.json")]) == 0
+    best = max((r for r in records.trial_rows(study) if r.full_budget and r.state == "complete"),
+               key=lambda r: (r.score, -r.macs))
+    assert f"trial {best.trial} (best)" in capsys.readouterr()[0]
+
+
+@pytest.mark.slow
+def test_ladder_trains_matched_members_with_seeds_and_resumes(coef_study, tmp_path, capsys):  # noqa: F811
+    study, where = copy_of(coef_study, tmp_path)
+    assert main(["validate", "coef", *where, "--factors", "2", "--top", "1", "--seeds", "2",
+                 "--epochs", "1", "--json"]) == 0
+    out, err = capsys.readouterr()
+    record = json.loads(out)
+    assert record["seeds"] == [0, 1] and record["epochs"] == 1 and record["cost"] == "macs"
+    roles = [r["role"] for r in record["rows"]]
+    assert roles[0] == "candidate" and roles.count("candidate") == 1
+    base = space.cost(space.decode(records.trial_rows(study)[0].baseline_arch)).macs
+    for r in record["rows"]:
+        assert r["factor"] == 2.0 and len(r["val_top1"]) == 2 and r["failed"] == 0
+        assert r["macs"] == space.cost(space.decode(r["arch"])).macs
+        assert r["macs_ratio"] == pytest.approx(r["macs"] / base)
+        assert r["val_top1_mean"] == pytest.approx(sum(r["val_top1"]) / 2)
+    assert err.count("ladder training") == 2 * len(record["rows"])
+    assert json.loads(study.user_attrs[ladder.LADDER_ATTR]) == record  # stored in the study
+    # Again: every row is recorded, nothing is retrained; a new factor adds its rows only.
+    assert main(["validate", "coef", *where, "--factors", "2", "--top", "1", "--seeds", "2",
+                 "--epochs", "1", "--json"]) == 0
+    assert "ladder training" not in capsys.readouterr()[1]
+    # Other seeds would not compare with the recorded rows: refused, in one line.
+    assert main(["validate", "coef", *where, "--factors", "2", "--seeds", "3",
+                 "--epochs", "1"]) == 2
+    assert "has a ladder with seeds [0, 1]" in capsys.readouterr()[1]
