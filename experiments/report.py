@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from search import kinds, records, storage
+from search import kinds, ladder, records, storage
 from search.comparison import comparison_figure
 from search.plots import front_plot, save_front
 
@@ -35,18 +35,25 @@ def study_section(study: Any, out: Path) -> list[str]:
     png = out / f"{study.study_name}.front.png"
     save_front(front_plot(ranked, config, f"{study.study_name}: {len(ranked)} full-budget "
                                           f"trials"), str(png))
+    match = config["search"].get("match")
+    scored = (f"`{objective['metric']}` alone at matched "
+              f"{config['search']['target'] ** config['search']['phi']:g}x the baseline's "
+              f"{match}" if objective["kind"] == "metric" and match else
+              f"{objective['kind']} of `{objective['metric']}` vs `{objective['cost']}`")
+    promoted = sum(r.promoted_from is not None for r in rows)
+    full = sum(r.full_budget and r.promoted_from is None for r in rows)
     lines = [f"### Study `{study.study_name}`", "",
-             f"{kind.name.capitalize()} search. Objective: {objective['kind']} of "
-             f"`{objective['metric']}` vs `{objective['cost']}`; proxy "
+             f"{kind.name.capitalize()} search. Objective: {scored}; proxy "
              f"{config['proxy']['epochs']} epochs on {config['proxy']['dataset']} (imbalance "
-             f"{config['proxy'].get('imbalance')}); {len(rows)} trained trials, "
+             f"{config['proxy'].get('imbalance')}); {len(rows) - promoted} trained trials "
+             f"({full} to the full budget at once, {promoted} more by promotion), "
              f"{len(rejected)} rejected before training.", ""]
-    for how in ("best", "knee"):
+    for how in ("best", "knee") if objective["kind"] == "pareto" else ("best",):
         pick = records.pick(rows, how, cost)
         lines.append(f"- **{how}**: trial {pick.trial}, {kind.describe(pick)}, "
                      f"{objective['metric']}={pick.score:.3f}, {pick.macs:,} MACs")
     columns = [*kind.columns, "reference", "score", "val top-1", "balanced acc.", "MACs",
-               "params", "latency ms", "budget", "rank", "duplicate of"]
+               "params", "latency ms", "budget", "rank", "duplicate of", "promoted from"]
     lines += ["", f"![front]({png.name})", "", "| trial | " + " | ".join(columns) + " |",
               "|---" * (len(columns) + 1) + "|"]
     for r in sorted(rows, key=lambda r: r.trial):
@@ -54,8 +61,29 @@ def study_section(study: Any, out: Path) -> list[str]:
             str(r.trial), *(_identity(r.get(c)) for c in kind.columns), fmt(r.reference),
             fmt(r.score), fmt(r.val_top1), fmt(r.val_balanced_accuracy), f"{r.macs:,}",
             f"{r.params:,}", fmt(r.latency_ms), f"{r.budget}/{r.max_budget}",
-            fmt(rank.get(r.trial, "")), fmt(r.duplicate_of)]) + " |")
+            fmt(rank.get(r.trial, "")), fmt(r.duplicate_of), fmt(r.promoted_from)]) + " |")
+    record = ladder.load(study)
+    if record:
+        lines += ["", *ladder_section(record)]
     return [*lines, ""]
+
+
+def ladder_section(record: dict[str, Any]) -> list[str]:
+    metric = record["metric"]
+    best = ladder.best_candidate(record)
+    lines = [f"Scale ladder ({len(record['seeds'])} seeds, {record['epochs']} epochs, matched "
+             f"{record['cost']}; mean +- std; the exported direction, the searched one best by "
+             f"mean {metric} at {max(record['factors']):g}x, is trial {best['trial']}):", "",
+             f"| factor | direction | role | setting | res | cost ratio | {metric} | test top-1 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(record["rows"], key=lambda r: (r["factor"], -r[f"{metric}_mean"])):
+        setting = (f"phi={r['parameter']:.3f}" if r["kind"] == "compound"
+                   else f"x{r['parameter']:.3f}")
+        lines.append(f"| {r['factor']:g}x | {r['method']} | {r['role']} | {setting} | "
+                     f"{r['resolution']} | {r['macs_ratio']:.2f} | "
+                     f"{r[metric + '_mean']:.3f} +- {r[metric + '_std']:.3f} | "
+                     f"{r['test_top1_mean']:.3f} +- {r['test_top1_std']:.3f} |")
+    return lines
 
 
 def _identity(value: Any) -> str:

@@ -40,7 +40,8 @@ def test_report_of_a_baseline_study(tmp_path):
     assert "### Study `base`" in lines
     summary = next(line for line in lines if line.startswith("Baseline search."))
     assert "pareto of `val_top1` vs `macs`" in summary and "on digits" in summary
-    assert f"3 trained trials, {len(rejected)} rejected before training" in summary
+    assert (f"3 trained trials (3 to the full budget at once, 0 more by promotion), "
+            f"{len(rejected)} rejected before training") in summary
     header = next(line for line in lines if line.startswith("| trial |"))
     names = [c.strip() for c in header.strip("|").split("|")]
     assert names[:3] == ["trial", "arch", "reference"]  # the kind's identifying column

@@ -1,6 +1,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -169,3 +170,35 @@ def test_channel_divisor_resolves_small_width_multipliers():
     assert [s.repeats for s in fine.stages] == [s.repeats for s in coarse.stages]
     with pytest.raises(UserError, match="channel divisor must be >= 1"):
         apply_multipliers(proxy, width=1.1, channel_divisor=0)
+
+
+# ----------------------------------------------------------------------------- matched cost
+
+
+@settings(max_examples=25, deadline=None)
+@given(baseline=archs(max_stages=3, max_channels=48, max_resolution=32),
+       shares=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3).filter(
+           lambda s: sum(s) > 0.05),
+       factor=st.sampled_from([2.0, 4.0, 8.0]), key=st.sampled_from(["macs", "activations"]),
+       divisor=st.sampled_from([2, 8]))
+def test_matched_phi_gives_the_closest_rounded_network(baseline, shares, factor, key, divisor):
+    """For random baselines and directions: the member `match_phi` returns is rebuilt by
+    `scale` at its phi, its ratio is what it reports, and no phi on an independent grid over
+    the scanned range comes closer to the factor."""
+    from space.family import match_phi
+
+    total = sum(shares)
+    coeffs = Coefficients(*(2.0 ** (s / total / e) for s, e in zip(shares, (1, 2, 2),
+                                                                   strict=True)))
+    rounding = {"resolution_multiple": 2, "channel_divisor": divisor}
+    spec, phi, ratio = match_phi(baseline, coeffs, factor, cost_key=key, **rounding)
+    base = getattr(cost(baseline), key)
+    assert scale(baseline, coeffs, phi, **rounding) == spec
+    assert ratio == getattr(cost(spec), key) / base
+    gap = abs(math.log(ratio / factor))
+    for t in np.linspace(0, 3 * math.log(factor) / math.log(2) + 0.5, 301):
+        try:
+            other = getattr(cost(scale(baseline, coeffs, float(t), **rounding)), key) / base
+        except UserError:  # past a physical bound
+            break
+        assert abs(math.log(other / factor)) >= gap - 1e-9, (t, other, ratio)

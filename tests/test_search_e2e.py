@@ -296,8 +296,7 @@ def test_cli_front_export_validate(coef_study, tmp_path, capsys):
     assert main(["front", *where, "--all", "--plot", str(tmp_path / "f.html")]) == 0
     assert "<table" in (tmp_path / "f.html").read_text()
     assert "Pareto" not in capsys.readouterr()[1]
-    assert main(["export", "coef", *where, "--pick", "knee", "-o", str(tmp_path / "c.json")]) \
-        == 0
+    assert main(["export", "coef", *where, "-o", str(tmp_path / "c.json")]) == 0
     assert "wrote" in capsys.readouterr()[0]
     assert main(["validate", "coef", *where, "--top", "3", "--epochs", "3", "--json"]) == 0
     report = json.loads(capsys.readouterr()[0])
@@ -323,7 +322,9 @@ def test_report_script_tabulates_every_trial(coef_study, tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "### Study `coef`" in text and (tmp_path / "coef.front.png").exists()
     papers = sum(r.reference == "paper" for r in records.trial_rows(study))  # and promotions
-    assert text.count("| paper |") == papers and "- **knee**: trial" in text
+    assert text.count("| paper |") == papers and "- **best**: trial" in text
+    assert "- **knee**" not in text  # one objective: no knee
+    assert "`val_top1` alone at matched 4x the baseline's macs" in text
     assert len([line for line in text.splitlines() if line.startswith("| ")]) == 1 + len(
         records.trial_rows(study))
 
