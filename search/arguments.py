@@ -68,6 +68,8 @@ MAX_PHIS = 101  # a family table longer than this is a typo (0-1000000000), not 
 
 def parse_phis(text: str) -> list[float]:
     """"0-7" (integer range), "0,0.5,1" (list) or "2" (one value); finite, at most 101."""
+    if not isinstance(text, str):  # argparse hands `--phi=--` over as an empty list
+        text = ""
     try:
         if "," in text:
             phis = [float(p) for p in text.split(",")]

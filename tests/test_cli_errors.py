@@ -51,6 +51,7 @@ CASES = [
     (["scale", "--phi", "nan"], r"--phi values must be finite numbers, got nan"),
     (["scale", "--phi", "inf"], r"--phi values must be finite numbers, got inf"),
     (["scale", "--phi", "0-1000000000"], r"--phi '0-1000000000' gives more than 101 values"),
+    (["scale", "--phi=--"], r"--phi must look like .*, got ''"),
     (["scale", "--phi", "a-b"], r"--phi must look like '0-7', '0,0.5,1' or '2'"),
     (["scale", "--phi", "0-100"], r"phi=\d+: .* must be an integer in \[1, \d+\]"),
     (["scale", "--coeffs", "1000,1,1", "--phi", "0-7"],
