@@ -64,23 +64,27 @@ def study_section(study: Any, out: Path) -> list[str]:
             fmt(rank.get(r.trial, "")), fmt(r.duplicate_of), fmt(r.promoted_from)]) + " |")
     record = ladder.load(study)
     if record:
-        lines += ["", *ladder_section(record)]
+        lines += ["", *ladder_section(record, config["search"].get("tolerance", 0.05))]
     return [*lines, ""]
 
 
-def ladder_section(record: dict[str, Any]) -> list[str]:
+def ladder_section(record: dict[str, Any], tolerance: float) -> list[str]:
     metric = record["metric"]
-    best = ladder.best_candidate(record)
+    best = ladder.best_candidate(record, tolerance)
     lines = [f"Scale ladder ({len(record['seeds'])} seeds, {record['epochs']} epochs, matched "
-             f"{record['cost']}; mean +- std; the exported direction, the searched one best by "
-             f"mean {metric} at {max(record['factors']):g}x, is trial {best['trial']}):", "",
+             f"{record['cost']}; mean +- std; cost ratio starred where the member is more than "
+             f"{tolerance:.0%} from its factor; the exported direction, the searched one best "
+             f"by mean {metric} at {max(record['factors']):g}x among those within it, is trial "
+             f"{best['trial']}):", "",
              f"| factor | direction | role | setting | res | cost ratio | {metric} | test top-1 |",
              "|---|---|---|---|---|---|---|---|"]
     for r in sorted(record["rows"], key=lambda r: (r["factor"], -r[f"{metric}_mean"])):
         setting = (f"phi={r['parameter']:.3f}" if r["kind"] == "compound"
                    else f"x{r['parameter']:.3f}")
+        error = ladder.match_error(r, record)
+        star = "*" if abs(error) > tolerance else ""
         lines.append(f"| {r['factor']:g}x | {r['method']} | {r['role']} | {setting} | "
-                     f"{r['resolution']} | {r['macs_ratio']:.2f} | "
+                     f"{r['resolution']} | {r['factor'] * (1 + error):.2f}{star} | "
                      f"{r[metric + '_mean']:.3f} +- {r[metric + '_std']:.3f} | "
                      f"{r['test_top1_mean']:.3f} +- {r['test_top1_std']:.3f} |")
     return lines

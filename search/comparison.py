@@ -105,10 +105,11 @@ def compare(baseline: space.ArchSpec, methods: Sequence[Method], factors: Sequen
                                  channel_divisor, cost_key)
             results = [train(spec, seed) for seed in seeds]
             cost = space.cost(spec)
+            matched = getattr(cost, cost_key) / getattr(space.cost(baseline), cost_key)
             row = {"factor": factor, "method": method.name, "kind": method.kind,
                    "parameter": t, "arch": space.encode(spec), "resolution": spec.resolution,
                    "macs": cost.macs, "params": cost.params, "activations": cost.activations,
-                   "macs_ratio": cost.macs / base_macs,
+                   "macs_ratio": cost.macs / base_macs, "match_ratio": matched,
                    "seeds": list(seeds),
                    "latency_ms": latency(spec) if latency else None}
             for key in keys:

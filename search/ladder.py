@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -134,20 +135,29 @@ def run_ladder(study: optuna.Study, *, factors: Sequence[float], top: int, seeds
     return record
 
 
-def best_candidate(record: dict[str, Any]) -> dict[str, Any]:
-    """The search's direction best by mean validation metric at the largest factor."""
+def match_error(row: dict[str, Any], record: dict[str, Any]) -> float:
+    """How far a row's realized (matched) cost is from its factor, relative."""
+    ratio = row.get("match_ratio", row["macs_ratio"] if record["cost"] == "macs" else None)
+    return ratio / row["factor"] - 1 if ratio is not None else 0.0
+
+
+def best_candidate(record: dict[str, Any], tolerance: float = math.inf) -> dict[str, Any]:
+    """The search's direction best by mean validation metric at the largest factor, among
+    those whose member there is within `tolerance` of the factor (a direction whose rounding
+    lands it 20% over the cost would win by spending more); all of them if none is."""
     largest = max(record["factors"])
     rows = [r for r in record["rows"] if r["factor"] == largest and r["role"] == "candidate"]
     if not rows:
         raise UserError(f"the ladder has no candidate trained at {largest:g}x")
+    fair = [r for r in rows if abs(match_error(r, record)) <= tolerance] or rows
     metric = record["metric"]
-    return max(rows, key=lambda r: (r[f"{metric}_mean"], -r[f"{metric}_std"], -r["trial"]))
+    return max(fair, key=lambda r: (r[f"{metric}_mean"], -r[f"{metric}_std"], -r["trial"]))
 
 
 def summary(record: dict[str, Any]) -> dict[str, Any]:
     """What an export's provenance says of the ladder: settings and every row's numbers."""
     keys = ("factor", "method", "role", "trial", "reference", "parameter", "macs_ratio",
-            "resolution", "macs", "params")
+            "match_ratio", "resolution", "macs", "params")
     metric = record["metric"]
     stats = [f"{m}_{s}" for m in dict.fromkeys((metric, "test_top1")) for s in ("mean", "std")]
     return {k: record[k] for k in ("factors", "seeds", "epochs", "metric", "cost")} | {

@@ -250,7 +250,8 @@ def cmd_front(args: argparse.Namespace) -> None:
         console().print(table)
         ladder = ladder_lib.load(study)
         if ladder:
-            console().print(ladder_table(ladder, f"study '{study.study_name}': scale ladder"))
+            console().print(ladder_table(ladder, f"study '{study.study_name}': scale ladder",
+                                         config["search"].get("tolerance", 0.05)))
         elif not pareto and ranked:
             sys.stderr.write(f"note: one seed a trial: differences of a point or two may be "
                              f"noise; `effsearch validate {study.study_name} --factors 4,8 "
@@ -286,7 +287,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     how, why = args.pick, args.pick
     if how is None:
         if ladder:
-            best = ladder_lib.best_candidate(ladder)
+            best = ladder_lib.best_candidate(ladder, config["search"].get("tolerance", 0.05))
             how = str(best["trial"])
             why = (f"best mean {ladder['metric']} at {max(ladder['factors']):g}x on the ladder: "
                    f"{records.fmt(best[ladder['metric'] + '_mean'])} +- "
@@ -378,14 +379,21 @@ def _ladder(args: argparse.Namespace, study: Any) -> None:
     if args.json:
         sys.stdout.write(json.dumps(record, indent=2) + "\n")
     else:
-        console().print(ladder_table(record, f"study '{study.study_name}': scale ladder"))
+        tolerance = records.study_config(study)["search"].get("tolerance", 0.05)
+        console().print(ladder_table(record, f"study '{study.study_name}': scale ladder",
+                                     tolerance))
 
 
-def ladder_table(record: dict[str, Any], title: str) -> Table:
-    """The ladder's rows: each direction at each factor, mean +- std over seeds."""
+def ladder_table(record: dict[str, Any], title: str, tolerance: float) -> Table:
+    """The ladder's rows: each direction at each factor, mean +- std over seeds; a member
+    further than `tolerance` from its factor is starred."""
+    from search import ladder as ladder_lib
+
     metric = record["metric"]
     table = Table(title=f"{title} ({len(record['seeds'])} seeds, {record['epochs']} epochs, "
-                        f"matched {record['cost']}; mean +- std)")
+                        f"matched {record['cost']}; mean +- std)",
+                  caption=f"cost ratio: the member's realized {record['cost']} over the "
+                          f"baseline's; * more than {tolerance:.0%} from the factor")
     for col in ("factor", "direction", "alpha", "beta", "gamma", "phi", "cost ratio",
                 metric, "test_top1"):
         table.add_column(col, justify="right")
@@ -393,7 +401,9 @@ def ladder_table(record: dict[str, Any], title: str) -> Table:
         table.add_row(f"{r['factor']:g}x", escape(r["method"]), *(_cell(r.get(k), k) for k in
                                                          ("alpha", "beta", "gamma")),
                       f"{r['parameter']:.3f}" if r["kind"] == "compound" else
-                      f"x{r['parameter']:.3f}", f"{r['macs_ratio']:.2f}",
+                      f"x{r['parameter']:.3f}",
+                      f"{r['factor'] * (1 + ladder_lib.match_error(r, record)):.2f}"
+                      + ("*" if abs(ladder_lib.match_error(r, record)) > tolerance else ""),
                       f"{r[metric + '_mean']:.4f} +- {r[metric + '_std']:.4f}",
                       f"{r['test_top1_mean']:.4f} +- {r['test_top1_std']:.4f}",
                       style=None if r["role"] == "candidate" else "dim")

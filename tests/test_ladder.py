@@ -68,6 +68,12 @@ def test_export_defaults_to_the_best_search_direction_at_the_largest_factor(
                   fake_row(8.0, f"trial {a}", "candidate", a, 0.85),
                   fake_row(8.0, f"trial {b}", "candidate", b, 0.88),
                   fake_row(8.0, "paper", "reference", None, 0.95)]}
+    # A direction whose member lands 20% over the factor would win by spending more: it is
+    # passed over while another is within the tolerance.
+    over = json.loads(json.dumps(record))
+    over["rows"][3]["macs_ratio"] = 9.6
+    assert ladder.best_candidate(over, 0.05)["trial"] == a
+    assert ladder.best_candidate(over)["trial"] == b  # no tolerance: by mean alone
     study.set_user_attr(ladder.LADDER_ATTR, json.dumps(record))
     out = tmp_path / "c.json"
     assert main(["export", "coef", *where, "-o", str(out)]) == 0
@@ -110,7 +116,7 @@ def test_ladder_trains_matched_members_with_seeds_and_resumes(coef_study, tmp_pa
     for r in record["rows"]:
         assert r["factor"] == 2.0 and len(r["val_top1"]) == 2 and r["failed"] == 0
         assert r["macs"] == space.cost(space.decode(r["arch"])).macs
-        assert r["macs_ratio"] == pytest.approx(r["macs"] / base)
+        assert r["macs_ratio"] == pytest.approx(r["macs"] / base) == r["match_ratio"]
         assert r["val_top1_mean"] == pytest.approx(sum(r["val_top1"]) / 2)
     assert err.count("ladder training") == 2 * len(record["rows"])
     assert json.loads(study.user_attrs[ladder.LADDER_ATTR]) == record  # stored in the study
