@@ -89,7 +89,8 @@ class SearchConfig:
             the metric and MACs).
         sampler: a name of `search.registry.SAMPLERS`: "grid" (kinds with a lattice: every
             point enqueued), "tpe", "nsga2", "gp" (Optuna's GPSampler) or "random".
-        trials: trained trials to finish (rejected candidates do not count); None: the grid's
+        trials: distinct networks to train (rejected candidates, duplicates of a network
+            already trained and halving's promotions do not count); None: the grid's
             size with the grid sampler.
         startup_trials: seeded design points enqueued up front (Sobol for coefficients,
             random for baselines), so parallel sweeps start reproducibly.

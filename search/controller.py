@@ -45,6 +45,7 @@ HEARTBEAT = "heartbeat"
 PROMOTED_FROM, PROMOTED_RUNG, BRACKET = "promoted_from", "promoted_rung", "bracket"
 WORKER_MACHINE, WORKER_PID = "worker_machine", "worker_pid"
 MAX_REJECTIONS_IN_A_ROW = 500
+MAX_DUPLICATES_IN_A_ROW = 50  # proposals of networks already trained before a worker gives up
 # What a trial records of its `ProxyResult`: every field but those recorded from the candidate
 # before training (arch, resolution, costs), the budget (recorded as "budget"), and what the
 # study already holds (its config and dataset).
@@ -156,12 +157,17 @@ def _plain(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def counts_toward_budget(trial: FrozenTrial, grid: bool = False) -> bool:
-    """Trained (or training, or queued) trials count; failed and rejected ones do not, except
-    on a grid, whose budget is its points: a rejected point is done too. A promotion (halving
-    resuming a stopped trial) continues a counted trial: it does not count again."""
+    """Trained (or training, or queued) trials count; failed, rejected and duplicate ones (a
+    network already trained: nothing is learnt) do not, except on a grid, whose budget is its
+    points: a rejected or duplicate point is done too. A promotion (halving resuming a stopped
+    trial) continues a counted trial: it does not count again."""
     if trial.state == TrialState.FAIL or PROMOTED_FROM in trial.user_attrs:
         return False
-    return grid or not (trial.state == TrialState.PRUNED and "rejected" in trial.user_attrs)
+    if grid:
+        return True
+    if "duplicate_of" in trial.user_attrs:
+        return False
+    return not (trial.state == TrialState.PRUNED and "rejected" in trial.user_attrs)
 
 
 def fail_stale_trials(study: optuna.Study, grace_s: float, max_retries: int,
@@ -486,6 +492,7 @@ class WorkerReport:
     rejected: int = 0
     failed: int = 0
     promoted: int = 0  # stopped trials that halving resumed and this worker retrained
+    duplicates: int = 0  # proposals of a network already trained (its result reused)
 
 
 def _say_to_stderr(message: str) -> None:
@@ -495,18 +502,20 @@ def _say_to_stderr(message: str) -> None:
 
 def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
                dataset: Dataset | None = None, runner: TrialRunner | None = None,
-               poll_s: float = 2.0,
+               poll_s: float = 2.0, max_duplicates: int = MAX_DUPLICATES_IN_A_ROW,
                say: Callable[[str], None] = _say_to_stderr) -> WorkerReport:
     """Runs trials of `study` until `trials` count toward the budget and none is running.
 
     Every worker of a study, on any host, runs this same loop on the same storage.
 
     Args:
+        max_duplicates: stop (saying so) after this many proposals in a row of networks
+            already trained: the sampler finds nothing new near what it believes best.
         say: where the worker tells what it waits for (the budget is reached but another
-            worker's trial is still running and may yet need a retry).
+            worker's trial is still running and may yet need a retry), or why it stops early.
     """
     runner = runner or TrialRunner(config, study, dataset)
-    report, rejections_in_a_row = WorkerReport(), 0
+    report, rejections_in_a_row, duplicates_in_a_row = WorkerReport(), 0, 0
     grid = registry.SAMPLERS[config.sampler].grid
     announced: set[int] = set()
     while True:
@@ -576,12 +585,22 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
                 frozen = study.get_trials(deepcopy=False)[trial.number]
                 retry(study, frozen, config.max_retries)
             raise
+        duplicate = "duplicate_of" in study.get_trials(deepcopy=False)[trial.number].user_attrs
+        duplicates_in_a_row = duplicates_in_a_row + 1 if duplicate else 0
         if state == TrialState.FAIL:
             report.failed += 1
+        elif duplicate:
+            report.duplicates += 1
         elif PROMOTED_FROM in trial.user_attrs:
             report.promoted += 1
         else:
             report.trained += 1
+        if duplicates_in_a_row >= max_duplicates and not grid:
+            say(f"stopping: the last {duplicates_in_a_row} proposals were networks already "
+                f"trained (rounding maps many directions to one network); the study holds "
+                f"{sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False))} of "
+                f"{trials} distinct trainings")
+            return report
 
 
 def _waiting_line(trial: FrozenTrial, grace_s: float) -> str:

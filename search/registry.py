@@ -79,16 +79,17 @@ def _gp(config: SearchConfig) -> optuna.samplers.BaseSampler:
 SAMPLERS: dict[str, Sampler] = {
     # Every lattice point is enqueued up front, so the sampler itself is never consulted;
     # RandomSampler only answers Optuna's calls for parameters nothing fixed.
-    "grid": Sampler("the kind's lattice (coefficients: step grid_step over the sampled pair), "
-                    "every point enqueued", _random, "the lattice's size (trials=None)",
-                    grid=True),
+    "grid": Sampler("the kind's lattice (coefficients: the share simplex in steps of "
+                    "grid_step), every point enqueued", _random,
+                    "the lattice's size (trials=None)", grid=True),
     "tpe": Sampler("Optuna's TPE after `startup_trials` seeded points", _tpe,
                    "startup_trials + about 10: below that TPE's model has little to fit"),
     "nsga2": Sampler("Optuna's NSGA-II, population sized to the budget (four generations)",
                      _nsga2, "two generations of the smallest population, 4", min_budget=8),
     "gp": Sampler("Optuna's Gaussian-process sampler (needs PyTorch: the gp extra)", _gp,
                   "startup_trials + about 5"),
-    "random": Sampler("uniform over the kind's parameters", _random, "any"),
+    "random": Sampler("uniform over the kind's parameters (coefficients: over directions)",
+                      _random, "any"),
 }
 
 

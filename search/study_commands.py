@@ -171,10 +171,13 @@ def cmd_search(args: argparse.Namespace) -> None:
     rows = records.trial_rows(study)
     rejected = sum("rejected" in t.user_attrs for t in study.get_trials(deepcopy=False))
     promoted = sum(r.promoted_from is not None for r in rows)
+    duplicates = sum(r.duplicate_of is not None for r in rows)
     best = max(rows, key=lambda r: r.score, default=None)
     sys.stderr.write(
-        f"study '{name}' in {storage.redact(url)}: {len(rows) - promoted} trials trained"
-        + (f" (and {promoted} resumed by halving's promotion)" if promoted else "")
+        f"study '{name}' in {storage.redact(url)}: {len(rows) - promoted - duplicates} "
+        f"trials trained" + (f" (and {promoted} resumed by halving's promotion)" if promoted
+                             else "")
+        + (f", {duplicates} proposals of networks already trained" if duplicates else "")
         + f", {rejected} rejected before training, {time.time() - start:.0f} s"
         + (f"; best {best.metric} {best.score:.4f} (trial {best.trial})" if best
            else "") + "\n")

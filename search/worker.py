@@ -42,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(error_text("effsearch worker", e))
         return 2
     print(f"worker done: {report.trained} trained, {report.rejected} rejected, "
-          f"{report.failed} failed", flush=True)
+          f"{report.failed} failed, {report.promoted} promoted, {report.duplicates} duplicates",
+          flush=True)
     return 0
 
 

@@ -66,7 +66,7 @@ def test_coefficient_search_records_realized_cost_and_exports(coef_study, tmp_pa
     study, report, _ = coef_study
     trials = study.get_trials()
     assert report.trained == 5
-    assert len(trials) == 5 + report.rejected + report.promoted
+    assert len(trials) == 5 + report.rejected + report.promoted + report.duplicates
     trained = [t for t in trials if "rejected" not in t.user_attrs]
     # Halving's stopped trials are PRUNED (rung values in user attrs), so Optuna's own views
     # (best_trials, the dashboard's front) hold only full-budget results.
@@ -149,14 +149,25 @@ def test_single_dimension_control_is_one_switch(tmp_path, digits):
         # 8 px scales by 2 px steps: 12 px is 2.23x the MACs, the closest to 2x.
         search=CoefficientSearch(baseline=ARCH, dimensions=("resolution",), tolerance=0.15),
         trials=2, halving=None)
-    study, report = run(config, tmp_path, digits)
-    first, second = study.get_trials()
+    store = storage.open_storage(str(tmp_path / "s.journal"))
+    study, _ = controller.open_study(config, store, config.name)
+    controller.enqueue_design(study, config)
+    said = []
+    report = controller.run_worker(config, study, trials=2, dataset=digits, max_duplicates=3,
+                                   say=said.append)
+    first, *again = study.get_trials()
     assert (first.user_attrs["alpha"], first.user_attrs["beta"]) == (1.0, 1.0)
     assert first.user_attrs["gamma"] == pytest.approx(2**0.5)
     assert first.user_attrs["resolution"] == 12  # 8 * 1.414 rounded to a multiple of 2
-    # One free dimension leaves one network: the second trial reuses the first's result.
-    assert second.user_attrs["duplicate_of"] == 0 and second.values == first.values
-    assert "compile_s" in second.user_attrs and report.trained == 2
+    # One free dimension leaves one network: later trials reuse the first's result, do not
+    # count as trainings, and the worker stops after 3 of them, saying why.
+    assert len(again) == 3 and report.trained == 1 and report.duplicates == 3
+    for t in again:
+        assert t.user_attrs["duplicate_of"] == 0 and t.values == first.values
+        assert "compile_s" in t.user_attrs and not controller.counts_toward_budget(t)
+    assert said == ["stopping: the last 3 proposals were networks already trained (rounding "
+                    "maps many directions to one network); the study holds 1 of 2 distinct "
+                    "trainings"]
 
 
 @pytest.mark.slow
