@@ -256,9 +256,11 @@ def cmd_front(args: argparse.Namespace) -> None:
             console().print(ladder_table(ladder, f"study '{study.study_name}': scale ladder",
                                          config["search"].get("tolerance", 0.05)))
         elif not pareto and ranked:
+            factor = config["search"].get("target", 2) ** config["search"].get("phi", 1)
             sys.stderr.write(f"note: one seed a trial: differences of a point or two may be "
-                             f"noise; `effsearch validate {study.study_name} --factors 4,8 "
-                             f"--seeds 3` confirms the top directions with seeds\n")
+                             f"noise; `effsearch validate {study.study_name} --factors "
+                             f"{2 * factor:g},{4 * factor:g} --seeds 3` confirms the top "
+                             f"directions at larger costs with seeds\n")
     if args.plot:
         from search.plots import front_plot, html_table, save_front
 
@@ -293,9 +295,8 @@ def cmd_export(args: argparse.Namespace) -> None:
             best = ladder_lib.best_candidate(ladder, config["search"].get("tolerance", 0.05))
             how = str(best["trial"])
             why = (f"best mean {ladder['metric']} at {max(ladder['factors']):g}x on the ladder: "
-                   f"{records.fmt(best[ladder['metric'] + '_mean'])} +- "
-                   f"{records.fmt(best[ladder['metric'] + '_std'])}, {len(ladder['seeds'])} "
-                   f"seeds")
+                   f"{best[ladder['metric'] + '_mean']:.4f} +- "
+                   f"{best[ladder['metric'] + '_std']:.4f}, {len(ladder['seeds'])} seeds")
         else:
             how = why = "knee" if objective["kind"] == "pareto" else "best"
     if how == "knee" and objective["kind"] != "pareto":

@@ -78,7 +78,8 @@ def test_export_defaults_to_the_best_search_direction_at_the_largest_factor(
     out = tmp_path / "c.json"
     assert main(["export", "coef", *where, "-o", str(out)]) == 0
     stdout, stderr = capsys.readouterr()
-    assert f"trial {b} (best mean val_top1 at 8x on the ladder: 0.88 +- 0.01, 3 seeds)" in stdout
+    assert (f"trial {b} (best mean val_top1 at 8x on the ladder: 0.8800 +- 0.0100, 3 seeds)"
+            in stdout)
     assert "the reference 'paper' beats every searched direction" in stderr
     prov = space.load_coefficients(out).provenance
     assert prov["trial"] == b and prov["picked_by"].startswith("best mean val_top1 at 8x")
