@@ -201,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the top directions and the references there, matched in cost")
     p.add_argument("--seeds", type=arguments.positive(int), default=3,
                    help="seeds per ladder rung (default: %(default)s)")
+    p.add_argument("--no-references", action="store_true",
+                   help="the ladder without the paper's direction and the controls")
     p.add_argument("--top", type=arguments.positive(int),
                    help="how many of the best distinct trials (default: 3 on the ladder; 5, "
                         "and >= 3, for the rank correlation)")

@@ -41,9 +41,10 @@ def top_directions(rows: Sequence[TrialRow], top: int) -> list[TrialRow]:
     return list(unique.values())[:top]
 
 
-def methods(search: CoefficientSearch, candidates: Sequence[TrialRow]
-            ) -> list[tuple[Method, dict[str, Any]]]:
-    """The ladder's directions: the candidates (by trial), then the references not among them.
+def methods(search: CoefficientSearch, candidates: Sequence[TrialRow], *,
+            references: bool = True) -> list[tuple[Method, dict[str, Any]]]:
+    """The ladder's directions: the candidates (by trial), then (if `references`) the
+    references not among them.
 
     Returns:
         (method, what the row records of it: role, trial, reference).
@@ -55,6 +56,8 @@ def methods(search: CoefficientSearch, candidates: Sequence[TrialRow]
         out.append((Method(label, "compound", coeffs),
                     {"role": "candidate", "trial": row.trial, "reference": row.reference}))
     present = {row.reference for row in candidates}
+    if not references:
+        return out
     if "paper" in search.references and "paper" not in present:
         out.append((Method("paper", "compound", PAPER),
                     {"role": "reference", "trial": None, "reference": "paper"}))
@@ -73,7 +76,7 @@ def load(study: optuna.Study) -> dict[str, Any] | None:
 
 
 def run_ladder(study: optuna.Study, *, factors: Sequence[float], top: int, seeds: int,
-               epochs: int | None = None,
+               epochs: int | None = None, references: bool = True,
                on_trained: Callable[[Any, int, Any], None] | None = None
                ) -> dict[str, Any]:
     """Retrains the study's top directions and the references at each factor, `seeds` seeds.
@@ -84,6 +87,8 @@ def run_ladder(study: optuna.Study, *, factors: Sequence[float], top: int, seeds
         top: how many of the search's best distinct directions to confirm.
         seeds: training seeds per (factor, direction): the proxy's seed and the next ones.
         epochs: the proxy's budget if None.
+        references: also train the paper's direction and the single-dimension controls (off:
+            e.g. when another study on the same baseline and seeds has them).
         on_trained: called with (spec, seed, result) after each training.
 
     Returns:
@@ -119,7 +124,7 @@ def run_ladder(study: optuna.Study, *, factors: Sequence[float], top: int, seeds
               "seeds": seed_list, "top": max(top, record.get("top", 0)),
               "epochs": proxy.epochs, "metric": metric, "cost": search.match or "macs",
               "rows": record.get("rows", [])}
-    chosen = methods(search, candidates)
+    chosen = methods(search, candidates, references=references)
     about = {m.name: info for m, info in chosen}
 
     def keep(row: dict[str, Any]) -> None:  # recorded at once: a killed ladder resumes here

@@ -379,7 +379,8 @@ def _ladder(args: argparse.Namespace, study: Any) -> None:
                             f"{result.test_top1:.4f}", markup=False, highlight=False)
 
     record = run_ladder(study, factors=args.factors, top=args.top or 3, seeds=args.seeds,
-                        epochs=args.epochs, on_trained=trained)
+                        epochs=args.epochs, references=not getattr(args, "no_references", False),
+                        on_trained=trained)
     if args.json:
         sys.stdout.write(json.dumps(record, indent=2) + "\n")
     else:

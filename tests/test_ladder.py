@@ -49,6 +49,7 @@ def test_directions_are_the_top_distinct_trials_then_the_missing_references(coef
     references = [info["reference"] for _, info in chosen if info["role"] == "reference"]
     assert sorted(references) == sorted({"paper", "depth-only", "width-only",
                                          "resolution-only"} - taken)
+    assert ladder.methods(search, top, references=False) == chosen[: len(top)]
     for method, info in chosen:
         if info["role"] == "candidate":
             row = next(r for r in top if r.trial == info["trial"])
