@@ -9,6 +9,7 @@ by hand.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -30,11 +31,15 @@ def study_section(study: Any, out: Path) -> list[str]:
     cost = records.cost_field(config)
     rows = records.trial_rows(study)
     ranked = records.front(rows, cost)
+    if objective["kind"] != "pareto":  # one objective: the ranking by score
+        ranked = [dataclasses.replace(r, rank=i) for i, r in enumerate(
+            sorted(ranked, key=lambda r: (-r.score, r.trial)))]
     rank = {r.trial: r.rank for r in ranked}
     rejected = [t.user_attrs["rejected"] for t in study.get_trials() if "rejected" in t.user_attrs]
     png = out / f"{study.study_name}.front.png"
-    save_front(front_plot(ranked, config, f"{study.study_name}: {len(ranked)} full-budget "
-                                          f"trials"), str(png))
+    distinct = len({r.arch for r in ranked})
+    save_front(front_plot(ranked, config, f"{study.study_name}: {distinct} distinct networks "
+                                          f"trained for the full budget"), str(png))
     match = config["search"].get("match")
     scored = (f"`{objective['metric']}` alone at matched "
               f"{config['search']['target'] ** config['search']['phi']:g}x the baseline's "

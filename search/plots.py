@@ -35,6 +35,7 @@ class FrontPlot(NamedTuple):
     paper: list[Point]  # the paper's triple (a star)
     references: list[tuple[str, Point]]  # other labelled references (controls, seed)
     iso_costs: list[tuple[str, float]]  # dashed vertical lines
+    pareto: bool = True  # two objectives; else `front` is the best trial, the rest "others"
 
 
 def front_plot(ranked: Sequence[TrialRow], config: dict[str, Any], title: str) -> FrontPlot:
@@ -52,14 +53,18 @@ def front_plot(ranked: Sequence[TrialRow], config: dict[str, Any], title: str) -
     if cost == "macs" and ranked and ranked[0].baseline_arch:
         base = space.cost(space.decode(ranked[0].baseline_arch)).macs
         iso = kinds.from_stored(config).iso_costs(base)
+    pareto = config["objective"]["kind"] == "pareto"
+    # One objective: `ranked` is by score (rank 0 = best), and nothing is "dominated".
+    best = {r.trial for r in ranked if r.rank == 0} if pareto else (
+        {max(ranked, key=lambda r: (r.score, -r.trial)).trial} if ranked else set())
     return FrontPlot(
         title=title, x_label=COST_LABEL.get(cost, cost), y_label=config["objective"]["metric"],
-        front=sorted(point(r) for r in ranked if r.rank == 0),
-        dominated=[point(r) for r in ranked if r.rank != 0],
+        front=sorted(point(r) for r in ranked if r.trial in best),
+        dominated=[point(r) for r in ranked if r.trial not in best],
         paper=[point(r) for r in ranked if r.reference == "paper"],
         references=[(r.reference, point(r)) for r in ranked
                     if r.reference and r.reference != "paper"],
-        iso_costs=iso)
+        iso_costs=iso, pareto=pareto)
 
 
 def front_figure(plot: FrontPlot) -> Any:
@@ -71,9 +76,12 @@ def front_figure(plot: FrontPlot) -> Any:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    ax.scatter(*_xy(plot.dominated), s=18, color="0.6", alpha=0.35, label="dominated")
-    ax.step(*_xy(plot.front), where="post", color="C0", alpha=0.6)
-    ax.scatter(*_xy(plot.front), s=30, color="C0", zorder=3, label="Pareto front")
+    ax.scatter(*_xy(plot.dominated), s=18, color="0.6", alpha=0.35,
+               label="dominated" if plot.pareto else "other full-budget trials")
+    if plot.pareto:
+        ax.step(*_xy(plot.front), where="post", color="C0", alpha=0.6)
+    ax.scatter(*_xy(plot.front), s=30, color="C0", zorder=3,
+               label="Pareto front" if plot.pareto else f"best {plot.y_label}")
     if plot.paper:
         ax.scatter(*_xy(plot.paper), marker="*", s=180, color="C3", zorder=4,
                    label="paper (1.2, 1.1, 1.15)")

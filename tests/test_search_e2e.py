@@ -499,7 +499,12 @@ def test_front_plot_holds_what_the_figure_draws(coef_study):
     ranked = records.front(records.trial_rows(study))
     plot = front_plot(ranked, config, "t")
     assert sorted(plot.front + plot.dominated) == sorted((float(r.macs), r.score) for r in ranked)
-    assert plot.front == sorted((float(r.macs), r.score) for r in ranked if r.rank == 0)
+    # One objective (matched cost): the best trial is highlighted, no Pareto front.
+    best = max(ranked, key=lambda r: (r.score, -r.trial))
+    assert not plot.pareto and plot.front == [(float(best.macs), best.score)]
+    pareto = front_plot(ranked, {**config, "objective": {**config["objective"],
+                                                         "kind": "pareto"}}, "t")
+    assert pareto.front == sorted((float(r.macs), r.score) for r in ranked if r.rank == 0)
     paper = [r for r in ranked if r.reference == "paper"]
     assert plot.paper == [(float(r.macs), r.score) for r in paper]
     base = space.cost(space.decode(ranked[0].baseline_arch)).macs
