@@ -11,8 +11,8 @@ coarsely that the paper's direction lands 19% off and 3 in 4 directions miss 5%;
 8% off), scored on validation top-1, with asynchronous successive halving over epochs
 1 -> 2 -> 4. Channels round to 2, not the official 8.
 
-Expected cost: about 4 minutes on a 2-core CPU (each trial compiles a new network, which is
-most of its time); seconds per trial on a GPU.
+Expected cost: about 2.5 minutes on a 2-core CPU (142 s in session 5; each trial compiles a new
+network, which is most of its time); seconds per trial on a GPU.
 
 Command (also `make run`):
     effsearch search experiments/quickstart.py && effsearch front quickstart
