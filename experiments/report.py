@@ -40,9 +40,8 @@ def study_section(study: Any, out: Path) -> list[str]:
     distinct = len({r.arch for r in ranked})
     save_front(front_plot(ranked, config, f"{study.study_name}: {distinct} distinct networks "
                                           f"trained for the full budget"), str(png))
-    match = config["search"].get("match")
-    scored = (f"`{objective['metric']}` alone at matched "
-              f"{config['search']['target'] ** config['search']['phi']:g}x the baseline's "
+    match = getattr(kind, "match", None)  # a coefficient search matched in cost
+    scored = (f"`{objective['metric']}` alone at matched {kind.growth:g}x the baseline's "
               f"{match}" if objective["kind"] == "metric" and match else
               f"{objective['kind']} of `{objective['metric']}` vs `{objective['cost']}`")
     promoted = sum(r.promoted_from is not None for r in rows)
@@ -69,13 +68,13 @@ def study_section(study: Any, out: Path) -> list[str]:
             fmt(rank.get(r.trial, "")), fmt(r.duplicate_of), fmt(r.promoted_from)]) + " |")
     record = ladder.load(study)
     if record:
-        lines += ["", *ladder_section(record, config["search"].get("tolerance", 0.05))]
+        lines += ["", *ladder_section(record)]
     return [*lines, ""]
 
 
-def ladder_section(record: dict[str, Any], tolerance: float) -> list[str]:
-    metric = record["metric"]
-    best = ladder.best_candidate(record, tolerance)
+def ladder_section(record: dict[str, Any]) -> list[str]:
+    metric, tolerance = record["metric"], record["tolerance"]
+    best = ladder.best_candidate(record)
     lines = [f"Scale ladder ({len(record['seeds'])} seeds, {record['epochs']} epochs, matched "
              f"{record['cost']}; mean +- std; cost ratio starred where the member is more than "
              f"{tolerance:.0%} from its factor; the exported direction, the searched one best "

@@ -94,7 +94,7 @@ def compare(baseline: space.ArchSpec, methods: Sequence[Method], factors: Sequen
         done: (factor, method name) pairs to skip (already recorded: a resumed ladder).
         on_row: called with each row as soon as its trainings are done, to record it.
     """
-    base_macs = space.cost(baseline).macs
+    base = space.cost(baseline)
     keys = tuple(dict.fromkeys(("val_top1", "test_top1", "val_balanced_accuracy", *metrics)))
     rows = []
     for factor in factors:
@@ -105,11 +105,11 @@ def compare(baseline: space.ArchSpec, methods: Sequence[Method], factors: Sequen
                                  channel_divisor, cost_key)
             results = [train(spec, seed) for seed in seeds]
             cost = space.cost(spec)
-            matched = getattr(cost, cost_key) / getattr(space.cost(baseline), cost_key)
+            matched = getattr(cost, cost_key) / getattr(base, cost_key)
             row = {"factor": factor, "method": method.name, "kind": method.kind,
                    "parameter": t, "arch": space.encode(spec), "resolution": spec.resolution,
                    "macs": cost.macs, "params": cost.params, "activations": cost.activations,
-                   "macs_ratio": cost.macs / base_macs, "match_ratio": matched,
+                   "macs_ratio": cost.macs / base.macs, "match_ratio": matched,
                    "seeds": list(seeds),
                    "latency_ms": latency(spec) if latency else None}
             for key in keys:

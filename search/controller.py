@@ -585,13 +585,14 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
                 frozen = study.get_trials(deepcopy=False)[trial.number]
                 retry(study, frozen, config.max_retries)
             raise
-        duplicate = "duplicate_of" in study.get_trials(deepcopy=False)[trial.number].user_attrs
+        attrs = trial.user_attrs  # as `runner.run` left them
+        duplicate = "duplicate_of" in attrs
         duplicates_in_a_row = duplicates_in_a_row + 1 if duplicate else 0
         if state == TrialState.FAIL:
             report.failed += 1
         elif duplicate:
             report.duplicates += 1
-        elif PROMOTED_FROM in trial.user_attrs:
+        elif PROMOTED_FROM in attrs:
             report.promoted += 1
         else:
             report.trained += 1

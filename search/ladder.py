@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -70,9 +69,14 @@ def methods(search: CoefficientSearch, candidates: Sequence[TrialRow], *,
 
 
 def load(study: optuna.Study) -> dict[str, Any] | None:
-    """The study's recorded ladder, or None."""
+    """The study's recorded ladder, or None. Its `tolerance` is the search's (ladders recorded
+    before it was stored get it from the study's config)."""
     text = study.user_attrs.get(LADDER_ATTR)
-    return json.loads(text) if text else None
+    if not text:
+        return None
+    record = json.loads(text)
+    record.setdefault("tolerance", study_config(study)["search"]["tolerance"])
+    return record
 
 
 def run_ladder(study: optuna.Study, *, factors: Sequence[float], top: int, seeds: int,
@@ -92,7 +96,8 @@ def run_ladder(study: optuna.Study, *, factors: Sequence[float], top: int, seeds
         on_trained: called with (spec, seed, result) after each training.
 
     Returns:
-        {factors, seeds, top, epochs, metric, cost, rows}: one row per (factor, direction),
+        {factors, seeds, top, epochs, metric, cost, tolerance, rows}: one row per (factor,
+        direction),
         as `search.comparison.compare` writes them, with role ("candidate" or "reference"),
         trial and reference; also stored in the study.
 
@@ -123,7 +128,7 @@ def run_ladder(study: optuna.Study, *, factors: Sequence[float], top: int, seeds
     record = {"factors": sorted({*record.get("factors", []), *map(float, factors)}),
               "seeds": seed_list, "top": max(top, record.get("top", 0)),
               "epochs": proxy.epochs, "metric": metric, "cost": search.match or "macs",
-              "rows": record.get("rows", [])}
+              "tolerance": search.tolerance, "rows": record.get("rows", [])}
     chosen = methods(search, candidates, references=references)
     about = {m.name: info for m, info in chosen}
 
@@ -146,15 +151,15 @@ def match_error(row: dict[str, Any], record: dict[str, Any]) -> float:
     return ratio / row["factor"] - 1 if ratio is not None else 0.0
 
 
-def best_candidate(record: dict[str, Any], tolerance: float = math.inf) -> dict[str, Any]:
+def best_candidate(record: dict[str, Any]) -> dict[str, Any]:
     """The search's direction best by mean validation metric at the largest factor, among
-    those whose member there is within `tolerance` of the factor (a direction whose rounding
-    lands it 20% over the cost would win by spending more); all of them if none is."""
+    those whose member there is within the ladder's tolerance of the factor (a direction whose
+    rounding lands it 20% over the cost would win by spending more); all of them if none is."""
     largest = max(record["factors"])
     rows = [r for r in record["rows"] if r["factor"] == largest and r["role"] == "candidate"]
     if not rows:
         raise UserError(f"the ladder has no candidate trained at {largest:g}x")
-    fair = [r for r in rows if abs(match_error(r, record)) <= tolerance] or rows
+    fair = [r for r in rows if abs(match_error(r, record)) <= record["tolerance"]] or rows
     metric = record["metric"]
     return max(fair, key=lambda r: (r[f"{metric}_mean"], -r[f"{metric}_std"], -r["trial"]))
 
@@ -165,5 +170,6 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
             "match_ratio", "resolution", "macs", "params")
     metric = record["metric"]
     stats = [f"{m}_{s}" for m in dict.fromkeys((metric, "test_top1")) for s in ("mean", "std")]
-    return {k: record[k] for k in ("factors", "seeds", "epochs", "metric", "cost")} | {
+    return {k: record[k] for k in ("factors", "seeds", "epochs", "metric", "cost",
+                                   "tolerance")} | {
         "rows": [{k: r.get(k) for k in (*keys, *stats)} for r in record["rows"]]}

@@ -183,9 +183,8 @@ def cmd_search(args: argparse.Namespace) -> None:
            else "") + "\n")
     if config.ladder:
         runtime.configure()
-        args.factors, args.top, args.seeds, args.epochs, args.json = (
-            list(config.ladder), config.ladder_top, config.ladder_seeds, None, False)
-        _ladder(args, study)
+        _ladder(study, factors=list(config.ladder), top=config.ladder_top,
+                seeds=config.ladder_seeds)
     sys.stderr.write(f"next: effsearch front {name}{where}\n")
 
 
@@ -218,6 +217,7 @@ def cmd_front(args: argparse.Namespace) -> None:
     cost = records.cost_field(config)
     ranked = records.front(records.trial_rows(study), cost)
     pareto = config["objective"]["kind"] == "pareto"
+    factor = getattr(kind, "growth", None)  # a coefficient search's cost factor
     if not pareto:  # one objective: the ranking by score (rank 0 = best)
         ranked = [dataclasses.replace(r, rank=i) for i, r in enumerate(
             sorted(ranked, key=lambda r: (-r.score, r.trial)))]
@@ -235,12 +235,11 @@ def cmd_front(args: argparse.Namespace) -> None:
             title = (f"study '{study.study_name}': {shown_what} of {metric} vs {cost} "
                      f"({len(ranked)} full-budget trials)")
         else:
-            factor = config["search"].get("phi")
-            matched = config["search"].get("match")
+            matched = getattr(kind, "match", None)
             title = (f"study '{study.study_name}': ranking by {metric} ({len(ranked)} "
                      f"full-budget trials, one seed each" + (
-                         f", matched at {config['search']['target'] ** factor:g}x the "
-                         f"baseline's {matched}" if matched else "") + ")")
+                         f", matched at {factor:g}x the baseline's {matched}" if matched
+                         else "") + ")")
         table = Table(title=title)
         # Empty columns (no latency measured) and a score that is just val_top1 are left out.
         columns = [k for k in keys if (k != "val_top1" or metric != "val_top1")
@@ -253,10 +252,8 @@ def cmd_front(args: argparse.Namespace) -> None:
         console().print(table)
         ladder = ladder_lib.load(study)
         if ladder:
-            console().print(ladder_table(ladder, f"study '{study.study_name}': scale ladder",
-                                         config["search"].get("tolerance", 0.05)))
-        elif not pareto and ranked:
-            factor = config["search"].get("target", 2) ** config["search"].get("phi", 1)
+            console().print(ladder_table(ladder, f"study '{study.study_name}': scale ladder"))
+        elif not pareto and ranked and factor is not None:
             sys.stderr.write(f"note: one seed a trial: differences of a point or two may be "
                              f"noise; `effsearch validate {study.study_name} --factors "
                              f"{2 * factor:g},{4 * factor:g} --seeds 3` confirms the top "
@@ -292,7 +289,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     how, why = args.pick, args.pick
     if how is None:
         if ladder:
-            best = ladder_lib.best_candidate(ladder, config["search"].get("tolerance", 0.05))
+            best = ladder_lib.best_candidate(ladder)
             how = str(best["trial"])
             why = (f"best mean {ladder['metric']} at {max(ladder['factors']):g}x on the ladder: "
                    f"{best[ladder['metric'] + '_mean']:.4f} +- "
@@ -327,6 +324,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
     from trainers import runtime
 
     if args.factors is None:
+        if args.no_references:
+            raise UserError("--no-references is an option of the scale ladder: give --factors")
         if args.epochs is None:
             raise UserError("give --factors (the scale ladder) or --epochs (the proxy's rank "
                             "correlation against a longer training)")
@@ -334,7 +333,11 @@ def cmd_validate(args: argparse.Namespace) -> None:
     study, _ = _open(args)
     runtime.configure()
     if args.factors is not None:
-        _ladder(args, study)
+        record = _ladder(study, factors=args.factors, top=args.top or 3, seeds=args.seeds,
+                         epochs=args.epochs, references=not args.no_references,
+                         show=not args.json)
+        if args.json:
+            sys.stdout.write(json.dumps(record, indent=2) + "\n")
         return
     from search.validation import validate
 
@@ -367,7 +370,10 @@ def cmd_validate(args: argparse.Namespace) -> None:
         sys.stderr.write(f"warning: {report['warning']}\n")
 
 
-def _ladder(args: argparse.Namespace, study: Any) -> None:
+def _ladder(study: Any, *, factors: list[float], top: int, seeds: int,
+            epochs: int | None = None, references: bool = True,
+            show: bool = True) -> dict[str, Any]:
+    """Runs the scale ladder with a line per training; prints its table if `show`."""
     from search.ladder import run_ladder
 
     count = [0]
@@ -378,23 +384,19 @@ def _ladder(args: argparse.Namespace, study: Any) -> None:
                             f"{result.status}, val_top1 {result.val_top1:.4f}, test_top1 "
                             f"{result.test_top1:.4f}", markup=False, highlight=False)
 
-    record = run_ladder(study, factors=args.factors, top=args.top or 3, seeds=args.seeds,
-                        epochs=args.epochs, references=not getattr(args, "no_references", False),
-                        on_trained=trained)
-    if args.json:
-        sys.stdout.write(json.dumps(record, indent=2) + "\n")
-    else:
-        tolerance = records.study_config(study)["search"].get("tolerance", 0.05)
-        console().print(ladder_table(record, f"study '{study.study_name}': scale ladder",
-                                     tolerance))
+    record = run_ladder(study, factors=factors, top=top, seeds=seeds, epochs=epochs,
+                        references=references, on_trained=trained)
+    if show:
+        console().print(ladder_table(record, f"study '{study.study_name}': scale ladder"))
+    return record
 
 
-def ladder_table(record: dict[str, Any], title: str, tolerance: float) -> Table:
+def ladder_table(record: dict[str, Any], title: str) -> Table:
     """The ladder's rows: each direction at each factor, mean +- std over seeds; a member
-    further than `tolerance` from its factor is starred."""
+    further than the ladder's tolerance from its factor is starred."""
     from search import ladder as ladder_lib
 
-    metric = record["metric"]
+    metric, tolerance = record["metric"], record["tolerance"]
     table = Table(title=f"{title} ({len(record['seeds'])} seeds, {record['epochs']} epochs, "
                         f"matched {record['cost']}; mean +- std)",
                   caption=f"cost ratio: the member's realized {record['cost']} over the "
@@ -403,12 +405,13 @@ def ladder_table(record: dict[str, Any], title: str, tolerance: float) -> Table:
                 metric, "test_top1"):
         table.add_column(col, justify="right")
     for r in sorted(record["rows"], key=lambda r: (r["factor"], -r[f"{metric}_mean"])):
+        error = ladder_lib.match_error(r, record)
         table.add_row(f"{r['factor']:g}x", escape(r["method"]), *(_cell(r.get(k), k) for k in
                                                          ("alpha", "beta", "gamma")),
                       f"{r['parameter']:.3f}" if r["kind"] == "compound" else
                       f"x{r['parameter']:.3f}",
-                      f"{r['factor'] * (1 + ladder_lib.match_error(r, record)):.2f}"
-                      + ("*" if abs(ladder_lib.match_error(r, record)) > tolerance else ""),
+                      f"{r['factor'] * (1 + error):.2f}" + ("*" if abs(error) > tolerance
+                                                             else ""),
                       f"{r[metric + '_mean']:.4f} +- {r[metric + '_std']:.4f}",
                       f"{r['test_top1_mean']:.4f} +- {r['test_top1_std']:.4f}",
                       style=None if r["role"] == "candidate" else "dim")

@@ -90,8 +90,6 @@ def fit_member(rows: Sequence[dict[str, Any]], key: str, budget: float,
     return fitting
 
 
-
-
 MATCHABLE = ("macs", "params", "activations")
 
 

@@ -98,6 +98,8 @@ CASES = [
     (["validate", "--top", "1", "--epochs", "9"], r"1 point cannot measure a rank correlation"),
     (["validate"], r"give --factors \(the scale ladder\) or --epochs"),
     (["validate", "--factors", "0.5"], r"expected cost factors >= 1"),
+    (["validate", "--epochs", "9", "--no-references"],
+     r"--no-references is an option of the scale ladder: give --factors"),
     (["train", ARCH, "--epochs", "0"], r"argument --epochs: must be >= 1"),
     # data
     (["train", ARCH, "--dataset", "{tmp}/empty.npz"], r"holds no images"),

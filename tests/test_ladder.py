@@ -2,6 +2,7 @@
 seeds; `export` defaults to the ladder's best search direction."""
 
 import json
+import math
 import shutil
 
 import pytest
@@ -71,10 +72,11 @@ def test_export_defaults_to_the_best_search_direction_at_the_largest_factor(
                   fake_row(8.0, "paper", "reference", None, 0.95)]}
     # A direction whose member lands 20% over the factor would win by spending more: it is
     # passed over while another is within the tolerance.
-    over = json.loads(json.dumps(record))
+    over = json.loads(json.dumps(record)) | {"tolerance": 0.05}
     over["rows"][3]["macs_ratio"] = 9.6
-    assert ladder.best_candidate(over, 0.05)["trial"] == a
-    assert ladder.best_candidate(over)["trial"] == b  # no tolerance: by mean alone
+    assert ladder.best_candidate(over)["trial"] == a
+    over["tolerance"] = math.inf  # no tolerance: by mean alone
+    assert ladder.best_candidate(over)["trial"] == b
     study.set_user_attr(ladder.LADDER_ATTR, json.dumps(record))
     out = tmp_path / "c.json"
     assert main(["export", "coef", *where, "-o", str(out)]) == 0
@@ -86,6 +88,7 @@ def test_export_defaults_to_the_best_search_direction_at_the_largest_factor(
     assert prov["trial"] == b and prov["picked_by"].startswith("best mean val_top1 at 8x")
     assert [r["method"] for r in prov["ladder"]["rows"]] == [r["method"] for r in record["rows"]]
     assert prov["ladder"]["seeds"] == [0, 1, 2]
+    assert prov["ladder"]["tolerance"] == 0.15  # the study's, for a ladder recorded without
     # `front` shows the ladder with its spread.
     assert main(["front", "coef", *where]) == 0
     assert "scale ladder" in capsys.readouterr()[0]
@@ -112,6 +115,7 @@ def test_ladder_trains_matched_members_with_seeds_and_resumes(coef_study, tmp_pa
     out, err = capsys.readouterr()
     record = json.loads(out)
     assert record["seeds"] == [0, 1] and record["epochs"] == 1 and record["cost"] == "macs"
+    assert record["tolerance"] == 0.15
     roles = [r["role"] for r in record["rows"]]
     assert roles[0] == "candidate" and roles.count("candidate") == 1
     base = space.cost(space.decode(records.trial_rows(study)[0].baseline_arch)).macs
