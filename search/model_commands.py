@@ -274,16 +274,19 @@ def cmd_compare(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------- bench
 
 
-def _torch_baseline(model: str, resolution: int, batch: int, steps: int) -> dict | str:
-    """timm's model timed in a separate process, or why it was not."""
+def _torch_baseline(model: str, resolution: int, batch: int, steps: int,
+                    dtype: str) -> dict | str:
+    """timm's model timed in a separate process in the same compute dtype, or why it was not."""
     import importlib.util
     import subprocess
 
     missing = [m for m in ("torch", "timm") if importlib.util.find_spec(m) is None]
     if missing:
         return f"skipped: {' and '.join(missing)} not installed"
+    if not space.is_model_name(model):
+        return "skipped: timm has only the named EfficientNets, not an arch string"
     done = subprocess.run([sys.executable, "-m", "trainers.torch_bench", model, str(resolution),
-                           str(batch), str(steps)], capture_output=True, text=True)
+                           str(batch), str(steps), dtype], capture_output=True, text=True)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         return f"failed: {lines[-1] if lines else done.returncode}"
@@ -309,7 +312,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         "compile_s": lat.train_compile_s, "forward_ms": lat.forward_p50_ms,
         "forward_compile_s": lat.forward_compile_s}
     if args.compare_torch:
-        torch = _torch_baseline(args.model, lat.resolution, args.batch, args.steps)
+        torch = _torch_baseline(args.model, lat.resolution, args.batch, args.steps, lat.dtype)
         record["torch"] = torch
         if isinstance(torch, dict):
             record["speedup_vs_torch"] = lat.train_images_per_s / torch["images_per_s"]
@@ -319,7 +322,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     rows = [(k, v) for k, v in record.items() if k not in ("model", "torch")]
     if "torch" in record:
         torch = record["torch"]
-        rows.append(("torch (timm, eager bf16)", torch if isinstance(torch, str) else
+        rows.append((f"torch (timm, eager {lat.dtype})", torch if isinstance(torch, str) else
                      f"{torch['images_per_s']:.1f} img/s on {torch['device']}"))
     console().print(metric_table(f"{args.model} train step, batch {lat.batch} at "
                                    f"{lat.resolution}px, {lat.dtype}, on {lat.device}", rows))

@@ -16,11 +16,14 @@ kernel. "auto" picks per backend.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
-from typing import Any
+import dataclasses
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from space.spec import ArchSpec, BlockSpec
@@ -29,12 +32,73 @@ BN_MOMENTUM = 0.99
 BN_EPSILON = 1e-3
 DEPTHWISE_IMPLS = ("xla", "shift")
 
-# Keras/official initialisers: convs VarianceScaling(2, fan_out, truncated normal); the
-# depthwise kernel is stored (k, k, 1, C), whose *fan_in* (k*k) is TF's depthwise fan_out;
-# the classifier VarianceScaling(1/3, fan_out, uniform).
-_conv_init = nnx.initializers.variance_scaling(2.0, "fan_out", "truncated_normal")
-_dw_init = nnx.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
-_dense_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_out", "uniform")
+
+@dataclasses.dataclass(frozen=True)
+class VarianceScaling:
+    """Keras' VarianceScaling initialiser, drawn by JAX or, with `on_host`, by numpy.
+
+    JAX's initialisers are XLA programs, one per parameter shape: building a network eagerly
+    compiles each of them, and building it under `jit` compiles one program as large as the
+    network (2-3 s for a small proxy on the 2-core CPU, every trial). The host path draws the
+    same distribution with numpy and compiles nothing; `create_model` uses it. It re-states
+    `jax.nn.initializers.variance_scaling`'s arithmetic (fans over the last two axes, the
+    truncated normal's 0.8796 stddev correction at +-2 sigma), checked against it in
+    tests/test_model.py. The numpy generator is seeded from the JAX key the layer is given,
+    so a model is a pure function of its seed and each layer draws independently.
+    """
+
+    scale: float
+    mode: str  # "fan_in" | "fan_out" | "fan_avg"
+    distribution: str  # "truncated_normal" | "uniform"
+    on_host: bool = False
+
+    def __call__(self, key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> Any:
+        if not self.on_host:
+            return nnx.initializers.variance_scaling(
+                self.scale, self.mode, self.distribution)(key, shape, dtype)
+        shape = tuple(shape)
+        receptive = math.prod(shape[:-2])
+        fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+        fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}
+        variance = self.scale / max(1.0, fan[self.mode])
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
+        if self.distribution == "uniform":
+            limit = math.sqrt(3.0 * variance)
+            return rng.uniform(-limit, limit, shape).astype(dtype)
+        # Standard normal truncated to [-2, 2] by redrawing, then scaled so that the
+        # truncated distribution has the intended variance (as JAX and Keras do).
+        x = rng.standard_normal(shape)
+        while (out := np.abs(x) > 2).any():
+            x[out] = rng.standard_normal(int(out.sum()))
+        return (x * math.sqrt(variance) / 0.87962566103423978).astype(dtype)
+
+
+def _host_constant(value: float) -> Callable[..., np.ndarray]:
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> np.ndarray:
+        return np.full(shape, value, dtype)
+
+    return init
+
+
+class _Initializers(NamedTuple):
+    """The official initialisers: convs VarianceScaling(2, fan_out, truncated normal); the
+    depthwise kernel is stored (k, k, 1, C), whose *fan_in* (k*k) is TF's depthwise fan_out;
+    the classifier VarianceScaling(1/3, fan_out, uniform); biases zero, BatchNorm scale one."""
+
+    conv: Callable[..., Any]
+    depthwise: Callable[..., Any]
+    dense: Callable[..., Any]
+    zeros: Callable[..., Any]
+    ones: Callable[..., Any]
+
+
+def _initializers(on_host: bool) -> _Initializers:
+    return _Initializers(
+        VarianceScaling(2.0, "fan_out", "truncated_normal", on_host),
+        VarianceScaling(2.0, "fan_in", "truncated_normal", on_host),
+        VarianceScaling(1.0 / 3.0, "fan_out", "uniform", on_host),
+        _host_constant(0.0) if on_host else nnx.initializers.zeros_init(),
+        _host_constant(1.0) if on_host else nnx.initializers.ones_init())
 
 
 @contextlib.contextmanager
@@ -111,9 +175,11 @@ def resolve_depthwise(impl: str) -> str:
 class SqueezeExcite(nnx.Module):
     """SE gate: pool, reduce to `c_se` (relative to block input), swish, expand, sigmoid."""
 
-    def __init__(self, c_mid: int, c_se: int, *, dtype: Any, rngs: nnx.Rngs):
-        self.reduce = nnx.Linear(c_mid, c_se, dtype=dtype, kernel_init=_conv_init, rngs=rngs)
-        self.expand = nnx.Linear(c_se, c_mid, dtype=dtype, kernel_init=_conv_init, rngs=rngs)
+    def __init__(self, c_mid: int, c_se: int, *, dtype: Any, rngs: nnx.Rngs,
+                 init: _Initializers):
+        dense = dict(dtype=dtype, kernel_init=init.conv, bias_init=init.zeros, rngs=rngs)
+        self.reduce = nnx.Linear(c_mid, c_se, **dense)
+        self.expand = nnx.Linear(c_se, c_mid, **dense)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         s = jnp.mean(x, axis=(1, 2), keepdims=True)
@@ -125,22 +191,26 @@ class MBConv(nnx.Module):
     """One inverted-residual block with SE (MnasNet/EfficientNet MBConv)."""
 
     def __init__(self, c_in: int, stride: int, stage: BlockSpec, drop_rate: float, *,
-                 dtype: Any, depthwise: str, rngs: nnx.Rngs, bn_momentum: float = BN_MOMENTUM):
+                 dtype: Any, depthwise: str, rngs: nnx.Rngs, bn_momentum: float = BN_MOMENTUM,
+                 init: _Initializers | None = None):
+        init = init or _initializers(on_host=False)
         c_mid, c_out = stage.expanded(c_in), stage.out_channels
-        bn = dict(momentum=bn_momentum, epsilon=BN_EPSILON, dtype=dtype, rngs=rngs)
+        bn = dict(momentum=bn_momentum, epsilon=BN_EPSILON, dtype=dtype, rngs=rngs,
+                  scale_init=init.ones, bias_init=init.zeros)
         expands = stage.expansion != 1
         self.expand = (nnx.Conv(c_in, c_mid, (1, 1), use_bias=False, dtype=dtype,
-                                kernel_init=_conv_init, rngs=rngs) if expands else None)
+                                kernel_init=init.conv, rngs=rngs) if expands else None)
         self.expand_bn = nnx.BatchNorm(c_mid, **bn) if expands else None
         conv_fn = shift_depthwise_conv if depthwise == "shift" else jax.lax.conv_general_dilated
         self.depthwise = nnx.Conv(c_mid, c_mid, (stage.kernel, stage.kernel), strides=stride,
                                   feature_group_count=c_mid, use_bias=False, dtype=dtype,
-                                  kernel_init=_dw_init, conv_general_dilated=conv_fn, rngs=rngs)
+                                  kernel_init=init.depthwise, conv_general_dilated=conv_fn,
+                                  rngs=rngs)
         self.depthwise_bn = nnx.BatchNorm(c_mid, **bn)
         c_se = stage.se_channels(c_in)
-        self.se = SqueezeExcite(c_mid, c_se, dtype=dtype, rngs=rngs) if c_se else None
+        self.se = SqueezeExcite(c_mid, c_se, dtype=dtype, rngs=rngs, init=init) if c_se else None
         self.project = nnx.Conv(c_mid, c_out, (1, 1), use_bias=False, dtype=dtype,
-                                kernel_init=_conv_init, rngs=rngs)
+                                kernel_init=init.conv, rngs=rngs)
         self.project_bn = nnx.BatchNorm(c_out, **bn)
         self.has_skip = stage.skip and stride == 1 and c_in == c_out
         # Drop-connect: one Bernoulli draw per sample, kept paths divided by the survival
@@ -172,34 +242,39 @@ class EfficientNet(nnx.Module):
         dtype: compute dtype (None or float32, or bfloat16); parameters stay float32.
         depthwise: "auto", "xla" or "shift" (see module docstring).
         bn_momentum: BatchNorm running-average momentum (TF convention; official 0.99).
+        init_on_host: draw the parameters with numpy (`VarianceScaling`): the same
+            distributions, no XLA compile; the arrays are numpy until put on a device.
 
     Call `model.train()` / `model.eval()` to switch BatchNorm statistics and dropout.
     """
 
     def __init__(self, spec: ArchSpec, *, rngs: nnx.Rngs, dtype: Any = None,
-                 depthwise: str = "auto", bn_momentum: float = BN_MOMENTUM):
+                 depthwise: str = "auto", bn_momentum: float = BN_MOMENTUM,
+                 init_on_host: bool = False):
         self.spec = spec
         self.dtype = dtype
         with _linear_time_tracing():
-            self._build(spec, rngs, dtype, resolve_depthwise(depthwise), bn_momentum)
+            self._build(spec, rngs, dtype, resolve_depthwise(depthwise), bn_momentum,
+                        _initializers(init_on_host))
 
     def _build(self, spec: ArchSpec, rngs: nnx.Rngs, dtype: Any, depthwise: str,
-               bn_momentum: float) -> None:
-        bn = dict(momentum=bn_momentum, epsilon=BN_EPSILON, dtype=dtype, rngs=rngs)
+               bn_momentum: float, init: _Initializers) -> None:
+        bn = dict(momentum=bn_momentum, epsilon=BN_EPSILON, dtype=dtype, rngs=rngs,
+                  scale_init=init.ones, bias_init=init.zeros)
         self.stem = nnx.Conv(spec.in_channels, spec.stem_channels, (3, 3), strides=2,
-                             use_bias=False, dtype=dtype, kernel_init=_conv_init, rngs=rngs)
+                             use_bias=False, dtype=dtype, kernel_init=init.conv, rngs=rngs)
         self.stem_bn = nnx.BatchNorm(spec.stem_channels, **bn)
         n = spec.num_blocks
         self.blocks = nnx.List([
             MBConv(c_in, stride, stage, spec.drop_connect_rate * idx / n, dtype=dtype,
-                   depthwise=depthwise, rngs=rngs, bn_momentum=bn_momentum)
+                   depthwise=depthwise, rngs=rngs, bn_momentum=bn_momentum, init=init)
             for idx, c_in, stride, stage in spec.blocks()])
         self.head = nnx.Conv(spec.stages[-1].out_channels, spec.head_channels, (1, 1),
-                             use_bias=False, dtype=dtype, kernel_init=_conv_init, rngs=rngs)
+                             use_bias=False, dtype=dtype, kernel_init=init.conv, rngs=rngs)
         self.head_bn = nnx.BatchNorm(spec.head_channels, **bn)
         self.dropout = nnx.Dropout(spec.dropout, rngs=rngs)
         self.classifier = nnx.Linear(spec.head_channels, spec.num_classes, dtype=dtype,
-                                     kernel_init=_dense_init, rngs=rngs)
+                                     kernel_init=init.dense, bias_init=init.zeros, rngs=rngs)
 
     def features(self, x: jax.Array) -> jax.Array:
         """Pooled features before dropout and the classifier."""
@@ -221,24 +296,14 @@ def count_params(model: nnx.Module) -> int:
     return sum(int(p.size) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
-# Initialisers run once, so their compile time is all that counts: compile at -O0.
-_INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0,
-                          "xla_llvm_disable_expensive_passes": True}
-
-
 def create_model(spec: ArchSpec, *, seed: int = 0, dtype: Any = None,
                  depthwise: str = "auto", bn_momentum: float = BN_MOMENTUM) -> EfficientNet:
-    """Builds and initialises a model with one XLA compile of its whole initialiser.
+    """Builds and initialises a model without compiling its initialisers.
 
-    Eager NNX construction compiles every random op separately (18 s for B0 on a 2-core
-    CPU); tracing the constructor once and compiling it without optimisations is several
-    times faster. Streams: "params" from `seed`, "dropout" from `seed + 1`.
+    The parameters are drawn on the host (`VarianceScaling`) and put on the default device in
+    one transfer. Streams: "params" from `seed`, "dropout" from `seed + 1`.
     """
-    def init() -> tuple[nnx.GraphDef, nnx.State]:
-        return nnx.split(EfficientNet(spec, rngs=nnx.Rngs(params=seed, dropout=seed + 1),
-                                      dtype=dtype, depthwise=depthwise,
-                                      bn_momentum=bn_momentum))
-
-    graphdef, _ = nnx.eval_shape(init)
-    compiled = jax.jit(lambda: init()[1]).lower().compile(_INIT_COMPILER_OPTIONS)
-    return nnx.merge(graphdef, compiled())
+    model = EfficientNet(spec, rngs=nnx.Rngs(params=seed, dropout=seed + 1), dtype=dtype,
+                         depthwise=depthwise, bn_momentum=bn_momentum, init_on_host=True)
+    nnx.update(model, jax.device_put(nnx.state(model)))
+    return model

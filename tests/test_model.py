@@ -1,5 +1,7 @@
 """The Flax model against the analytic spec: exact params, XLA flops, block semantics."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,7 +14,9 @@ from space import ArchSpec, BlockSpec, build_model, cost, decode, get_model_spec
 from space.model import (
     BN_EPSILON,
     BN_MOMENTUM,
+    EfficientNet,
     MBConv,
+    VarianceScaling,
     count_params,
     create_model,
     shift_depthwise_conv,
@@ -171,3 +175,55 @@ def test_training_mode_updates_batch_statistics(tiny_state):
     after = nnx.state(model, nnx.BatchStat)
     changed = jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.any(a != b)), before, after))
     assert all(changed)
+
+
+@pytest.mark.parametrize(("init", "shape"), [
+    (VarianceScaling(2.0, "fan_out", "truncated_normal"), (3, 3, 24, 96)),
+    (VarianceScaling(2.0, "fan_in", "truncated_normal"), (5, 5, 1, 2048)),
+    (VarianceScaling(1.0 / 3.0, "fan_out", "uniform"), (512, 100)),
+])
+def test_host_initialiser_draws_jax_distribution(init, shape):
+    """The numpy path of `VarianceScaling` against JAX's own initialiser: same support, same
+    moments, and a two-sample Kolmogorov-Smirnov test that cannot tell them apart."""
+    from scipy import stats
+
+    host = dataclasses.replace(init, on_host=True)(jax.random.key(3), shape)
+    ref = np.asarray(init(jax.random.key(4), shape))
+    assert isinstance(host, np.ndarray) and host.shape == shape and host.dtype == np.float32
+    assert np.abs(host).max() <= np.abs(ref).max() * 1.02 + 1e-6  # truncation / uniform limit
+    np.testing.assert_allclose(host.std(), ref.std(), rtol=0.03)
+    assert abs(host.mean()) < 4 * ref.std() / np.sqrt(host.size)
+    assert stats.ks_2samp(host.ravel(), ref.ravel()).pvalue > 1e-3
+    # A pure function of the key; another key draws other values.
+    np.testing.assert_array_equal(host, init.__class__(**{
+        **dataclasses.asdict(init), "on_host": True})(jax.random.key(3), shape))
+    assert not np.array_equal(host, dataclasses.replace(init, on_host=True)(
+        jax.random.key(5), shape))
+
+
+def test_create_model_draws_on_the_host_and_matches_jax_init_elsewhere():
+    """`create_model` compiles no initialiser: its parameters come from the host path, one
+    independent draw per layer and a pure function of the seed; everything else (BatchNorm
+    statistics, biases, RNG streams) is what JAX's own initialisation gives."""
+    model = create_model(TINY, seed=7, depthwise="xla")
+    params = nnx.state(model, nnx.Param)
+    again = nnx.state(create_model(TINY, seed=7, depthwise="xla"), nnx.Param)
+    other = nnx.state(create_model(TINY, seed=8, depthwise="xla"), nnx.Param)
+    for a, b, c in zip(jax.tree.leaves(params), jax.tree.leaves(again),
+                       jax.tree.leaves(other), strict=True):
+        assert isinstance(a, jax.Array)
+        np.testing.assert_array_equal(a, b)
+        assert a.size < 2 or float(jnp.std(a)) == 0 or not np.array_equal(a, c)
+    kernels = [np.asarray(k).ravel() for k in jax.tree.leaves(params) if k.ndim >= 2]
+    assert len({k[:4].tobytes() for k in kernels}) == len(kernels)  # no layer repeats another
+    reference = EfficientNet(TINY, rngs=nnx.Rngs(params=7, dropout=8), depthwise="xla")
+    mine, theirs = nnx.state(model), nnx.state(reference)
+    assert jax.tree.structure(mine) == jax.tree.structure(theirs)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(mine),
+                            jax.tree.leaves(theirs), strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype, path
+        name = jax.tree_util.keystr(path)
+        if "kernel" not in name:  # biases, BatchNorm scale/statistics, RNG keys and counts
+            a, b = ((jax.random.key_data(v) if jnp.issubdtype(v.dtype, jax.dtypes.prng_key)
+                     else v) for v in (a, b))
+            np.testing.assert_array_equal(a, b, err_msg=name)

@@ -56,17 +56,19 @@ def coefficient_config(**changes) -> SearchConfig:
 
 @pytest.fixture(scope="module")
 def coef_study(tmp_path_factory, digits):
-    """One small coefficient study shared by the tests that read results back."""
+    """One small coefficient study shared by the tests that read results back. Six trials:
+    halving's final decisions then send at least 6 // eta = 3 networks to the full budget,
+    whatever the scores, which the rank-correlation test needs."""
     path = tmp_path_factory.mktemp("coef")
-    study, report = run(coefficient_config(), path, digits)
+    study, report = run(coefficient_config(trials=6), path, digits)
     return study, report, path
 
 
 def test_coefficient_search_records_realized_cost_and_exports(coef_study, tmp_path, capsys):
     study, report, _ = coef_study
     trials = study.get_trials()
-    assert report.trained == 5
-    assert len(trials) == 5 + report.rejected + report.promoted + report.duplicates
+    assert report.trained == 6
+    assert len(trials) == 6 + report.rejected + report.promoted + report.duplicates
     trained = [t for t in trials if "rejected" not in t.user_attrs]
     # Halving's stopped trials are PRUNED (rung values in user attrs), so Optuna's own views
     # (best_trials, the dashboard's front) hold only full-budget results.

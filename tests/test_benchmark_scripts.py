@@ -1,0 +1,63 @@
+"""The benchmark scripts that run where the tests cannot: checked for syntax and arguments."""
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from search.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+SUITE = ROOT / "benchmarks" / "gpu_suite.sh"
+
+
+def _suite_steps() -> list[tuple[str, int, list[str]]]:
+    done = subprocess.run(["bash", str(SUITE)], capture_output=True, text=True, check=True,
+                          env={"DRY_RUN": "1", "PATH": "/usr/bin:/bin", "PYTHON": "python3"})
+    steps = []
+    for line in done.stdout.splitlines():
+        head, command = line.split(": ", 1)
+        name, limit = head.split(" (")
+        steps.append((name, int(limit.rstrip("s)")), shlex.split(command)[1:]))
+    return steps
+
+
+def test_gpu_suite_is_valid_bash_and_fits_its_budget():
+    subprocess.run(["bash", "-n", str(SUITE)], check=True)
+    steps = _suite_steps()
+    assert {"bench_224_cold", "bench_32_cold", "depthwise", "quickstart"} <= {
+        s[0] for s in steps}
+    assert sum(limit for _, limit, _ in steps) <= 8 * 60  # the suite's promise
+
+
+@pytest.mark.parametrize("step", _suite_steps(), ids=lambda s: s[0])
+def test_gpu_suite_steps_name_real_commands(step):
+    """Each step's effsearch arguments parse, and each script it runs exists."""
+    _, _, argv = step
+    if argv[0] == "-m":
+        assert argv[1] == "search.cli"
+        build_parser().parse_args(argv[2:])
+    else:
+        assert (ROOT / argv[0]).is_file(), argv[0]
+
+
+def test_trial_overhead_journal_mode(tmp_path):
+    """`--journal` sums init, compile and wall time over a study's trials."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    path = tmp_path / "j.journal"
+    study = optuna.create_study(study_name="s", storage=JournalStorage(
+        JournalFileBackend(str(path))))
+    for wall, compile_s, init_s in ((10.0, 4.0, 1.0), (30.0, 2.0, 1.0)):
+        trial = study.ask()
+        for key, value in (("wall_s", wall), ("compile_s", compile_s), ("init_s", init_s),
+                           ("images_per_s", 100.0)):
+            trial.set_user_attr(key, value)
+        study.tell(trial, 0.5)
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "trial_overhead.py"),
+                           "--journal", str(path), "--study", "s"],
+                          capture_output=True, text=True, check=True)
+    assert '"compile_share": 0.15' in done.stdout and '"init_share": 0.05' in done.stdout
