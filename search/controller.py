@@ -38,6 +38,7 @@ from search.config import SearchConfig, dumps
 from search.kinds import Candidate
 from search.records import CONFIG_ATTR, study_config
 from space import UserError
+from trainers.config import ProxyConfig
 from trainers.data import Dataset
 from trainers.proxy import ProxyResult, Stop, load_proxy_dataset, train_and_evaluate
 
@@ -55,6 +56,11 @@ RESULT_ATTRS = tuple(f.name for f in dataclasses.fields(ProxyResult)
                      if f.name not in _NOT_RECORDED)
 
 log = logging.getLogger("effsearch")
+
+# What trains a trial: (its proxy config, the trial, the per-epoch callback) -> result. The
+# default is real training; `search.replay` looks results up in a recorded table instead.
+Trainer = Callable[[ProxyConfig, optuna.Trial, Callable[[int, dict[str, float]], None]],
+                   ProxyResult]
 
 
 # ----------------------------------------------------------------------------- study
@@ -278,8 +284,9 @@ class TrialRunner:
     """
 
     def __init__(self, config: SearchConfig, study: optuna.Study,
-                 dataset: Dataset | None = None) -> None:
+                 dataset: Dataset | None = None, train: Trainer | None = None) -> None:
         self.config, self.study = config, study
+        self.train = train  # None: real training (`train_and_evaluate`)
         self.dataset = dataset or load_proxy_dataset(config.proxy)
         self.baseline = dataclasses.replace(config.proxy, arch=config.search.start).spec(
             self.dataset.num_classes, self.dataset.channels)
@@ -390,13 +397,15 @@ class TrialRunner:
         result: ProxyResult | None = None
         try:
             with _Heartbeat(trial, config.heartbeat_s):
-                result = train_and_evaluate(proxy, dataset=self.dataset, callback=on_epoch)
+                result = (train_and_evaluate(proxy, dataset=self.dataset, callback=on_epoch)
+                          if self.train is None else self.train(proxy, trial, on_epoch))
         except optuna.TrialPruned:
             return TrialState.PRUNED, None
         finally:
             if result is not None:
                 self._record(trial, result)
-            _release_memory()
+            if self.train is None:
+                _release_memory()
         if result.status != "ok":
             return TrialState.FAIL, None
         if stopped:
@@ -503,7 +512,8 @@ def _say_to_stderr(message: str) -> None:
 def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
                dataset: Dataset | None = None, runner: TrialRunner | None = None,
                poll_s: float = 2.0, max_duplicates: int = MAX_DUPLICATES_IN_A_ROW,
-               say: Callable[[str], None] = _say_to_stderr) -> WorkerReport:
+               say: Callable[[str], None] = _say_to_stderr,
+               wait: Callable[[float], None] = time.sleep) -> WorkerReport:
     """Runs trials of `study` until `trials` count toward the budget and none is running.
 
     Every worker of a study, on any host, runs this same loop on the same storage.
@@ -513,6 +523,7 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
             already trained: the sampler finds nothing new near what it believes best.
         say: where the worker tells what it waits for (the budget is reached but another
             worker's trial is still running and may yet need a retry), or why it stops early.
+        wait: sleeps between those polls (a replay's simulated clock passes its own).
     """
     runner = runner or TrialRunner(config, study, dataset)
     report, rejections_in_a_row, duplicates_in_a_row = WorkerReport(), 0, 0
@@ -538,7 +549,7 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
                     if t.number not in announced:
                         announced.add(t.number)
                         say(_waiting_line(t, config.grace_s))
-                time.sleep(poll_s)  # a running trial may still die, or stop and be promoted
+                wait(poll_s)  # a running trial may still die, or stop and be promoted
                 continue
             return report
         trial = study.ask()

@@ -1,0 +1,94 @@
+r"""Exports the direction table's studies to JSON lines and says what the table shows.
+
+    python experiments/export_direction_table.py [--journal J] [-o TABLE.jsonl]
+
+Reads every part of experiments/direction_table.py found in the journal (a part still being
+built contributes the trainings it has), writes experiments/results/mnist5k/
+direction_table.jsonl (format: search/replay.py), and prints per cost factor: the best
+direction, the paper's and each single dimension's distance from it, the seed noise, and how
+the 2x ranking carries to 4x (Spearman and Kendall over the directions recorded at both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from scipy import stats
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from common import TABLE_PARTS, direction_table  # noqa: E402
+
+from search.replay import Table, rows_of_study  # noqa: E402
+
+RESULTS = HERE / "results" / "mnist5k"
+NAMED = {"paper": (0.280, 0.292, 0.428), "depth-only": (1.0, 0.0, 0.0),
+         "width-only": (0.0, 1.0, 0.0), "resolution-only": (0.0, 0.0, 1.0)}
+
+
+def export(journal: Path, output: Path) -> Table:
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    rows = []
+    for part, (_, _, seed) in TABLE_PARTS.items():
+        config = direction_table(part)
+        if config.name not in names:
+            continue
+        study = optuna.load_study(study_name=config.name, storage=storage)
+        rows += rows_of_study(study.get_trials(deepcopy=False), factor=config.search.growth,
+                              part=part, seed=seed, epochs=config.proxy.epochs)
+    table = Table(tuple(rows))
+    proxy = dataclasses.asdict(direction_table("2x-s0").proxy)
+    table.save(output, dataset=proxy["dataset"], proxy=proxy,
+               baseline=direction_table("2x-s0").search.baseline)
+    return table
+
+
+def report(table: Table) -> None:
+    for factor in table.factors():
+        directions = table.directions(factor)
+        best = table.best(factor)
+        noise = np.median([d.std for d in directions if len(d.rows) > 1] or [0.0])
+        print(f"\n{factor:g}x: {len(directions)} directions, {len(table.rows)} rows in all; "
+              f"median seed std {noise:.4f}")
+        print(f"  best {_fmt(best.shares)}: val {best.mean:.4f} +- {best.std:.4f} "
+              f"(n={len(best.rows)}), test {best.test_mean:.4f}")
+        for name, shares in NAMED.items():
+            d = table.nearest(shares, factor)
+            print(f"  {name:>15} {_fmt(d.shares)}: val {d.mean:.4f} +- {d.std:.4f}, "
+                  f"{best.mean - d.mean:+.4f} below the best, normalized regret "
+                  f"{table.regret(shares, factor):.3f}")
+    if len(table.factors()) >= 2:
+        low, high = table.factors()[:2]
+        at_high = {d.shares: d.mean for d in table.directions(high)}
+        pairs = [(d.mean, at_high[d.shares]) for d in table.directions(low)
+                 if d.shares in at_high]
+        if len(pairs) >= 3:
+            a, b = zip(*pairs, strict=True)
+            print(f"\n{low:g}x -> {high:g}x over {len(pairs)} directions: Spearman "
+                  f"{stats.spearmanr(a, b)[0]:.3f}, Kendall {stats.kendalltau(a, b)[0]:.3f}")
+
+
+def _fmt(shares) -> str:
+    return "(" + ", ".join(f"{s:.2f}" for s in shares) + ")"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--journal", type=Path, default=RESULTS / "effsearch.journal")
+    parser.add_argument("-o", "--output", type=Path, default=RESULTS / "direction_table.jsonl")
+    args = parser.parse_args()
+    table = export(args.journal, args.output)
+    print(f"wrote {args.output}: {len(table.rows)} trainings")
+    report(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,361 @@
+"""Searches replayed against a recorded table of trainings instead of training (issue 15).
+
+The HPO/NAS field measures optimizers on tabulated benchmarks (NAS-Bench-201, HPOBench,
+YAHPO Gym, Syne Tune's blackbox repository): a space is evaluated densely once, then every
+optimizer is run against the table many times in simulated time. Here the table holds
+scaling directions trained at a matched cost (experiments/direction_table.py), and the search
+replayed is the real one: `run_worker` with its samplers, enqueued references and design,
+halving and promotions, twins and budget, only with `train_and_evaluate` replaced by a lookup.
+
+A trial's direction is looked up as the nearest table direction (Euclidean on the shares) at
+the study's cost factor; its training seed is drawn per trial (a promotion keeps its
+original's); its result at epoch e is that row's recorded curve, and it costs the row's
+recorded time: initialisation and compile, then one recorded epoch at a time, on a simulated
+clock shared by the study's workers (`SimulatedClock`), so asynchronous workers see results in
+the order their recorded times imply. Syne Tune's simulator backend and OptunaHub's
+asynchronous simulator do the same for their own tuners; neither drives effsearch's worker
+loop, and neither installs offline here, hence this small clock.
+
+Table format (JSON lines, one training per line, `TABLE_VERSION`): factor, part, seed,
+shares [depth, width, resolution], alpha, beta, gamma, phi, arch, resolution, macs, params,
+activations, match_ratio, epochs, curve (validation top-1 per epoch), val_top1, test_top1,
+init_s, compile_s, wall_s.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import heapq
+import itertools
+import json
+import math
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TABLE_VERSION = 1
+ROW_FIELDS = ("factor", "part", "seed", "shares", "alpha", "beta", "gamma", "phi", "arch",
+              "resolution", "macs", "params", "activations", "match_ratio", "epochs", "curve",
+              "val_top1", "test_top1", "init_s", "compile_s", "wall_s")
+
+
+def rows_of_study(trials: Iterable[Any], *, factor: float, part: str, seed: int,
+                  epochs: int) -> list[dict[str, Any]]:
+    """Table rows from a finished table study: every direction trained to the full budget.
+
+    A direction that rounds to a network trained before was not trained again: its row is that
+    training (the controller copied the result), as a replayed search would get it. Rejected
+    candidates and failures have no row.
+    """
+    rows = []
+    for t in trials:
+        a = t.user_attrs
+        if ("rejected" in a or a.get("status") != "ok"
+                or a.get("epochs_completed", a.get("budget")) != epochs):
+            continue
+        rows.append({
+            "factor": factor, "part": part, "seed": seed,
+            "shares": [a["depth_share"], a["width_share"], a["resolution_share"]],
+            **{k: a[k] for k in ("alpha", "beta", "gamma", "phi", "arch", "resolution", "macs",
+                                 "params", "activations", "match_ratio")},
+            "epochs": epochs, "curve": [c["val_top1"] for c in a["curve"]],
+            **{k: a[k] for k in ("val_top1", "test_top1", "init_s", "compile_s", "wall_s")}})
+    return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class Direction:
+    """One direction of the table at one factor: its trainings (one per seed)."""
+
+    shares: tuple[float, float, float]
+    rows: tuple[dict[str, Any], ...]
+
+    @property
+    def mean(self) -> float:
+        """Mean final validation top-1 over the seeds: the score a search is judged by."""
+        return float(np.mean([r["val_top1"] for r in self.rows]))
+
+    @property
+    def std(self) -> float:
+        return float(np.std([r["val_top1"] for r in self.rows], ddof=1)) if len(
+            self.rows) > 1 else 0.0
+
+    @property
+    def test_mean(self) -> float:
+        return float(np.mean([r["test_top1"] for r in self.rows]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """The recorded trainings, grouped by factor and direction."""
+
+    rows: tuple[dict[str, Any], ...]
+
+    @classmethod
+    def load(cls, path: str | Path) -> Table:
+        rows = []
+        with open(path) as f:
+            header = json.loads(f.readline())
+            if header.get("table_version") != TABLE_VERSION:
+                raise ValueError(f"{path}: table version {header.get('table_version')}, this "
+                                 f"effsearch reads version {TABLE_VERSION}")
+            rows = [json.loads(line) for line in f if line.strip()]
+        return cls(tuple(rows))
+
+    def save(self, path: str | Path, **header: Any) -> None:
+        with open(path, "w") as f:
+            f.write(json.dumps({"table_version": TABLE_VERSION, "fields": ROW_FIELDS,
+                                **header}) + "\n")
+            for row in self.rows:
+                f.write(json.dumps(row) + "\n")
+
+    def factors(self) -> list[float]:
+        return sorted({r["factor"] for r in self.rows})
+
+    def directions(self, factor: float) -> list[Direction]:
+        groups: dict[tuple[float, ...], list[dict[str, Any]]] = {}
+        for r in self.rows:
+            if math.isclose(r["factor"], factor):
+                groups.setdefault(tuple(round(s, 6) for s in r["shares"]), []).append(r)
+        return [Direction(k, tuple(sorted(v, key=lambda r: r["seed"])))  # type: ignore[arg-type]
+                for k, v in sorted(groups.items())]
+
+    def nearest(self, shares: Sequence[float], factor: float) -> Direction:
+        """The recorded direction closest to `shares` (Euclidean on the simplex)."""
+        return min(self.directions(factor),
+                   key=lambda d: sum((a - b) ** 2 for a, b in zip(d.shares, shares,
+                                                                  strict=True)))
+
+    def best(self, factor: float) -> Direction:
+        return max(self.directions(factor), key=lambda d: d.mean)
+
+    def regret(self, shares: Sequence[float], factor: float) -> float:
+        """Normalized regret of recommending `shares`: (best - its mean) / (best - worst)."""
+        means = [d.mean for d in self.directions(factor)]
+        spread = max(means) - min(means)
+        return (max(means) - self.nearest(shares, factor).mean) / spread if spread else 0.0
+
+
+class SimulatedClock:
+    """Simulated time shared by the worker threads of one replayed study.
+
+    Exactly one worker runs at a time, in an order fixed by the recorded times alone, so a
+    replay is deterministic: worker i starts when `enter(i)` is its turn (in index order); a
+    worker that "trains" sleeps on the clock; when no worker is runnable, time jumps to the
+    earliest wake-up. A worker polling for others' trials (`wait`) runs again after the next
+    event (a wake-up or a worker's end) instead of at a time of its own.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.now = 0.0
+        self._cv = threading.Condition()
+        self._runnable: collections.deque[int] = collections.deque(range(workers))
+        self._timed: list[tuple[float, int]] = []  # (wake time, ticket)
+        self._pollers: list[int] = []
+        self._tickets = itertools.count(workers)
+        self._running: int | None = None
+        with self._cv:
+            self._schedule()
+
+    def enter(self, worker: int) -> None:
+        """Blocks worker `worker` (0, 1, ...) until its first turn."""
+        with self._cv:
+            while self._running != worker:
+                self._cv.wait()
+
+    def sleep(self, seconds: float) -> None:
+        with self._cv:
+            ticket = next(self._tickets)
+            heapq.heappush(self._timed, (self.now + max(0.0, seconds), ticket))
+            self._yield(ticket)
+
+    def wait(self, _seconds: float = 0.0) -> None:
+        """Sleeps until the next event of another worker (its wake-up or its end)."""
+        with self._cv:
+            ticket = next(self._tickets)
+            self._pollers.append(ticket)
+            self._yield(ticket)
+
+    def done(self) -> None:
+        """The running worker has returned: the next one runs."""
+        with self._cv:
+            self._running = None
+            self._schedule()
+
+    def _yield(self, ticket: int) -> None:
+        self._running = None
+        self._schedule()
+        while self._running != ticket:
+            self._cv.wait()
+
+    def _schedule(self) -> None:
+        if not self._runnable:
+            if self._timed:
+                when, ticket = heapq.heappop(self._timed)
+                self.now = max(self.now, when)
+                self._runnable.append(ticket)
+            self._runnable.extend(self._pollers)  # pollers look again after every event
+            self._pollers.clear()
+        if self._runnable:
+            self._running = self._runnable.popleft()
+        self._cv.notify_all()
+
+
+class ReplayTrainer:
+    """Stands in for `train_and_evaluate` (`TrialRunner(train=...)`): a trial's result is the
+    recorded training of the nearest table direction, for a seed drawn per trial.
+
+    Args:
+        table: the recorded trainings.
+        factor: the study's cost factor (its `CoefficientSearch.growth`).
+        seed: the replay's seed (the training-seed draws; the sampler has its own).
+        clock: simulated time; None runs without one (every trial costs nothing).
+    """
+
+    def __init__(self, table: Table, factor: float, seed: int,
+                 clock: SimulatedClock | None = None) -> None:
+        self.table, self.factor, self.seed, self.clock = table, factor, seed, clock
+        self.spent_s = 0.0  # recorded seconds of every replayed trial, summed
+        self.spent_epochs = 0
+
+    def __call__(self, proxy: Any, trial: Any, callback: Callable[[int, dict], None]) -> Any:
+        from trainers.config import ProxyResult  # no JAX
+        from trainers.proxy import Stop
+
+        a = trial.user_attrs
+        shares = (a["depth_share"], a["width_share"], a["resolution_share"])
+        direction = self.table.nearest(shares, self.factor)
+        original = int(a.get("promoted_from", trial.number))  # a promotion keeps its seed
+        row = direction.rows[np.random.default_rng([self.seed, original]).integers(
+            len(direction.rows))]
+        setup = row["init_s"] + row["compile_s"]
+        per_epoch = (row["wall_s"] - setup) / row["epochs"]
+        self._spend(setup, 0)
+        curve, epochs = [], min(proxy.epochs, row["epochs"])
+        for epoch in range(1, epochs + 1):
+            self._spend(per_epoch, 1)
+            metrics = {"epoch": epoch, "val_top1": row["curve"][epoch - 1]}
+            curve.append(metrics)
+            try:
+                callback(epoch, metrics)  # may raise optuna.TrialPruned: the caller's
+            except Stop:
+                break
+        full = len(curve) == row["epochs"]
+        nan = float("nan")
+        return ProxyResult(
+            status="ok", reason=None, val_top1=curve[-1]["val_top1"], val_loss=nan,
+            val_balanced_accuracy=nan, val_macro_f1=nan, val_worst_class_recall=nan,
+            val_per_class_recall=[], test_top1=row["test_top1"] if full else None,
+            test_balanced_accuracy=None, train_class_counts=[], curve=curve,
+            epochs_completed=len(curve), steps=0, batch_size=proxy.batch_size,
+            step_time_s=nan, images_per_s=nan, compile_s=row["compile_s"],
+            init_s=row["init_s"], wall_s=setup + per_epoch * len(curve), macs=row["macs"],
+            params=row["params"], activations=row["activations"], arch=row["arch"],
+            resolution=row["resolution"], peak_memory_bytes=None, device="replay",
+            seed=int(row["seed"]), dataset={"name": "replay"}, config={})
+
+    def _spend(self, seconds: float, epochs: int) -> None:
+        self.spent_s += seconds
+        self.spent_epochs += epochs
+        if self.clock is not None:
+            self.clock.sleep(seconds)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayOutcome:
+    """One replayed search: what it recommends and what it spent getting there.
+
+    `trace` has one point per finished trial, in simulated order: (full-budget trainings
+    spent, recorded seconds spent, normalized regret of the incumbent or None before the
+    first full-budget result).
+    """
+
+    recommended: tuple[float, float, float] | None
+    regret: float
+    trainings: float
+    seconds: float
+    elapsed_s: float  # simulated wall time: the seconds spent, divided among the workers
+    trace: tuple[tuple[float, float, float | None], ...]
+
+
+# (simulated time, full-budget trainings spent, recorded seconds spent) when the trial ended
+END_ATTR = "replay.end"
+
+
+def replay(config: Any, table: Table, *, seed: int, workers: int = 1,
+           dataset: Any = None) -> ReplayOutcome:
+    """Runs the real search of `config` against `table` with `workers` simulated workers.
+
+    The sampler and design are seeded with `seed` (through the config); training seeds are
+    drawn from it too. The recommendation is the full-budget trial with the best recorded
+    validation score (what `effsearch export` picks from a single-objective study), judged
+    by its direction's mean over the table's seeds.
+    """
+    import optuna
+
+    from search import controller
+
+    config = dataclasses.replace(config, seed=seed)
+    factor = config.search.growth
+    storage = optuna.storages.InMemoryStorage()
+    study, _ = controller.open_study(config, storage, config.name)
+    controller.enqueue_design(study, config)
+    clock = SimulatedClock(workers) if workers > 1 else None
+    trainer = ReplayTrainer(table, factor, seed, clock)
+    epochs = config.proxy.epochs
+    lock = threading.Lock()
+
+    def stamped(proxy: Any, trial: Any, callback: Callable[[int, dict], None]) -> Any:
+        try:
+            return trainer(proxy, trial, callback)
+        finally:
+            with lock:
+                now = clock.now if clock else trainer.spent_s
+                trial.set_user_attr(END_ATTR, [now, trainer.spent_epochs / epochs,
+                                               trainer.spent_s])
+
+    def work(index: int = 0) -> None:
+        if clock is not None:
+            clock.enter(index)
+        mine, _ = controller.open_study(config, storage, config.name)
+        try:
+            runner = controller.TrialRunner(config, mine, dataset, train=stamped)
+            controller.run_worker(config, mine, trials=controller.budget(config),
+                                  runner=runner, poll_s=0.0, say=lambda _: None,
+                                  wait=clock.wait if clock else (lambda _: None))
+        finally:
+            if clock is not None:
+                clock.done()
+
+    if workers == 1:
+        work()
+    else:
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return _outcome(study, table, factor, epochs, trainer,
+                    clock.now if clock else trainer.spent_s)
+
+
+def _outcome(study: Any, table: Table, factor: float, epochs: int, trainer: ReplayTrainer,
+             elapsed_s: float) -> ReplayOutcome:
+    ended = sorted((t for t in study.get_trials(deepcopy=False) if END_ATTR in t.user_attrs),
+                   key=lambda t: tuple(t.user_attrs[END_ATTR]))
+    trace, best, best_val = [], None, -math.inf
+    for t in ended:
+        a = t.user_attrs
+        if a.get("budget") == epochs and a["val_top1"] > best_val:
+            best_val = a["val_top1"]
+            best = (a["depth_share"], a["width_share"], a["resolution_share"])
+        _, spent_trainings, spent_s = a[END_ATTR]
+        trace.append((spent_trainings, spent_s,
+                      None if best is None else table.regret(best, factor)))
+    regret = table.regret(best, factor) if best is not None else 1.0
+    return ReplayOutcome(best, regret, trainer.spent_epochs / epochs, trainer.spent_s,
+                         elapsed_s, tuple(trace))

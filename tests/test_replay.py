@@ -1,0 +1,173 @@
+"""The replay test bed: the real controller run against a recorded table, without training.
+
+The table here is synthetic (a smooth score over the share simplex plus seed noise, rising
+curves, recorded times); the real one is experiments/results/mnist5k/direction_table.jsonl.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from toys import TINY_ARCH
+
+from search.config import CoefficientSearch, Objective, SearchConfig
+from search.halving import Halving
+from search.manifold import Simplex, shares_of
+from search.replay import SimulatedClock, Table, replay
+from trainers.data import load_dataset
+from trainers.proxy import ProxyConfig
+
+EPOCHS = 4
+PEAK = (0.2, 0.5, 0.3)  # the synthetic table's best direction
+
+
+def synthetic_table(factor: float, seeds: int = 2, noise: float = 0.003) -> Table:
+    rows = []
+    simplex = Simplex()
+    rng = np.random.default_rng(0)
+    for params in simplex.grid(0.1):
+        coeffs = simplex.coefficients(params)
+        shares = [float(v) for v in shares_of(coeffs).values()]
+        score = 0.95 - 0.4 * sum((a - b) ** 2 for a, b in zip(shares, PEAK, strict=True))
+        for seed in range(seeds):
+            final = score + noise * rng.standard_normal()
+            curve = [final * (1 - math.exp(-1.5 * e)) / (1 - math.exp(-1.5 * EPOCHS))
+                     for e in range(1, EPOCHS + 1)]
+            rows.append({"factor": factor, "part": f"s{seed}", "seed": seed, "shares": shares,
+                         "alpha": coeffs.alpha, "beta": coeffs.beta, "gamma": coeffs.gamma,
+                         "phi": 1.0, "arch": "x", "resolution": 8, "macs": 1, "params": 1,
+                         "activations": 1, "match_ratio": factor, "epochs": EPOCHS,
+                         "curve": curve, "val_top1": curve[-1], "test_top1": curve[-1],
+                         "init_s": 0.5, "compile_s": 5.0 + 5 * shares[0],
+                         "wall_s": 5.5 + 5 * shares[0] + EPOCHS * (1 + 3 * shares[2])})
+    return Table(tuple(rows))
+
+
+def config(**changes) -> SearchConfig:
+    base = SearchConfig(
+        name="replay", search=CoefficientSearch(baseline=TINY_ARCH, channel_divisor=2,
+                                                phi=2.0, tolerance=0.5, grid_step=0.1),
+        proxy=ProxyConfig(dataset="digits", epochs=EPOCHS, resolution=8),
+        objective=Objective(kind="metric"), sampler="tpe", trials=12, startup_trials=4)
+    return dataclasses.replace(base, **changes)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def table():
+    return synthetic_table(4.0)
+
+
+def test_table_round_trip_and_queries(tmp_path, table):
+    path = tmp_path / "t.jsonl"
+    table.save(path, dataset="synthetic")
+    loaded = Table.load(path)
+    assert loaded.rows == table.rows and loaded.factors() == [4.0]
+    directions = loaded.directions(4.0)
+    assert len(directions) == 66 and all(len(d.rows) == 2 for d in directions)
+    best = loaded.best(4.0)
+    assert np.allclose(best.shares, PEAK, atol=0.051)
+    assert loaded.regret(best.shares, 4.0) == 0.0
+    assert loaded.regret((1.0, 0.0, 0.0), 4.0) > 0.5
+    (tmp_path / "old.jsonl").write_text('{"table_version": 0}\n')
+    with pytest.raises(ValueError, match="table version 0"):
+        Table.load(tmp_path / "old.jsonl")
+
+
+def test_grid_replay_visits_every_direction_and_finds_the_best(table, digits):
+    outcome = replay(config(sampler="grid", trials=None), table, seed=0, dataset=digits)
+    # Every lattice direction and the paper's is proposed; on this toy many round to the same
+    # network, and a network already trained is not trained again (its twin's result stands).
+    assert 10 < outcome.trainings <= 67
+    assert len(outcome.trace) == outcome.trainings  # one full training per trained trial
+    assert outcome.regret < 0.1
+    assert [p[0] for p in outcome.trace] == sorted(p[0] for p in outcome.trace)
+
+
+def test_replay_is_deterministic_and_seeded(table, digits):
+    a = replay(config(), table, seed=3, dataset=digits)
+    b = replay(config(), table, seed=3, dataset=digits)
+    c = replay(config(), table, seed=4, dataset=digits)
+    assert a == b
+    assert a.trace != c.trace
+
+
+def test_halving_stops_trials_early_and_promotions_keep_their_seed(table, digits):
+    outcome = replay(config(halving=Halving(min_epochs=1, eta=2), trials=10), table, seed=1,
+                     dataset=digits)
+    # Ten distinct trainings, most stopped at a rung: far fewer than ten full budgets.
+    assert outcome.trainings < 8
+    assert outcome.recommended is not None
+
+
+def test_four_simulated_workers_share_the_clock(table, digits):
+    one = replay(config(trials=8), table, seed=2, workers=1, dataset=digits)
+    four = replay(config(trials=8), table, seed=2, workers=4, dataset=digits)
+    again = replay(config(trials=8), table, seed=2, workers=4, dataset=digits)
+    assert four == again  # threads, but one runs at a time: deterministic
+    assert four.trainings == pytest.approx(one.trainings, abs=4)
+    # Four workers finish the same budget in about a quarter of the simulated time.
+    assert four.elapsed_s < 0.5 * one.elapsed_s
+    assert one.elapsed_s == pytest.approx(one.seconds)
+
+
+def test_simulated_clock_orders_wakeups():
+    import threading
+
+    clock, order = SimulatedClock(3), []
+
+    def worker(index, name, naps):
+        clock.enter(index)
+        for nap in naps:
+            clock.sleep(nap)
+            order.append((clock.now, name))
+        clock.done()
+
+    threads = [threading.Thread(target=worker, args=(i, n, naps)) for i, (n, naps) in
+               enumerate((("a", [3, 3]), ("b", [1, 1, 1]), ("c", [5])))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert order == [(1, "b"), (2, "b"), (3, "a"), (3, "b"), (5, "c"), (6, "a")]
+
+
+def test_rows_of_study_keeps_full_budget_trainings_and_twins():
+    from types import SimpleNamespace
+
+    from search.replay import rows_of_study
+
+    def trial(**attrs):
+        base = {"status": "ok", "budget": EPOCHS, "depth_share": 0.2, "width_share": 0.3,
+                "resolution_share": 0.5, "alpha": 1.1, "beta": 1.1, "gamma": 1.2, "phi": 1.0,
+                "arch": "a", "resolution": 16, "macs": 10, "params": 5, "activations": 7,
+                "match_ratio": 2.0, "curve": [{"val_top1": 0.5 + 0.1 * e} for e in range(4)],
+                "val_top1": 0.8, "test_top1": 0.79, "init_s": 1.0, "compile_s": 2.0,
+                "wall_s": 9.0}
+        return SimpleNamespace(user_attrs={**base, **attrs})
+
+    trials = [trial(), trial(duplicate_of=0), trial(budget=2), trial(rejected="too far"),
+              trial(status="failed")]
+    rows = rows_of_study(trials, factor=2.0, part="2x-s0", seed=0, epochs=EPOCHS)
+    assert len(rows) == 2  # the training and its twin; not the stopped, rejected or failed
+    assert rows[0]["curve"] == pytest.approx([0.5, 0.6, 0.7, 0.8])
+    assert rows[0]["shares"] == [0.2, 0.3, 0.5] and rows[0]["factor"] == 2.0
+
+
+def test_export_report_reads_a_two_factor_table(capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    from export_direction_table import report
+
+    two = Table(synthetic_table(2.0).rows + synthetic_table(4.0, noise=0.01).rows)
+    report(two)
+    out = capsys.readouterr()[0]
+    assert "2x: 66 directions" in out and "4x: 66 directions" in out
+    assert "paper" in out and "2x -> 4x over 66 directions: Spearman" in out
