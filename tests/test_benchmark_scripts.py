@@ -61,3 +61,26 @@ def test_trial_overhead_journal_mode(tmp_path):
                            "--journal", str(path), "--study", "s"],
                           capture_output=True, text=True, check=True)
     assert '"compile_share": 0.15' in done.stdout and '"init_share": 0.05' in done.stdout
+
+
+@pytest.mark.slow
+def test_search_efficiency_reports_every_method_on_a_table(tmp_path):
+    """The replay benchmark end to end on the synthetic table of tests/test_replay.py."""
+    from test_replay import synthetic_table
+
+    path = tmp_path / "t.jsonl"
+    synthetic_table(2.0).save(path)
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"),
+                           "--table", str(path), "--methods", "random,tpe", "--seeds", "2",
+                           "--trials", "5", "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import json
+
+    rows = json.loads(done.stdout)
+    assert len(rows) == 8  # 2 samplers x (with, without halving) x (1, 4 workers)
+    assert sum(r["default"] for r in rows) == 1
+    for r in rows:
+        assert {"method", "seeds", "grid_trainings", "trainings_to_best_mean",
+                "final_regret_mean", "final_regret_se"} <= set(r)
+        assert r["seeds"] == 2 and r["grid_trainings"] == 232
+        assert 0 <= r["final_regret_mean"] <= 1

@@ -1,0 +1,177 @@
+"""How much training each search method needs: replays against the recorded direction table.
+
+    python benchmarks/search_efficiency.py --seeds 30 [--trials 24] [--json]
+    python benchmarks/search_efficiency.py --table T.jsonl --methods tpe,random --seeds 5
+
+Every method runs the real effsearch search (`search.replay`: the same samplers, references,
+design, halving and worker loop) against experiments/results/mnist5k/direction_table.jsonl at
+its 2x factor, once per seed. Methods: the paper's grid at steps 0.05 and 0.1 (NNI's), random
+directions, TPE, GP and NSGA-II (population sized to the budget), each with and without
+asynchronous halving (3 -> 9 epochs, eta 3), with 1 and 4 simulated workers. Per method:
+the normalized regret of the recommended direction ((best - its mean) / (best - worst), table
+means over training seeds) at the end, mean +- standard error over seeds; the full-budget
+trainings and recorded seconds spent until the recommendation is within one standard error of
+the table's best; and the mean rank among methods at 25% and 100% of the 0.05 grid's training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from common import MNIST, direction_search  # noqa: E402
+
+from search.halving import Halving  # noqa: E402
+from search.manifold import Simplex  # noqa: E402
+from search.replay import ReplayOutcome, Table, replay  # noqa: E402
+
+TABLE = ROOT / "experiments" / "results" / "mnist5k" / "direction_table.jsonl"
+HALVING = Halving(min_epochs=3, eta=3)
+SAMPLERS = ("grid0.05", "grid0.1", "random", "tpe", "gp", "nsga2")
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    name: str
+    sampler: str
+    grid_step: float | None
+    halving: bool
+    workers: int
+
+    def config(self, trials: int):
+        base = direction_search(f"replay-{self.name}", MNIST, trials=trials, ladder=())
+        search = base.search
+        if self.grid_step is not None:
+            search = dataclasses.replace(search, grid_step=self.grid_step)
+        return dataclasses.replace(
+            base, search=search, sampler=self.sampler,
+            trials=None if self.grid_step is not None else trials,
+            startup_trials=0 if self.grid_step is not None else base.startup_trials,
+            halving=HALVING if self.halving else None)
+
+
+def methods(names: list[str]) -> list[Method]:
+    out = []
+    for name in names:
+        sampler, step = (("grid", float(name[4:])) if name.startswith("grid")
+                         else (name, None))
+        if sampler == "gp" and importlib.util.find_spec("torch") is None:
+            print("gp skipped: Optuna's GPSampler needs torch", file=sys.stderr)
+            continue
+        for halving in (False, True):
+            for workers in (1, 4):
+                label = f"{name}{'+halving' if halving else ''}/{workers}w"
+                out.append(Method(label, sampler, step, halving, workers))
+    return out
+
+
+def _at(outcome: ReplayOutcome, trainings: float) -> float:
+    """The incumbent's regret once `trainings` full-budget trainings were spent."""
+    regret = 1.0
+    for spent, _, r in outcome.trace:
+        if spent > trainings:
+            break
+        if r is not None:
+            regret = r
+    return regret
+
+
+def _to_best(outcome: ReplayOutcome, table: Table, factor: float) -> tuple[float, float] | None:
+    """(trainings, seconds) spent when the incumbent first came within one standard error of
+    the best direction's mean; None if it never did."""
+    best = table.best(factor)
+    threshold = best.mean - best.std / np.sqrt(len(best.rows))
+    spread = best.mean - min(d.mean for d in table.directions(factor))
+    for spent, seconds, regret in outcome.trace:
+        if regret is not None and best.mean - regret * spread >= threshold - 1e-12:
+            return spent, seconds
+    return None
+
+
+def run(table: Table, names: list[str], seeds: int, trials: int) -> list[dict]:
+    import optuna
+
+    from trainers.data import load_dataset
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    dataset = load_dataset(MNIST.proxy.dataset)
+    factor = 2.0
+    grid = len(Simplex().grid(0.05)) + 1  # the lattice and the paper's direction
+    results: dict[str, list[ReplayOutcome]] = {}
+    chosen = methods(names)
+    for method in chosen:
+        config = method.config(trials)
+        results[method.name] = [replay(config, table, seed=s, workers=method.workers,
+                                       dataset=dataset) for s in range(seeds)]
+        print(f"{method.name}: done", file=sys.stderr, flush=True)
+    ranks = {}
+    for fraction in (0.25, 1.0):
+        per_seed = np.array([[_at(results[m.name][s], fraction * grid) for m in chosen]
+                             for s in range(seeds)])
+        ranks[fraction] = (per_seed.argsort(1).argsort(1) + 1).mean(0)
+    rows = []
+    for i, method in enumerate(chosen):
+        outs = results[method.name]
+        regrets = np.array([o.regret for o in outs])
+        reached = [_to_best(o, table, factor) for o in outs]
+        spent = np.array([r[0] if r else o.trainings for r, o in zip(reached, outs,
+                                                                     strict=True)])
+        seconds = np.array([r[1] if r else o.seconds for r, o in zip(reached, outs,
+                                                                     strict=True)])
+        rows.append({
+            "method": method.name, "seeds": seeds, "grid_trainings": grid,
+            "trials": None if method.grid_step else trials,
+            "trainings_mean": float(np.mean([o.trainings for o in outs])),
+            "trainings_to_best_mean": float(spent.mean()),
+            "seconds_to_best_mean": float(seconds.mean()),
+            "reached_best_fraction": float(np.mean([r is not None for r in reached])),
+            "final_regret_mean": float(regrets.mean()),
+            "final_regret_se": float(regrets.std(ddof=1) / np.sqrt(seeds)) if seeds > 1
+            else 0.0,
+            "mean_rank_at_25pct_grid": float(ranks[0.25][i]),
+            "mean_rank_at_100pct_grid": float(ranks[1.0][i]),
+            # SearchConfig's defaults: TPE, no halving, one worker.
+            "default": (method.sampler == "tpe" and not method.halving
+                        and method.workers == 1)})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", type=Path, default=TABLE)
+    parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument("--trials", type=int, default=24,
+                        help="distinct trainings of the non-grid methods (default 24)")
+    parser.add_argument("--methods", default=",".join(SAMPLERS))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if not args.table.exists():
+        sys.exit(f"no table at {args.table}: build it with "
+                 f"experiments/build_direction_table.sh, then "
+                 f"python experiments/export_direction_table.py")
+    rows = run(Table.load(args.table), args.methods.split(","), args.seeds, args.trials)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    print("| method | trainings | to best (trainings) | reached | final regret | rank@25% | "
+          "rank@100% |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['method']}{' (default)' if r['default'] else ''} | "
+              f"{r['trainings_mean']:.1f} | {r['trainings_to_best_mean']:.1f} | "
+              f"{r['reached_best_fraction']:.0%} | {r['final_regret_mean']:.3f} +- "
+              f"{r['final_regret_se']:.3f} | {r['mean_rank_at_25pct_grid']:.1f} | "
+              f"{r['mean_rank_at_100pct_grid']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
