@@ -12,6 +12,8 @@ the normalized regret of the recommended direction ((best - its mean) / (best - 
 means over training seeds) at the end, mean +- standard error over seeds; the full-budget
 trainings and recorded seconds spent until the recommendation is within one standard error of
 the table's best; and the mean rank among methods at 25% and 100% of the 0.05 grid's training.
+`--pareto` searches two objectives (val top-1, params; MACs are matched) and adds the
+hypervolume gap of the full-budget trials to the table's own front.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 from common import MNIST, direction_search  # noqa: E402
 
+from search.config import Objective  # noqa: E402
 from search.halving import Halving  # noqa: E402
 from search.manifold import Simplex  # noqa: E402
 from search.replay import ReplayOutcome, Table, replay  # noqa: E402
@@ -46,6 +49,7 @@ class Method:
     grid_step: float | None
     halving: bool
     workers: int
+    pareto: bool = False
 
     def config(self, trials: int):
         base = direction_search(f"replay-{self.name}", MNIST, trials=trials, ladder=())
@@ -56,10 +60,11 @@ class Method:
             base, search=search, sampler=self.sampler,
             trials=None if self.grid_step is not None else trials,
             startup_trials=0 if self.grid_step is not None else base.startup_trials,
-            halving=HALVING if self.halving else None)
+            halving=HALVING if self.halving else None,
+            objective=Objective(kind="pareto", cost="params") if self.pareto else None)
 
 
-def methods(names: list[str]) -> list[Method]:
+def methods(names: list[str], pareto: bool = False) -> list[Method]:
     out = []
     for name in names:
         sampler, step = (("grid", float(name[4:])) if name.startswith("grid")
@@ -70,7 +75,7 @@ def methods(names: list[str]) -> list[Method]:
         for halving in (False, True):
             for workers in (1, 4):
                 label = f"{name}{'+halving' if halving else ''}/{workers}w"
-                out.append(Method(label, sampler, step, halving, workers))
+                out.append(Method(label, sampler, step, halving, workers, pareto))
     return out
 
 
@@ -97,7 +102,8 @@ def _to_best(outcome: ReplayOutcome, table: Table, factor: float) -> tuple[float
     return None
 
 
-def run(table: Table, names: list[str], seeds: int, trials: int) -> list[dict]:
+def run(table: Table, names: list[str], seeds: int, trials: int,
+        pareto: bool = False) -> list[dict]:
     import optuna
 
     from trainers.data import load_dataset
@@ -107,7 +113,7 @@ def run(table: Table, names: list[str], seeds: int, trials: int) -> list[dict]:
     factor = 2.0
     grid = len(Simplex().grid(0.05)) + 1  # the lattice and the paper's direction
     results: dict[str, list[ReplayOutcome]] = {}
-    chosen = methods(names)
+    chosen = methods(names, pareto)
     for method in chosen:
         config = method.config(trials)
         results[method.name] = [replay(config, table, seed=s, workers=method.workers,
@@ -139,10 +145,19 @@ def run(table: Table, names: list[str], seeds: int, trials: int) -> list[dict]:
             else 0.0,
             "mean_rank_at_25pct_grid": float(ranks[0.25][i]),
             "mean_rank_at_100pct_grid": float(ranks[1.0][i]),
+            **(_hv(outs, table, factor) if pareto else {}),
             # SearchConfig's defaults: TPE, no halving, one worker.
             "default": (method.sampler == "tpe" and not method.halving
                         and method.workers == 1)})
     return rows
+
+
+def _hv(outs: list[ReplayOutcome], table: Table, factor: float) -> dict:
+    """Hypervolume gap of the full-budget trials (val top-1 up, params down) to the table's."""
+    gaps = np.array([table.hypervolume_gap(o.full, factor) for o in outs])
+    return {"hypervolume_gap_mean": float(gaps.mean()),
+            "hypervolume_gap_se": float(gaps.std(ddof=1) / np.sqrt(len(gaps)))
+            if len(gaps) > 1 else 0.0}
 
 
 def main() -> None:
@@ -152,13 +167,16 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=24,
                         help="distinct trainings of the non-grid methods (default 24)")
     parser.add_argument("--methods", default=",".join(SAMPLERS))
+    parser.add_argument("--pareto", action="store_true",
+                        help="two objectives (val top-1, params): adds the hypervolume gap")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not args.table.exists():
         sys.exit(f"no table at {args.table}: build it with "
                  f"experiments/build_direction_table.sh, then "
                  f"python experiments/export_direction_table.py")
-    rows = run(Table.load(args.table), args.methods.split(","), args.seeds, args.trials)
+    rows = run(Table.load(args.table), args.methods.split(","), args.seeds, args.trials,
+               args.pareto)
     if args.json:
         print(json.dumps(rows, indent=1))
         return

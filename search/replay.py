@@ -133,11 +133,35 @@ class Table:
     def best(self, factor: float) -> Direction:
         return max(self.directions(factor), key=lambda d: d.mean)
 
+    def hypervolume_gap(self, found: Iterable[Sequence[float]], factor: float,
+                        cost: str = "params") -> float:
+        """1 - HV(found) / HV(table) for (mean val top-1 up, `cost` down), reference point
+        (the table's worst val, its largest cost); `found` are directions (shares)."""
+        directions = self.directions(factor)
+        ref = (min(d.mean for d in directions), max(d.rows[0][cost] for d in directions))
+        whole = _hypervolume([(d.mean, d.rows[0][cost]) for d in directions], ref)
+        if whole == 0:  # every direction has the same cost or the same score
+            return 0.0
+        mine = [self.nearest(s, factor) for s in found]
+        return 1.0 - _hypervolume([(d.mean, d.rows[0][cost]) for d in mine], ref) / whole
+
     def regret(self, shares: Sequence[float], factor: float) -> float:
         """Normalized regret of recommending `shares`: (best - its mean) / (best - worst)."""
         means = [d.mean for d in self.directions(factor)]
         spread = max(means) - min(means)
         return (max(means) - self.nearest(shares, factor).mean) / spread if spread else 0.0
+
+
+def _hypervolume(points: Sequence[tuple[float, float]], ref: tuple[float, float]) -> float:
+    """Area dominated by (score up, cost down) points within the reference corner. Two
+    objectives need only a sweep (Optuna's hypervolume code is private API)."""
+    area, best, points = 0.0, ref[0], sorted(points, key=lambda p: p[1])
+    if not points:
+        return 0.0
+    for (score, cost), nxt in zip(points, [*(p[1] for p in points[1:]), ref[1]], strict=True):
+        best = max(best, score)
+        area += (best - ref[0]) * max(0.0, min(nxt, ref[1]) - cost)
+    return area
 
 
 class SimulatedClock:
@@ -279,6 +303,7 @@ class ReplayOutcome:
     trainings: float
     seconds: float
     elapsed_s: float  # simulated wall time: the seconds spent, divided among the workers
+    full: tuple[tuple[float, float, float], ...]  # shares of every full-budget trial
     trace: tuple[tuple[float, float, float | None], ...]
 
 
@@ -347,15 +372,17 @@ def _outcome(study: Any, table: Table, factor: float, epochs: int, trainer: Repl
              elapsed_s: float) -> ReplayOutcome:
     ended = sorted((t for t in study.get_trials(deepcopy=False) if END_ATTR in t.user_attrs),
                    key=lambda t: tuple(t.user_attrs[END_ATTR]))
-    trace, best, best_val = [], None, -math.inf
+    trace, best, best_val, full = [], None, -math.inf, []
     for t in ended:
         a = t.user_attrs
-        if a.get("budget") == epochs and a["val_top1"] > best_val:
-            best_val = a["val_top1"]
-            best = (a["depth_share"], a["width_share"], a["resolution_share"])
+        shares = (a["depth_share"], a["width_share"], a["resolution_share"])
+        if a.get("budget") == epochs:
+            full.append(shares)
+            if a["val_top1"] > best_val:
+                best_val, best = a["val_top1"], shares
         _, spent_trainings, spent_s = a[END_ATTR]
         trace.append((spent_trainings, spent_s,
                       None if best is None else table.regret(best, factor)))
     regret = table.regret(best, factor) if best is not None else 1.0
     return ReplayOutcome(best, regret, trainer.spent_epochs / epochs, trainer.spent_s,
-                         elapsed_s, tuple(trace))
+                         elapsed_s, tuple(full), tuple(trace))

@@ -72,7 +72,8 @@ def test_search_efficiency_reports_every_method_on_a_table(tmp_path):
     synthetic_table(2.0).save(path)
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"),
                            "--table", str(path), "--methods", "random,tpe", "--seeds", "2",
-                           "--trials", "5", "--json"], capture_output=True, text=True)
+                           "--trials", "5", "--json", "--pareto"], capture_output=True,
+                          text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     import json
 
@@ -83,4 +84,4 @@ def test_search_efficiency_reports_every_method_on_a_table(tmp_path):
         assert {"method", "seeds", "grid_trainings", "trainings_to_best_mean",
                 "final_regret_mean", "final_regret_se"} <= set(r)
         assert r["seeds"] == 2 and r["grid_trainings"] == 232
-        assert 0 <= r["final_regret_mean"] <= 1
+        assert 0 <= r["final_regret_mean"] <= 1 and 0 <= r["hypervolume_gap_mean"] <= 1

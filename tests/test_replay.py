@@ -36,7 +36,8 @@ def synthetic_table(factor: float, seeds: int = 2, noise: float = 0.003) -> Tabl
                      for e in range(1, EPOCHS + 1)]
             rows.append({"factor": factor, "part": f"s{seed}", "seed": seed, "shares": shares,
                          "alpha": coeffs.alpha, "beta": coeffs.beta, "gamma": coeffs.gamma,
-                         "phi": 1.0, "arch": "x", "resolution": 8, "macs": 1, "params": 1,
+                         "phi": 1.0, "arch": "x", "resolution": 8, "macs": 1,
+                         "params": int(1000 * (1 + 2 * shares[1])),
                          "activations": 1, "match_ratio": factor, "epochs": EPOCHS,
                          "curve": curve, "val_top1": curve[-1], "test_top1": curve[-1],
                          "init_s": 0.5, "compile_s": 5.0 + 5 * shares[0],
@@ -171,3 +172,22 @@ def test_export_report_reads_a_two_factor_table(capsys):
     out = capsys.readouterr()[0]
     assert "2x: 66 directions" in out and "4x: 66 directions" in out
     assert "paper" in out and "2x -> 4x over 66 directions: Spearman" in out
+
+
+def test_hypervolume_gap(table):
+    from search.replay import _hypervolume
+
+    # Sorted by cost: (0.8, 5) dominates 0.3 x (10 - 5), then (0.9, 10) 0.4 x (20 - 10).
+    assert _hypervolume([(0.9, 10), (0.8, 5)], (0.5, 20)) == pytest.approx(5.5)
+    assert _hypervolume([(0.4, 1)], (0.5, 20)) == 0.0  # below the reference
+    everything = [d.shares for d in table.directions(4.0)]
+    assert table.hypervolume_gap(everything, 4.0) == pytest.approx(0.0)
+    best_only = table.hypervolume_gap([table.best(4.0).shares], 4.0)
+    assert 0 < best_only < 1
+    assert table.hypervolume_gap([], 4.0) == pytest.approx(1.0)
+
+
+def test_pareto_replay_reports_its_full_budget_set(table, digits):
+    outcome = replay(config(objective=Objective(kind="pareto", cost="params"), trials=8),
+                     table, seed=0, dataset=digits)
+    assert outcome.full and 0 <= table.hypervolume_gap(outcome.full, 4.0) < 1
