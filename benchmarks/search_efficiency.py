@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
@@ -35,7 +36,7 @@ from common import MNIST, direction_search  # noqa: E402
 from search.config import Objective  # noqa: E402
 from search.halving import Halving  # noqa: E402
 from search.manifold import Simplex  # noqa: E402
-from search.replay import ReplayOutcome, Table, replay  # noqa: E402
+from search.replay import ReplayOutcome, Table, replay, replay_tolerance  # noqa: E402
 
 TABLE = ROOT / "experiments" / "results" / "mnist5k" / "direction_table.jsonl"
 HALVING = Halving(min_epochs=3, eta=3)
@@ -90,12 +91,13 @@ def _at(outcome: ReplayOutcome, trainings: float) -> float:
     return regret
 
 
-def _to_best(outcome: ReplayOutcome, table: Table, factor: float) -> tuple[float, float] | None:
+def _to_best(outcome: ReplayOutcome, table: Table, factor: float,
+             tolerance: float | None) -> tuple[float, float] | None:
     """(trainings, seconds) spent when the incumbent first came within one standard error of
-    the best direction's mean; None if it never did."""
-    best = table.best(factor)
+    the best admissible direction's mean; None if it never did."""
+    best = table.best(factor, tolerance)
     threshold = best.mean - best.std / np.sqrt(len(best.rows))
-    spread = best.mean - min(d.mean for d in table.directions(factor))
+    spread = best.mean - min(d.mean for d in table.directions(factor, tolerance))
     for spent, seconds, regret in outcome.trace:
         if regret is not None and best.mean - regret * spread >= threshold - 1e-12:
             return spent, seconds
@@ -123,12 +125,13 @@ def run(table: Table, names: list[str], seeds: int, trials: int,
     for fraction in (0.25, 1.0):
         per_seed = np.array([[_at(results[m.name][s], fraction * grid) for m in chosen]
                              for s in range(seeds)])
-        ranks[fraction] = (per_seed.argsort(1).argsort(1) + 1).mean(0)
+        ranks[fraction] = stats.rankdata(per_seed, axis=1).mean(0)  # ties share a rank
     rows = []
     for i, method in enumerate(chosen):
         outs = results[method.name]
         regrets = np.array([o.regret for o in outs])
-        reached = [_to_best(o, table, factor) for o in outs]
+        tolerance = replay_tolerance(method.config(trials))
+        reached = [_to_best(o, table, factor, tolerance) for o in outs]
         spent = np.array([r[0] if r else o.trainings for r, o in zip(reached, outs,
                                                                      strict=True)])
         seconds = np.array([r[1] if r else o.seconds for r, o in zip(reached, outs,
@@ -145,16 +148,18 @@ def run(table: Table, names: list[str], seeds: int, trials: int,
             else 0.0,
             "mean_rank_at_25pct_grid": float(ranks[0.25][i]),
             "mean_rank_at_100pct_grid": float(ranks[1.0][i]),
-            **(_hv(outs, table, factor) if pareto else {}),
+            **(_hv(outs, table, factor, tolerance) if pareto else {}),
             # SearchConfig's defaults: TPE, no halving, one worker.
             "default": (method.sampler == "tpe" and not method.halving
                         and method.workers == 1)})
     return rows
 
 
-def _hv(outs: list[ReplayOutcome], table: Table, factor: float) -> dict:
+def _hv(outs: list[ReplayOutcome], table: Table, factor: float,
+        tolerance: float | None) -> dict:
     """Hypervolume gap of the full-budget trials (val top-1 up, params down) to the table's."""
-    gaps = np.array([table.hypervolume_gap(o.full, factor) for o in outs])
+    gaps = np.array([table.hypervolume_gap(o.full, factor, tolerance=tolerance)
+                     for o in outs])
     return {"hypervolume_gap_mean": float(gaps.mean()),
             "hypervolume_gap_se": float(gaps.std(ddof=1) / np.sqrt(len(gaps)))
             if len(gaps) > 1 else 0.0}

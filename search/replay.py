@@ -49,14 +49,19 @@ def rows_of_study(trials: Iterable[Any], *, factor: float, part: str, seed: int,
 
     A direction that rounds to a network trained before was not trained again: its row is that
     training (the controller copied the result), as a replayed search would get it. Rejected
-    candidates and failures have no row.
+    candidates and failures have no row, and a direction proposed twice (a reference that is
+    also a lattice point) has one.
     """
-    rows = []
-    for t in trials:
+    rows, seen = [], set()
+    for t in sorted(trials, key=lambda t: t.number):
         a = t.user_attrs
         if ("rejected" in a or a.get("status") != "ok"
                 or a.get("epochs_completed", a.get("budget")) != epochs):
             continue
+        key = tuple(round(a[f"{d}_share"], 6) for d in ("depth", "width", "resolution"))
+        if key in seen:
+            continue
+        seen.add(key)
         rows.append({
             "factor": factor, "part": part, "seed": seed,
             "shares": [a["depth_share"], a["width_share"], a["resolution_share"]],
@@ -116,10 +121,14 @@ class Table:
     def factors(self) -> list[float]:
         return sorted({r["factor"] for r in self.rows})
 
-    def directions(self, factor: float) -> list[Direction]:
+    def directions(self, factor: float, tolerance: float | None = None) -> list[Direction]:
+        """The directions recorded at `factor`; with `tolerance`, only those whose network's
+        realized cost is that close to the factor: what a search with that tolerance may
+        train (the others it rejects, so they cannot define its regret)."""
         groups: dict[tuple[float, ...], list[dict[str, Any]]] = {}
         for r in self.rows:
-            if math.isclose(r["factor"], factor):
+            if math.isclose(r["factor"], factor) and (
+                    tolerance is None or abs(r["match_ratio"] / factor - 1) <= tolerance):
                 groups.setdefault(tuple(round(s, 6) for s in r["shares"]), []).append(r)
         return [Direction(k, tuple(sorted(v, key=lambda r: r["seed"])))  # type: ignore[arg-type]
                 for k, v in sorted(groups.items())]
@@ -130,14 +139,14 @@ class Table:
                    key=lambda d: sum((a - b) ** 2 for a, b in zip(d.shares, shares,
                                                                   strict=True)))
 
-    def best(self, factor: float) -> Direction:
-        return max(self.directions(factor), key=lambda d: d.mean)
+    def best(self, factor: float, tolerance: float | None = None) -> Direction:
+        return max(self.directions(factor, tolerance), key=lambda d: d.mean)
 
     def hypervolume_gap(self, found: Iterable[Sequence[float]], factor: float,
-                        cost: str = "params") -> float:
+                        cost: str = "params", tolerance: float | None = None) -> float:
         """1 - HV(found) / HV(table) for (mean val top-1 up, `cost` down), reference point
         (the table's worst val, its largest cost); `found` are directions (shares)."""
-        directions = self.directions(factor)
+        directions = self.directions(factor, tolerance)
         ref = (min(d.mean for d in directions), max(d.rows[0][cost] for d in directions))
         whole = _hypervolume([(d.mean, d.rows[0][cost]) for d in directions], ref)
         if whole == 0:  # every direction has the same cost or the same score
@@ -145,9 +154,11 @@ class Table:
         mine = [self.nearest(s, factor) for s in found]
         return 1.0 - _hypervolume([(d.mean, d.rows[0][cost]) for d in mine], ref) / whole
 
-    def regret(self, shares: Sequence[float], factor: float) -> float:
-        """Normalized regret of recommending `shares`: (best - its mean) / (best - worst)."""
-        means = [d.mean for d in self.directions(factor)]
+    def regret(self, shares: Sequence[float], factor: float,
+               tolerance: float | None = None) -> float:
+        """Normalized regret of recommending `shares`: (best - its mean) / (best - worst),
+        best and worst over the directions within `tolerance`."""
+        means = [d.mean for d in self.directions(factor, tolerance)]
         spread = max(means) - min(means)
         return (max(means) - self.nearest(shares, factor).mean) / spread if spread else 0.0
 
@@ -318,7 +329,8 @@ def replay(config: Any, table: Table, *, seed: int, workers: int = 1,
     The sampler and design are seeded with `seed` (through the config); training seeds are
     drawn from it too. The recommendation is the full-budget trial with the best recorded
     validation score (what `effsearch export` picks from a single-objective study), judged
-    by its direction's mean over the table's seeds.
+    by its direction's mean over the table's seeds against the directions the search may
+    train (within its cost tolerance).
     """
     import optuna
 
@@ -365,11 +377,16 @@ def replay(config: Any, table: Table, *, seed: int, workers: int = 1,
         for t in threads:
             t.join()
     return _outcome(study, table, factor, epochs, trainer,
-                    clock.now if clock else trainer.spent_s)
+                    clock.now if clock else trainer.spent_s, replay_tolerance(config))
+
+
+def replay_tolerance(config: Any) -> float | None:
+    """The cost tolerance of the search (None when it does not match costs)."""
+    return config.search.tolerance if config.search.match else None
 
 
 def _outcome(study: Any, table: Table, factor: float, epochs: int, trainer: ReplayTrainer,
-             elapsed_s: float) -> ReplayOutcome:
+             elapsed_s: float, tolerance: float | None) -> ReplayOutcome:
     ended = sorted((t for t in study.get_trials(deepcopy=False) if END_ATTR in t.user_attrs),
                    key=lambda t: tuple(t.user_attrs[END_ATTR]))
     trace, best, best_val, full = [], None, -math.inf, []
@@ -382,7 +399,7 @@ def _outcome(study: Any, table: Table, factor: float, epochs: int, trainer: Repl
                 best_val, best = a["val_top1"], shares
         _, spent_trainings, spent_s = a[END_ATTR]
         trace.append((spent_trainings, spent_s,
-                      None if best is None else table.regret(best, factor)))
-    regret = table.regret(best, factor) if best is not None else 1.0
+                      None if best is None else table.regret(best, factor, tolerance)))
+    regret = table.regret(best, factor, tolerance) if best is not None else 1.0
     return ReplayOutcome(best, regret, trainer.spent_epochs / epochs, trainer.spent_s,
                          elapsed_s, tuple(full), tuple(trace))

@@ -152,10 +152,15 @@ def test_rows_of_study_keeps_full_budget_trainings_and_twins():
                 "wall_s": 9.0}
         return SimpleNamespace(user_attrs={**base, **attrs})
 
-    trials = [trial(), trial(duplicate_of=0), trial(budget=2), trial(rejected="too far"),
+    trials = [trial(), trial(duplicate_of=0, depth_share=0.3, width_share=0.2),
+              trial(duplicate_of=0), trial(budget=2), trial(rejected="too far"),
               trial(status="failed")]
+    for number, t in enumerate(trials):
+        t.number = number
     rows = rows_of_study(trials, factor=2.0, part="2x-s0", seed=0, epochs=EPOCHS)
-    assert len(rows) == 2  # the training and its twin; not the stopped, rejected or failed
+    # The training and another direction that rounds to its network (a twin); not the same
+    # direction proposed again, nor the stopped, rejected or failed trials.
+    assert len(rows) == 2 and rows[1]["shares"] == [0.3, 0.2, 0.5]
     assert rows[0]["curve"] == pytest.approx([0.5, 0.6, 0.7, 0.8])
     assert rows[0]["shares"] == [0.2, 0.3, 0.5] and rows[0]["factor"] == 2.0
 
@@ -191,3 +196,17 @@ def test_pareto_replay_reports_its_full_budget_set(table, digits):
     outcome = replay(config(objective=Objective(kind="pareto", cost="params"), trials=8),
                      table, seed=0, dataset=digits)
     assert outcome.full and 0 <= table.hypervolume_gap(outcome.full, 4.0) < 1
+
+
+def test_regret_counts_only_directions_the_search_may_train():
+    rows = synthetic_table(2.0, seeds=1).rows
+    # The best direction's network misses the cost factor by 20%: a search with a 5% tolerance
+    # rejects it, so it cannot define that search's regret.
+    best = max(rows, key=lambda r: r["val_top1"])
+    rows = tuple({**r, "match_ratio": 2.4} if r is best else r for r in rows)
+    table = Table(rows)
+    assert table.best(2.0).shares == tuple(round(s, 6) for s in best["shares"])
+    admissible = table.best(2.0, tolerance=0.05)
+    assert admissible.shares != table.best(2.0).shares
+    assert table.regret(admissible.shares, 2.0, tolerance=0.05) == 0.0
+    assert table.regret(admissible.shares, 2.0) > 0.0
