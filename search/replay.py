@@ -8,7 +8,8 @@ replayed is the real one: `run_worker` with its samplers, enqueued references an
 halving and promotions, twins and budget, only with `train_and_evaluate` replaced by a lookup.
 
 A trial's direction is looked up as the nearest table direction (Euclidean on the shares) at
-the study's cost factor; its training seed is drawn per trial (a promotion keeps its
+the study's cost factor, among the directions within the search's cost tolerance (regret is
+measured against those too); its training seed is drawn per trial (a promotion keeps its
 original's); its result at epoch e is that row's recorded curve, and it costs the row's
 recorded time: initialisation and compile, then one recorded epoch at a time, on a simulated
 clock shared by the study's workers (`SimulatedClock`), so asynchronous workers see results in
@@ -133,9 +134,11 @@ class Table:
         return [Direction(k, tuple(sorted(v, key=lambda r: r["seed"])))  # type: ignore[arg-type]
                 for k, v in sorted(groups.items())]
 
-    def nearest(self, shares: Sequence[float], factor: float) -> Direction:
-        """The recorded direction closest to `shares` (Euclidean on the simplex)."""
-        return min(self.directions(factor),
+    def nearest(self, shares: Sequence[float], factor: float,
+                tolerance: float | None = None) -> Direction:
+        """The recorded direction closest to `shares` (Euclidean on the simplex), among those
+        within `tolerance`."""
+        return min(self.directions(factor, tolerance),
                    key=lambda d: sum((a - b) ** 2 for a, b in zip(d.shares, shares,
                                                                   strict=True)))
 
@@ -151,7 +154,7 @@ class Table:
         whole = _hypervolume([(d.mean, d.rows[0][cost]) for d in directions], ref)
         if whole == 0:  # every direction has the same cost or the same score
             return 0.0
-        mine = [self.nearest(s, factor) for s in found]
+        mine = [self.nearest(s, factor, tolerance) for s in found]
         return 1.0 - _hypervolume([(d.mean, d.rows[0][cost]) for d in mine], ref) / whole
 
     def regret(self, shares: Sequence[float], factor: float,
@@ -160,7 +163,8 @@ class Table:
         best and worst over the directions within `tolerance`."""
         means = [d.mean for d in self.directions(factor, tolerance)]
         spread = max(means) - min(means)
-        return (max(means) - self.nearest(shares, factor).mean) / spread if spread else 0.0
+        mine = self.nearest(shares, factor, tolerance).mean
+        return (max(means) - mine) / spread if spread else 0.0
 
 
 def _hypervolume(points: Sequence[tuple[float, float]], ref: tuple[float, float]) -> float:
@@ -249,11 +253,14 @@ class ReplayTrainer:
         factor: the study's cost factor (its `CoefficientSearch.growth`).
         seed: the replay's seed (the training-seed draws; the sampler has its own).
         clock: simulated time; None runs without one (every trial costs nothing).
+        tolerance: look up only directions within the search's cost tolerance (a proposal
+            the search accepted must not return the result of a network it would reject).
     """
 
     def __init__(self, table: Table, factor: float, seed: int,
-                 clock: SimulatedClock | None = None) -> None:
+                 clock: SimulatedClock | None = None, tolerance: float | None = None) -> None:
         self.table, self.factor, self.seed, self.clock = table, factor, seed, clock
+        self.tolerance = tolerance
         self.spent_s = 0.0  # recorded seconds of every replayed trial, summed
         self.spent_epochs = 0
 
@@ -263,7 +270,7 @@ class ReplayTrainer:
 
         a = trial.user_attrs
         shares = (a["depth_share"], a["width_share"], a["resolution_share"])
-        direction = self.table.nearest(shares, self.factor)
+        direction = self.table.nearest(shares, self.factor, self.tolerance)
         original = int(a.get("promoted_from", trial.number))  # a promotion keeps its seed
         row = direction.rows[np.random.default_rng([self.seed, original]).integers(
             len(direction.rows))]
@@ -342,7 +349,7 @@ def replay(config: Any, table: Table, *, seed: int, workers: int = 1,
     study, _ = controller.open_study(config, storage, config.name)
     controller.enqueue_design(study, config)
     clock = SimulatedClock(workers) if workers > 1 else None
-    trainer = ReplayTrainer(table, factor, seed, clock)
+    trainer = ReplayTrainer(table, factor, seed, clock, replay_tolerance(config))
     epochs = config.proxy.epochs
     lock = threading.Lock()
 

@@ -6,6 +6,7 @@ curves, recorded times); the real one is experiments/results/mnist5k/direction_t
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,3 +211,31 @@ def test_regret_counts_only_directions_the_search_may_train():
     assert admissible.shares != table.best(2.0).shares
     assert table.regret(admissible.shares, 2.0, tolerance=0.05) == 0.0
     assert table.regret(admissible.shares, 2.0) > 0.0
+
+
+REAL_TABLE = (Path(__file__).resolve().parents[1] / "experiments" / "results" / "mnist5k"
+              / "direction_table.jsonl")
+
+
+@pytest.mark.skipif(not REAL_TABLE.exists(), reason="the recorded table is not exported yet")
+def test_replay_on_a_slice_of_the_recorded_table():
+    """The MNIST direction search's own config (matched 2x MACs, 5% tolerance, halving 3 -> 9
+    epochs) against the 2x directions of the recorded table on the 0.2 lattice."""
+    import sys
+
+    sys.path.insert(0, str(REAL_TABLE.parents[2]))
+    from common import MNIST, direction_search
+
+    table = Table.load(REAL_TABLE)
+    on_lattice = tuple(r for r in table.rows if r["factor"] == 2.0 and all(
+        abs(s * 5 - round(s * 5)) < 1e-6 for s in r["shares"]))
+    part = Table(on_lattice)
+    assert len(part.directions(2.0)) >= 15
+    config = dataclasses.replace(direction_search("slice", MNIST, trials=8, ladder=()),
+                                 startup_trials=2)
+    mnist = load_dataset("mnist5k")
+    one = replay(config, part, seed=0, dataset=mnist)
+    four = replay(config, part, seed=0, workers=4, dataset=mnist)
+    assert one.recommended is not None and four.recommended is not None
+    assert 0 <= one.regret <= 1 and one.trainings < 8  # halving stopped some early
+    assert four.elapsed_s < one.elapsed_s
