@@ -104,8 +104,8 @@ def _to_best(outcome: ReplayOutcome, table: Table, factor: float,
     return None
 
 
-def run(table: Table, names: list[str], seeds: int, trials: int,
-        pareto: bool = False) -> list[dict]:
+def run(table: Table, names: list[str], seeds: int, trials: int, pareto: bool = False,
+        plot: Path | None = None) -> list[dict]:
     import optuna
 
     from trainers.data import load_dataset
@@ -121,6 +121,8 @@ def run(table: Table, names: list[str], seeds: int, trials: int,
         results[method.name] = [replay(config, table, seed=s, workers=method.workers,
                                        dataset=dataset) for s in range(seeds)]
         print(f"{method.name}: done", file=sys.stderr, flush=True)
+    if plot:
+        _plot(results, grid, plot)
     ranks = {}
     for fraction in (0.25, 1.0):
         per_seed = np.array([[_at(results[m.name][s], fraction * grid) for m in chosen]
@@ -155,6 +157,48 @@ def run(table: Table, names: list[str], seeds: int, trials: int,
     return rows
 
 
+def _at_seconds(outcome: ReplayOutcome, seconds: float) -> float:
+    regret = 1.0
+    for _, spent, r in outcome.trace:
+        if spent > seconds:
+            break
+        if r is not None:
+            regret = r
+    return regret
+
+
+def _plot(results: dict[str, list[ReplayOutcome]], grid: int, path: Path) -> None:
+    """Mean normalized regret of the incumbent against full-budget trainings and recorded
+    hours spent, one line per method (+- one standard error shaded)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    most_s = max(o.seconds for outs in results.values() for o in outs)
+    most = max(o.trainings for outs in results.values() for o in outs)
+    for name, outs in results.items():
+        for axis, xs, at in ((left, np.linspace(0, most, 120), _at),
+                             (right, np.linspace(0, most_s, 120), _at_seconds)):
+            curves = np.array([[at(o, x) for x in xs] for o in outs])
+            mean = curves.mean(0)
+            se = curves.std(0, ddof=1) / np.sqrt(len(outs)) if len(outs) > 1 else 0 * mean
+            scale = 1.0 if axis is left else 1 / 3600
+            line, = axis.plot(xs * scale, mean, label=name, lw=1.2)
+            axis.fill_between(xs * scale, mean - se, mean + se, color=line.get_color(),
+                              alpha=0.15)
+    if grid / 3 <= most:
+        left.axvline(grid / 3, color="grey", ls=":", lw=1)
+    left.set_xlabel("full-budget trainings spent (dotted: a third of the 0.05 grid)")
+    right.set_xlabel("recorded training hours spent")
+    left.set_ylabel("normalized regret of the recommendation")
+    right.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def _hv(outs: list[ReplayOutcome], table: Table, factor: float,
         tolerance: float | None) -> dict:
     """Hypervolume gap of the full-budget trials (val top-1 up, params down) to the table's."""
@@ -174,6 +218,7 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(SAMPLERS))
     parser.add_argument("--pareto", action="store_true",
                         help="two objectives (val top-1, params): adds the hypervolume gap")
+    parser.add_argument("--plot", type=Path, help="regret curves to this image file")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not args.table.exists():
@@ -181,7 +226,7 @@ def main() -> None:
                  f"experiments/build_direction_table.sh, then "
                  f"python experiments/export_direction_table.py")
     rows = run(Table.load(args.table), args.methods.split(","), args.seeds, args.trials,
-               args.pareto)
+               args.pareto, args.plot)
     if args.json:
         print(json.dumps(rows, indent=1))
         return

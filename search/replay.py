@@ -345,6 +345,12 @@ def replay(config: Any, table: Table, *, seed: int, workers: int = 1,
 
     config = dataclasses.replace(config, seed=seed)
     factor = config.search.growth
+    short = {r["epochs"] for r in table.rows if r["epochs"] < config.proxy.epochs}
+    if short or not table.directions(factor):
+        raise ValueError(f"the table cannot stand in for this search: it has "
+                         f"{'rows of ' + str(sorted(short)) + ' epochs' if short else 'no rows'}"
+                         f" at {factor:g}x, the search trains {config.proxy.epochs} epochs at "
+                         f"{factor:g}x")
     storage = optuna.storages.InMemoryStorage()
     study, _ = controller.open_study(config, storage, config.name)
     controller.enqueue_design(study, config)

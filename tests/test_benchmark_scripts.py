@@ -69,15 +69,16 @@ def test_search_efficiency_reports_every_method_on_a_table(tmp_path):
     from test_replay import synthetic_table
 
     path = tmp_path / "t.jsonl"
-    synthetic_table(2.0).save(path)
+    synthetic_table(2.0, epochs=9).save(path)  # the MNIST proxy's 9 epochs
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"),
                            "--table", str(path), "--methods", "random,tpe", "--seeds", "2",
-                           "--trials", "5", "--json", "--pareto"], capture_output=True,
-                          text=True)
+                           "--trials", "5", "--json", "--pareto", "--plot",
+                           str(tmp_path / "p.png")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     import json
 
     rows = json.loads(done.stdout)
+    assert (tmp_path / "p.png").stat().st_size > 10_000
     assert len(rows) == 8  # 2 samplers x (with, without halving) x (1, 4 workers)
     assert sum(r["default"] for r in rows) == 1
     for r in rows:
@@ -85,3 +86,4 @@ def test_search_efficiency_reports_every_method_on_a_table(tmp_path):
                 "final_regret_mean", "final_regret_se"} <= set(r)
         assert r["seeds"] == 2 and r["grid_trainings"] == 232
         assert 0 <= r["final_regret_mean"] <= 1 and 0 <= r["hypervolume_gap_mean"] <= 1
+    assert min(r["final_regret_mean"] for r in rows) < 1  # some method recommends something

@@ -23,7 +23,8 @@ EPOCHS = 4
 PEAK = (0.2, 0.5, 0.3)  # the synthetic table's best direction
 
 
-def synthetic_table(factor: float, seeds: int = 2, noise: float = 0.003) -> Table:
+def synthetic_table(factor: float, seeds: int = 2, noise: float = 0.003,
+                    epochs: int = EPOCHS) -> Table:
     rows = []
     simplex = Simplex()
     rng = np.random.default_rng(0)
@@ -33,16 +34,16 @@ def synthetic_table(factor: float, seeds: int = 2, noise: float = 0.003) -> Tabl
         score = 0.95 - 0.4 * sum((a - b) ** 2 for a, b in zip(shares, PEAK, strict=True))
         for seed in range(seeds):
             final = score + noise * rng.standard_normal()
-            curve = [final * (1 - math.exp(-1.5 * e)) / (1 - math.exp(-1.5 * EPOCHS))
-                     for e in range(1, EPOCHS + 1)]
+            curve = [final * (1 - math.exp(-1.5 * e)) / (1 - math.exp(-1.5 * epochs))
+                     for e in range(1, epochs + 1)]
             rows.append({"factor": factor, "part": f"s{seed}", "seed": seed, "shares": shares,
                          "alpha": coeffs.alpha, "beta": coeffs.beta, "gamma": coeffs.gamma,
                          "phi": 1.0, "arch": "x", "resolution": 8, "macs": 1,
                          "params": int(1000 * (1 + 2 * shares[1])),
-                         "activations": 1, "match_ratio": factor, "epochs": EPOCHS,
+                         "activations": 1, "match_ratio": factor, "epochs": epochs,
                          "curve": curve, "val_top1": curve[-1], "test_top1": curve[-1],
                          "init_s": 0.5, "compile_s": 5.0 + 5 * shares[0],
-                         "wall_s": 5.5 + 5 * shares[0] + EPOCHS * (1 + 3 * shares[2])})
+                         "wall_s": 5.5 + 5 * shares[0] + epochs * (1 + 3 * shares[2])})
     return Table(tuple(rows))
 
 
@@ -239,3 +240,13 @@ def test_replay_on_a_slice_of_the_recorded_table():
     assert one.recommended is not None and four.recommended is not None
     assert 0 <= one.regret <= 1 and one.trainings < 8  # halving stopped some early
     assert four.elapsed_s < one.elapsed_s
+
+
+def test_replay_refuses_a_table_that_cannot_stand_in(table, digits):
+    with pytest.raises(ValueError, match="rows of \\[4\\] epochs"):
+        replay(dataclasses.replace(config(), proxy=ProxyConfig(dataset="digits", epochs=9,
+                                                               resolution=8)),
+               table, seed=0, dataset=digits)
+    with pytest.raises(ValueError, match="no rows at 2x"):
+        replay(config(search=dataclasses.replace(config().search, phi=1.0)), table, seed=0,
+               dataset=digits)
