@@ -80,15 +80,21 @@ def methods(names: list[str], pareto: bool = False) -> list[Method]:
     return out
 
 
-def _at(outcome: ReplayOutcome, trainings: float) -> float:
-    """The incumbent's regret once `trainings` full-budget trainings were spent."""
+def _at(outcome: ReplayOutcome, spent: float, axis: int = 0) -> float:
+    """The incumbent's regret once `spent` was spent: full-budget trainings (axis 0 of the
+    trace) or recorded seconds (axis 1)."""
     regret = 1.0
-    for spent, _, r in outcome.trace:
-        if spent > trainings:
+    for point in outcome.trace:
+        if point[axis] > spent:
             break
-        if r is not None:
-            regret = r
+        if point[2] is not None:
+            regret = point[2]
     return regret
+
+
+def _se(values: np.ndarray) -> float:
+    """Standard error of the mean over seeds (0 for one seed)."""
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
 def _to_best(outcome: ReplayOutcome, table: Table, factor: float,
@@ -112,12 +118,12 @@ def run(table: Table, names: list[str], seeds: int, trials: int, pareto: bool = 
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     dataset = load_dataset(MNIST.proxy.dataset)
-    factor = 2.0
     grid = len(Simplex().grid(0.05)) + 1  # the lattice and the paper's direction
     results: dict[str, list[ReplayOutcome]] = {}
     chosen = methods(names, pareto)
+    configs = {method.name: method.config(trials) for method in chosen}
     for method in chosen:
-        config = method.config(trials)
+        config = configs[method.name]
         results[method.name] = [replay(config, table, seed=s, workers=method.workers,
                                        dataset=dataset) for s in range(seeds)]
         print(f"{method.name}: done", file=sys.stderr, flush=True)
@@ -132,7 +138,8 @@ def run(table: Table, names: list[str], seeds: int, trials: int, pareto: bool = 
     for i, method in enumerate(chosen):
         outs = results[method.name]
         regrets = np.array([o.regret for o in outs])
-        tolerance = replay_tolerance(method.config(trials))
+        factor = configs[method.name].search.growth
+        tolerance = replay_tolerance(configs[method.name])
         reached = [_to_best(o, table, factor, tolerance) for o in outs]
         spent = np.array([r[0] if r else o.trainings for r, o in zip(reached, outs,
                                                                      strict=True)])
@@ -146,8 +153,7 @@ def run(table: Table, names: list[str], seeds: int, trials: int, pareto: bool = 
             "seconds_to_best_mean": float(seconds.mean()),
             "reached_best_fraction": float(np.mean([r is not None for r in reached])),
             "final_regret_mean": float(regrets.mean()),
-            "final_regret_se": float(regrets.std(ddof=1) / np.sqrt(seeds)) if seeds > 1
-            else 0.0,
+            "final_regret_se": _se(regrets),
             "mean_rank_at_25pct_grid": float(ranks[0.25][i]),
             "mean_rank_at_100pct_grid": float(ranks[1.0][i]),
             **(_hv(outs, table, factor, tolerance) if pareto else {}),
@@ -155,16 +161,6 @@ def run(table: Table, names: list[str], seeds: int, trials: int, pareto: bool = 
             "default": (method.sampler == "tpe" and not method.halving
                         and method.workers == 1)})
     return rows
-
-
-def _at_seconds(outcome: ReplayOutcome, seconds: float) -> float:
-    regret = 1.0
-    for _, spent, r in outcome.trace:
-        if spent > seconds:
-            break
-        if r is not None:
-            regret = r
-    return regret
 
 
 def _plot(results: dict[str, list[ReplayOutcome]], grid: int, path: Path) -> None:
@@ -179,9 +175,9 @@ def _plot(results: dict[str, list[ReplayOutcome]], grid: int, path: Path) -> Non
     most_s = max(o.seconds for outs in results.values() for o in outs)
     most = max(o.trainings for outs in results.values() for o in outs)
     for name, outs in results.items():
-        for axis, xs, at in ((left, np.linspace(0, most, 120), _at),
-                             (right, np.linspace(0, most_s, 120), _at_seconds)):
-            curves = np.array([[at(o, x) for x in xs] for o in outs])
+        for axis, xs, spent in ((left, np.linspace(0, most, 120), 0),
+                                (right, np.linspace(0, most_s, 120), 1)):
+            curves = np.array([[_at(o, x, spent) for x in xs] for o in outs])
             mean = curves.mean(0)
             se = curves.std(0, ddof=1) / np.sqrt(len(outs)) if len(outs) > 1 else 0 * mean
             scale = 1.0 if axis is left else 1 / 3600
@@ -204,9 +200,7 @@ def _hv(outs: list[ReplayOutcome], table: Table, factor: float,
     """Hypervolume gap of the full-budget trials (val top-1 up, params down) to the table's."""
     gaps = np.array([table.hypervolume_gap(o.full, factor, tolerance=tolerance)
                      for o in outs])
-    return {"hypervolume_gap_mean": float(gaps.mean()),
-            "hypervolume_gap_se": float(gaps.std(ddof=1) / np.sqrt(len(gaps)))
-            if len(gaps) > 1 else 0.0}
+    return {"hypervolume_gap_mean": float(gaps.mean()), "hypervolume_gap_se": _se(gaps)}
 
 
 def main() -> None:

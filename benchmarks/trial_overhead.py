@@ -114,9 +114,10 @@ def init_check(seeds: int) -> dict:
 
 def journal(path: str, study: str) -> dict:
     import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    storage = JournalStorage(JournalFileBackend(path))
+    from search.storage import open_storage
+
+    storage = open_storage(path, create=False)
     trials = [t.user_attrs for t in optuna.load_study(study_name=study, storage=storage).trials
               if "wall_s" in t.user_attrs]
     total = {k: sum(a.get(k, 0.0) for a in trials) for k in ("wall_s", "compile_s", "init_s")}

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from optuna.storages.journal import JournalFileBackend, JournalStorage
 from scipy import stats
 
 HERE = Path(__file__).resolve().parent
@@ -27,6 +26,7 @@ sys.path.insert(0, str(HERE))
 from common import TABLE_PARTS, direction_table  # noqa: E402
 
 from search.replay import Table, rows_of_study  # noqa: E402
+from search.storage import open_storage  # noqa: E402
 
 RESULTS = HERE / "results" / "mnist5k"
 TOLERANCE = 0.05  # CoefficientSearch's default
@@ -35,7 +35,7 @@ NAMED = {"paper": (0.280, 0.292, 0.428), "depth-only": (1.0, 0.0, 0.0),
 
 
 def export(journal: Path, output: Path) -> Table:
-    storage = JournalStorage(JournalFileBackend(str(journal)))
+    storage = open_storage(str(journal), create=False)
     names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
     rows = []
     for part, (_, _, seed) in TABLE_PARTS.items():

@@ -103,7 +103,6 @@ class Table:
 
     @classmethod
     def load(cls, path: str | Path) -> Table:
-        rows = []
         with open(path) as f:
             header = json.loads(f.readline())
             if header.get("table_version") != TABLE_VERSION:
