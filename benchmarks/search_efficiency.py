@@ -1,6 +1,6 @@
 """How much training each search method needs: replays against the recorded direction table.
 
-    python benchmarks/search_efficiency.py --seeds 30 [--trials 24] [--json]
+    python benchmarks/search_efficiency.py --seeds 30 [--trials 20] [--snap 0.1] [--json]
     python benchmarks/search_efficiency.py --table T.jsonl --methods tpe,random --seeds 5
 
 Every method runs the real effsearch search (`search.replay`: the same samplers, references,
@@ -22,7 +22,9 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +35,17 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 from common import MNIST, direction_search  # noqa: E402
 
-from search.config import Objective  # noqa: E402
+from search.config import CoefficientSearch, Objective, SearchConfig  # noqa: E402
 from search.halving import Halving  # noqa: E402
 from search.manifold import Simplex  # noqa: E402
-from search.replay import ReplayOutcome, Table, replay, replay_tolerance  # noqa: E402
+from search.replay import ReplayOutcome, Table, replay_many, replay_tolerance  # noqa: E402
 
 TABLE = ROOT / "experiments" / "results" / "mnist5k" / "direction_table.jsonl"
 HALVING = Halving(min_epochs=3, eta=3)
 SAMPLERS = ("grid0.05", "grid0.1", "random", "tpe", "gp", "nsga2")
+DEFAULTS = {f.name: f.default for cls in (SearchConfig, CoefficientSearch)
+            for f in dataclasses.fields(cls) if f.name in ("sampler", "trials", "halving",
+                                                           "startup_trials", "snap")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,15 +57,18 @@ class Method:
     workers: int
     pareto: bool = False
 
-    def config(self, trials: int):
+    def config(self, trials: int, snap: float = DEFAULTS["snap"]):
+        """The MNIST direction search (experiments/common.py) with this method's sampler,
+        halving and workers, and otherwise `SearchConfig`'s and `CoefficientSearch`'s
+        defaults (startup trials, tolerance, snap)."""
         base = direction_search(f"replay-{self.name}", MNIST, trials=trials, ladder=())
-        search = base.search
+        search = dataclasses.replace(base.search, snap=snap)
         if self.grid_step is not None:
             search = dataclasses.replace(search, grid_step=self.grid_step)
         return dataclasses.replace(
             base, search=search, sampler=self.sampler,
             trials=None if self.grid_step is not None else trials,
-            startup_trials=0 if self.grid_step is not None else base.startup_trials,
+            startup_trials=0 if self.grid_step is not None else DEFAULTS["startup_trials"],
             halving=HALVING if self.halving else None,
             objective=Objective(kind="pareto", cost="params") if self.pareto else None)
 
@@ -111,7 +119,7 @@ def _to_best(outcome: ReplayOutcome, table: Table, factor: float,
 
 
 def run(table: Table, names: list[str], seeds: int, trials: int, pareto: bool = False,
-        plot: Path | None = None) -> list[dict]:
+        plot: Path | None = None, jobs: int = 1, snap: float = DEFAULTS["snap"]) -> list[dict]:
     import optuna
 
     from trainers.data import load_dataset
@@ -121,12 +129,14 @@ def run(table: Table, names: list[str], seeds: int, trials: int, pareto: bool = 
     grid = len(Simplex().grid(0.05)) + 1  # the lattice and the paper's direction
     results: dict[str, list[ReplayOutcome]] = {}
     chosen = methods(names, pareto)
-    configs = {method.name: method.config(trials) for method in chosen}
+    configs = {method.name: method.config(trials, snap) for method in chosen}
+    todo = [(configs[m.name], s, m.workers) for m in chosen for s in range(seeds)]
+    outcomes = replay_many(todo, table, processes=jobs, dataset=dataset)
+    start = time.monotonic()
     for method in chosen:
-        config = configs[method.name]
-        results[method.name] = [replay(config, table, seed=s, workers=method.workers,
-                                       dataset=dataset) for s in range(seeds)]
-        print(f"{method.name}: done", file=sys.stderr, flush=True)
+        results[method.name] = [next(outcomes) for _ in range(seeds)]
+        print(f"{method.name}: done ({time.monotonic() - start:.0f} s)", file=sys.stderr,
+              flush=True)
     if plot:
         _plot(results, grid, plot)
     ranks = {}
@@ -157,9 +167,12 @@ def run(table: Table, names: list[str], seeds: int, trials: int, pareto: bool = 
             "mean_rank_at_25pct_grid": float(ranks[0.25][i]),
             "mean_rank_at_100pct_grid": float(ranks[1.0][i]),
             **(_hv(outs, table, factor, tolerance) if pareto else {}),
-            # SearchConfig's defaults: TPE, no halving, one worker.
-            "default": (method.sampler == "tpe" and not method.halving
-                        and method.workers == 1)})
+            "snap": snap,
+            # The sampler, halving and snap SearchConfig and CoefficientSearch default to (at
+            # the --trials asked for), one worker.
+            "default": (method.sampler == DEFAULTS["sampler"] and method.workers == 1
+                        and (HALVING if method.halving else None) == DEFAULTS["halving"]
+                        and snap == DEFAULTS["snap"])})
     return rows
 
 
@@ -207,12 +220,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, default=TABLE)
     parser.add_argument("--seeds", type=int, default=30)
-    parser.add_argument("--trials", type=int, default=24,
-                        help="distinct trainings of the non-grid methods (default 24)")
+    parser.add_argument("--trials", type=int, default=DEFAULTS["trials"],
+                        help="distinct trainings of the non-grid methods (default: "
+                             "SearchConfig's, %(default)s)")
+    parser.add_argument("--snap", type=float, default=DEFAULTS["snap"],
+                        help="CoefficientSearch.snap of every method (default %(default)s)")
     parser.add_argument("--methods", default=",".join(SAMPLERS))
     parser.add_argument("--pareto", action="store_true",
                         help="two objectives (val top-1, params): adds the hypervolume gap")
     parser.add_argument("--plot", type=Path, help="regret curves to this image file")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="replays run in this many processes (default: one per core)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not args.table.exists():
@@ -220,7 +238,7 @@ def main() -> None:
                  f"experiments/build_direction_table.sh, then "
                  f"python experiments/export_direction_table.py")
     rows = run(Table.load(args.table), args.methods.split(","), args.seeds, args.trials,
-               args.pareto, args.plot)
+               args.pareto, args.plot, args.jobs, args.snap)
     if args.json:
         print(json.dumps(rows, indent=1))
         return

@@ -60,8 +60,9 @@ def direction_search(name: str, setup: Setup, *, trials: int = 16,
     the references at matched 4x and 8x, 3 seeds each."""
     return SearchConfig(
         name=name,
+        # snap 0: these studies were recorded before shares snapped to the faces (session 7).
         search=CoefficientSearch(baseline=BASELINE, resolution_multiple=2,
-                                 channel_divisor=setup.channel_divisor),
+                                 channel_divisor=setup.channel_divisor, snap=0.0),
         proxy=setup.proxy, sampler="tpe", trials=trials, startup_trials=4,
         halving=setup.halving, ladder=ladder, ladder_top=3, ladder_seeds=3)
 
@@ -92,6 +93,6 @@ def direction_table(part: str, setup: Setup = MNIST) -> SearchConfig:
         name=f"mnist-table-{part}",
         search=CoefficientSearch(baseline=BASELINE, phi=phi, resolution_multiple=2,
                                  channel_divisor=setup.channel_divisor, tolerance=0.3,
-                                 grid_step=step),
+                                 grid_step=step, snap=0.0),
         proxy=dataclasses.replace(setup.proxy, seed=seed), sampler="grid", trials=None,
         startup_trials=0, halving=None)

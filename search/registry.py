@@ -68,12 +68,14 @@ def _nsga2(config: SearchConfig) -> optuna.samplers.BaseSampler:
 
 
 def _gp(config: SearchConfig) -> optuna.samplers.BaseSampler:
-    import optuna
-
     if importlib.util.find_spec("torch") is None:
         raise UserError("the gp sampler (Optuna's GPSampler) needs PyTorch: "
                         "pip install 'effsearch[gp]'")
-    return optuna.samplers.GPSampler(seed=config.seed, n_startup_trials=config.startup_trials)
+    from search.gp import RejectionAwareGPSampler
+
+    # Only the first trials' parameters are sampled independently, on purpose (the design).
+    return RejectionAwareGPSampler(seed=config.seed, n_startup_trials=config.startup_trials,
+                                   warn_independent_sampling=False)
 
 
 SAMPLERS: dict[str, Sampler] = {
@@ -86,7 +88,8 @@ SAMPLERS: dict[str, Sampler] = {
                    "startup_trials + about 10: below that TPE's model has little to fit"),
     "nsga2": Sampler("Optuna's NSGA-II, population sized to the budget (four generations)",
                      _nsga2, "two generations of the smallest population, 4", min_budget=8),
-    "gp": Sampler("Optuna's Gaussian-process sampler (needs PyTorch: the gp extra)", _gp,
+    "gp": Sampler("Optuna's Gaussian-process sampler, never re-proposing a rejected point "
+                  "(needs PyTorch: the gp extra)", _gp,
                   "startup_trials + about 5"),
     "random": Sampler("uniform over the kind's parameters (coefficients: over directions)",
                       _random, "any"),

@@ -26,13 +26,15 @@ init_s, compile_s, wall_s.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import heapq
 import itertools
 import json
 import math
+import multiprocessing
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -270,7 +272,8 @@ class ReplayTrainer:
         a = trial.user_attrs
         shares = (a["depth_share"], a["width_share"], a["resolution_share"])
         direction = self.table.nearest(shares, self.factor, self.tolerance)
-        original = int(a.get("promoted_from", trial.number))  # a promotion keeps its seed
+        # A promotion continues its original's training and a retry redoes it: same seed.
+        original = int(a.get("promoted_from", a.get("retry_of", trial.number)))
         row = direction.rows[np.random.default_rng([self.seed, original]).integers(
             len(direction.rows))]
         setup = row["init_s"] + row["compile_s"]
@@ -328,8 +331,8 @@ class ReplayOutcome:
 END_ATTR = "replay.end"
 
 
-def replay(config: Any, table: Table, *, seed: int, workers: int = 1,
-           dataset: Any = None) -> ReplayOutcome:
+def replay(config: Any, table: Table, *, seed: int, workers: int = 1, dataset: Any = None,
+           storage: Any = None) -> ReplayOutcome:
     """Runs the real search of `config` against `table` with `workers` simulated workers.
 
     The sampler and design are seeded with `seed` (through the config); training seeds are
@@ -337,6 +340,12 @@ def replay(config: Any, table: Table, *, seed: int, workers: int = 1,
     validation score (what `effsearch export` picks from a single-objective study), judged
     by its direction's mean over the table's seeds against the directions the search may
     train (within its cost tolerance).
+
+    Args:
+        storage: an Optuna storage holding the study (default: a new in-memory one). A study
+            already there is resumed, as `effsearch search` resumes one: an interrupted
+            trial's retry runs first, and time and training spent continue from what the
+            study's replayed trials had spent.
     """
     import optuna
 
@@ -350,12 +359,20 @@ def replay(config: Any, table: Table, *, seed: int, workers: int = 1,
                          f"{'rows of ' + str(sorted(short)) + ' epochs' if short else 'no rows'}"
                          f" at {factor:g}x, the search trains {config.proxy.epochs} epochs at "
                          f"{factor:g}x")
-    storage = optuna.storages.InMemoryStorage()
-    study, _ = controller.open_study(config, storage, config.name)
-    controller.enqueue_design(study, config)
+    storage = storage if storage is not None else optuna.storages.InMemoryStorage()
+    study, created = controller.open_study(config, storage, config.name)
+    if created:
+        controller.enqueue_design(study, config)
     clock = SimulatedClock(workers) if workers > 1 else None
     trainer = ReplayTrainer(table, factor, seed, clock, replay_tolerance(config))
     epochs = config.proxy.epochs
+    ends = [t.user_attrs[END_ATTR] for t in study.get_trials(deepcopy=False)
+            if END_ATTR in t.user_attrs]
+    if ends:  # resumed: continue the simulated time and the spend where they stopped
+        trainer.spent_epochs = round(max(e[1] for e in ends) * epochs)
+        trainer.spent_s = max(e[2] for e in ends)
+        if clock is not None:
+            clock.now = max(e[0] for e in ends)
     lock = threading.Lock()
 
     def stamped(proxy: Any, trial: Any, callback: Callable[[int, dict], None]) -> Any:
@@ -392,6 +409,36 @@ def replay(config: Any, table: Table, *, seed: int, workers: int = 1,
                     clock.now if clock else trainer.spent_s, replay_tolerance(config))
 
 
+def replay_many(jobs: Sequence[tuple[Any, int, int]], table: Table, *, processes: int = 1,
+                dataset: Any = None) -> Iterator[ReplayOutcome]:
+    """`replay(config, table, seed=seed, workers=workers)` for each (config, seed, workers)
+    job, yielded in job order, in `processes` processes (each replay is single-threaded
+    Python, so processes, not threads, use more cores). Children are spawned, not forked:
+    the parent may hold JAX's and Optuna's threads."""
+    if processes <= 1:
+        for config, seed, workers in jobs:
+            yield replay(config, table, seed=seed, workers=workers, dataset=dataset)
+        return
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(processes, mp_context=context,
+                                                initializer=_child_init,
+                                                initargs=(table, dataset)) as pool:
+        yield from pool.map(_child_replay, jobs, chunksize=1)
+
+
+_CHILD: dict[str, Any] = {}  # the table and dataset of a `replay_many` child process
+
+
+def _child_init(table: Table, dataset: Any) -> None:
+    _CHILD.update(table=table, dataset=dataset)
+
+
+def _child_replay(job: tuple[Any, int, int]) -> ReplayOutcome:
+    config, seed, workers = job
+    return replay(config, _CHILD["table"], seed=seed, workers=workers,
+                  dataset=_CHILD["dataset"])
+
+
 def replay_tolerance(config: Any) -> float | None:
     """The cost tolerance of the search (None when it does not match costs)."""
     return config.search.tolerance if config.search.match else None
@@ -399,13 +446,15 @@ def replay_tolerance(config: Any) -> float | None:
 
 def _outcome(study: Any, table: Table, factor: float, epochs: int, trainer: ReplayTrainer,
              elapsed_s: float, tolerance: float | None) -> ReplayOutcome:
+    from optuna.trial import TrialState
+
     ended = sorted((t for t in study.get_trials(deepcopy=False) if END_ATTR in t.user_attrs),
                    key=lambda t: tuple(t.user_attrs[END_ATTR]))
     trace, best, best_val, full = [], None, -math.inf, []
     for t in ended:
         a = t.user_attrs
         shares = (a["depth_share"], a["width_share"], a["resolution_share"])
-        if a.get("budget") == epochs:
+        if a.get("budget") == epochs and t.state == TrialState.COMPLETE:
             full.append(shares)
             if a["val_top1"] > best_val:
                 best_val, best = a["val_top1"], shares

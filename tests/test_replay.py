@@ -119,6 +119,53 @@ def test_four_simulated_workers_share_the_clock(table, digits):
     assert one.elapsed_s == pytest.approx(one.seconds)
 
 
+@pytest.mark.parametrize("sampler,trials,halving", [
+    ("grid", None, None), ("tpe", 10, Halving(min_epochs=1, eta=2))])
+def test_an_interrupted_replay_resumes_where_it_stopped(table, digits, monkeypatch, sampler,
+                                                        trials, halving):
+    """Ctrl-C in the fifth training: the study keeps what was done, the interrupted trial is
+    retried first on resume, nothing done is redone, and the resumed search ends as an
+    uninterrupted one would (the grid: the same trainings; TPE: the same budget)."""
+    import optuna
+
+    from search.replay import ReplayTrainer
+
+    cfg = config(sampler=sampler, trials=trials, halving=halving)
+    whole = replay(cfg, table, seed=5, dataset=digits)
+    calls, train = 0, ReplayTrainer.__call__
+
+    def interrupted(self, *args):
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            raise KeyboardInterrupt
+        return train(self, *args)
+
+    storage = optuna.storages.InMemoryStorage()
+    monkeypatch.setattr(ReplayTrainer, "__call__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        replay(cfg, table, seed=5, dataset=digits, storage=storage)
+    study = optuna.load_study(study_name=cfg.name, storage=storage)
+    done = [t for t in study.trials if t.state.is_finished()]
+    assert len(done) >= 5 and done[-1].state == optuna.trial.TrialState.FAIL
+    resumed = replay(cfg, table, seed=5, dataset=digits, storage=storage)
+    retried = [t for t in study.get_trials() if t.user_attrs.get("retry_of") == done[-1].number]
+    assert len(retried) == 1 and retried[0].params == done[-1].params
+    assert retried[0].state != optuna.trial.TrialState.FAIL
+    trained = [t for t in study.get_trials() if "duplicate_of" not in t.user_attrs
+               and t.state != optuna.trial.TrialState.FAIL and "rejected" not in t.user_attrs
+               and "promoted_from" not in t.user_attrs]
+    assert len({tuple(sorted(t.params.items())) for t in trained}) == len(trained)
+    if sampler == "grid":  # the retry runs after the trials queued before it: same set
+        assert (resumed.recommended, resumed.regret) == (whole.recommended, whole.regret)
+        assert set(resumed.full) == set(whole.full)
+        assert (resumed.trainings, resumed.seconds) == pytest.approx((whole.trainings,
+                                                                      whole.seconds))
+    else:
+        assert len(trained) == trials
+        assert resumed.trace[-1][0] == pytest.approx(resumed.trainings)
+
+
 def test_simulated_clock_orders_wakeups():
     import threading
 
@@ -250,3 +297,37 @@ def test_replay_refuses_a_table_that_cannot_stand_in(table, digits):
     with pytest.raises(ValueError, match="no rows at 2x"):
         replay(config(search=dataclasses.replace(config().search, phi=1.0)), table, seed=0,
                dataset=digits)
+
+
+def test_gp_does_not_propose_a_rejected_point_again(monkeypatch):
+    """GPSampler fits COMPLETE trials only; the controller's rejections (PRUNED, no value)
+    would leave its optimum on the same infeasible point forever. Ours samples at random
+    instead, until a new result changes the model."""
+    pytest.importorskip("torch", reason="Optuna's GPSampler needs PyTorch")
+    import optuna
+
+    from search.gp import RejectionAwareGPSampler
+
+    study = optuna.create_study(sampler=RejectionAwareGPSampler(seed=0, n_startup_trials=0))
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.2}, distributions=space,
+                                              value=1.0))
+    rejected = optuna.trial.create_trial(params={"x": 0.7}, distributions=space,
+                                         state=optuna.trial.TrialState.PRUNED)
+    rejected.set_user_attr("rejected", "misses the matched cost")
+    study.add_trial(rejected)
+    optimum = {"x": 0.7 + 1e-5}
+    calls = []
+
+    def gp(self, *args):
+        calls.append(1)
+        return dict(optimum)
+
+    monkeypatch.setattr(optuna.samplers.GPSampler, "sample_relative", gp)
+    trial = study.ask()
+    assert study.sampler.sample_relative(study, trial, space) == {}
+    assert study.sampler.sample_relative(study, trial, space) == {}  # unchanged model
+    assert len(calls) == 1
+    study.tell(trial, 0.5)  # a new result: the model is asked again
+    optimum = {"x": 0.4}
+    assert study.sampler.sample_relative(study, study.ask(), space) == {"x": 0.4}

@@ -202,3 +202,52 @@ def test_matched_phi_gives_the_closest_rounded_network(baseline, shares, factor,
         except UserError:  # past a physical bound
             break
         assert abs(math.log(other / factor)) >= gap - 1e-9, (t, other, ratio)
+
+
+def _scanned_phi(baseline, coeffs, factor, key, steps=2000, **rounding):
+    """The reference `match_phi` bisects: every grid point scanned left to right, stopping
+    past a physical bound or three times the factor; of the run of points giving the closest
+    network, the middle one (kept here as the rule the fast version must reproduce)."""
+    base = getattr(cost(baseline), key)
+    target = math.log(factor)
+    best_gap, best_value, run, previous = math.inf, None, [], None
+    for phi in np.linspace(0.0, 3 * target / math.log(coeffs.target) + 0.5, steps):
+        try:
+            spec = scale(baseline, coeffs, float(phi), **rounding)
+        except UserError:
+            break
+        value = getattr(cost(spec), key)
+        if value > 3 * factor * base:
+            break
+        gap = abs(math.log(value / base) - target)
+        if value == best_value == previous:
+            run.append(float(phi))
+        elif gap < best_gap - 1e-12:
+            best_gap, best_value, run = gap, value, [float(phi)]
+        previous = value
+    for phi in (run[len(run) // 2], run[0]):
+        if getattr(cost(scale(baseline, coeffs, phi, **rounding)), key) == best_value:
+            return phi, best_value / base
+    raise AssertionError("unreachable")
+
+
+@settings(max_examples=40, deadline=None)
+@given(baseline=archs(max_stages=3, max_channels=48, max_resolution=32),
+       shares=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3).filter(
+           lambda s: sum(s) > 0.05),
+       factor=st.sampled_from([1.0, 1.3, 2.0, 4.0, 8.0]),
+       key=st.sampled_from(["macs", "params", "activations"]),
+       divisor=st.sampled_from([2, 8]), steps=st.sampled_from([2, 7, 300]))
+def test_matched_phi_bisection_equals_a_full_scan(baseline, shares, factor, key, divisor,
+                                                  steps):
+    """`match_phi` bisects the phi grid (cost is non-decreasing for phi > 0); it must return
+    exactly the phi and ratio of scanning every grid point, baselines with channel counts and
+    resolutions off the rounding multiples included."""
+    from space.family import match_phi
+
+    total = sum(shares)
+    coeffs = Coefficients(*(2.0 ** (s / total / e) for s, e in zip(shares, (1, 2, 2),
+                                                                   strict=True)))
+    rounding = {"resolution_multiple": 8, "channel_divisor": divisor}
+    _, phi, ratio = match_phi(baseline, coeffs, factor, cost_key=key, steps=steps, **rounding)
+    assert (phi, ratio) == _scanned_phi(baseline, coeffs, factor, key, steps, **rounding)

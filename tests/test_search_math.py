@@ -290,3 +290,23 @@ def test_nsga2_population_gives_four_generations(trials, population):
     sampler = registry.SAMPLERS["nsga2"].make(config)
     assert sampler._population_size == population  # what Optuna will use
     assert trials // population >= 2  # never stuck in the random first generation
+
+
+def test_snapped_shares_reach_the_faces_and_keep_the_lattice():
+    """Shares below `snap` are 0 (the rest rescaled): a continuous sampler then proposes
+    directions that leave a dimension unscaled; lattice points stay where they were."""
+    snapped = Simplex(snap=0.1)
+    shares = snapped.shares({"share_u": 0.05, "share_v": 0.3})  # depth share ~0.025
+    assert shares["depth"] == 0.0
+    assert shares["width"] + shares["resolution"] == pytest.approx(1.0)
+    assert shares["width"] == pytest.approx(0.3)
+    assert snapped.shares({"share_u": 0.5, "share_v": 0.97})["resolution"] == 0.0
+    for params in Simplex().grid(0.1):
+        assert snapped.shares(params) == pytest.approx(Simplex().shares(params))
+    with pytest.raises(space.UserError, match="snap must be in"):
+        Simplex(snap=0.5)
+
+
+def test_studies_made_before_snapping_resume_unsnapped():
+    assert CoefficientSearch().snap == 0.1
+    assert CoefficientSearch.from_json({"parameterization": "shares"}).snap == 0.0

@@ -50,6 +50,8 @@ class CoefficientSearch(SearchKind):
             or None to train every direction at `phi` (the paper's protocol at phi = 1).
         tolerance: a direction whose closest rounded network is further than this (relative)
             from the cost factor is recorded as rejected, untrained, with the reason.
+        snap: shares below this count as 0 (`Simplex.snap`), so that samplers reach the
+            directions that leave a dimension unscaled.
         grid_step: lattice step of the "grid" sampler (shares: must divide 1; coefficients:
             the step of beta and gamma).
         references: fixed points trained first and marked in plots: "paper" (1.2, 1.1, 1.15)
@@ -70,6 +72,7 @@ class CoefficientSearch(SearchKind):
     parameterization: str = "shares"
     match: str | None = "macs"
     tolerance: float = 0.05
+    snap: float = 0.1
     grid_step: float = 0.1
     references: tuple[str, ...] = REFERENCES
     resolution_multiple: int = space.PROXY_RESOLUTION_MULTIPLE
@@ -102,7 +105,7 @@ class CoefficientSearch(SearchKind):
     def directions(self) -> Simplex | Manifold:
         """What the sampler moves on."""
         if self.parameterization == "shares":
-            return Simplex(self.target, self.dimensions)
+            return Simplex(self.target, self.dimensions, self.snap)
         return Manifold(self.target, self.dimensions)
 
     @property
@@ -210,7 +213,8 @@ class CoefficientSearch(SearchKind):
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> CoefficientSearch:
         # Studies made before these fields existed: channels rounded to the official 8,
-        # coefficients sampled on a box, every direction trained at the study's phi.
+        # coefficients sampled on a box, every direction trained at the study's phi, shares
+        # taken as sampled.
         old = {"channel_divisor": 8, "parameterization": "coefficients", "match": None,
-               "grid_step": 0.05}
+               "grid_step": 0.05, "snap": 0.0}
         return super().from_json({**old, **record})  # type: ignore[return-value]
