@@ -36,6 +36,7 @@ from search import halving as halving_lib
 from search import registry
 from search.config import SearchConfig, dumps
 from search.kinds import Candidate
+from search.kinds.base import LATTICE
 from search.records import CONFIG_ATTR, study_config
 from space import UserError
 from trainers.config import ProxyConfig
@@ -245,7 +246,8 @@ def retry(study: optuna.Study, trial: FrozenTrial, max_retries: int) -> bool:
     if retries >= max_retries:
         return False
     attrs = {k: v for k, v in trial.user_attrs.items()
-             if k in ("reference", "coefficients", PROMOTED_FROM, PROMOTED_RUNG, BRACKET)}
+             if k in ("reference", "coefficients", LATTICE, PROMOTED_FROM, PROMOTED_RUNG,
+                      BRACKET)}
     attrs.update(retry_of=trial.number, retries=retries + 1)
     study.enqueue_trial(trial.params, user_attrs=attrs)
     return True
@@ -284,9 +286,11 @@ class TrialRunner:
     """
 
     def __init__(self, config: SearchConfig, study: optuna.Study,
-                 dataset: Dataset | None = None, train: Trainer | None = None) -> None:
+                 dataset: Dataset | None = None, train: Trainer | None = None,
+                 wait: Callable[[float], None] = time.sleep, poll_s: float = 2.0) -> None:
         self.config, self.study = config, study
         self.train = train  # None: real training (`train_and_evaluate`)
+        self.wait, self.poll_s = wait, poll_s  # while another worker trains the same network
         self.dataset = dataset or load_proxy_dataset(config.proxy)
         self.baseline = dataclasses.replace(config.proxy, arch=config.search.start).spec(
             self.dataset.num_classes, self.dataset.channels)
@@ -349,8 +353,10 @@ class TrialRunner:
             trial.set_user_attr(key, value)
 
         promoted_rung = int(trial.user_attrs.get(PROMOTED_RUNG, 0))
-        twin = None if PROMOTED_FROM in trial.user_attrs else self._twin(trial.number,
-                                                                         attrs["arch"])
+        twin = None
+        if PROMOTED_FROM not in trial.user_attrs:
+            self._await_running_twin(trial, attrs["arch"])
+            twin = self._twin(trial.number, attrs["arch"])
         if twin is not None:
             # Not its rung values: one network must not count twice in a rung's population.
             for key in (*RESULT_ATTRS, "budget", "dataset", "stopped_at"):
@@ -427,6 +433,30 @@ class TrialRunner:
             if t.number != number and finished and t.user_attrs.get("arch") == arch:
                 return t
         return None
+
+    def _await_running_twin(self, trial: optuna.Trial, arch: str) -> None:
+        """Waits while an earlier trial of the same network is training on another worker.
+
+        Its result will stand for this trial (`_twin`), and waiting never ends later than
+        training the network again would, since the other started first; only if it fails
+        does this trial train. Replaying the MNIST direction table with 4 workers, the 0.05
+        grid trained 34 networks where one worker trains 22. Only earlier trials are waited
+        for, so two workers never wait for each other; a silent worker's trial is failed as
+        in `run_worker`, which ends the wait.
+        """
+        def running() -> bool:
+            trials = self.study.get_trials(deepcopy=False)
+            if fail_stale_trials(self.study, self.config.grace_s, self.config.max_retries,
+                                 trials):
+                trials = self.study.get_trials(deepcopy=False)
+            return any(t.number < trial.number and t.state == TrialState.RUNNING
+                       and t.user_attrs.get("arch") == arch and PROMOTED_FROM not in t.user_attrs
+                       for t in trials)
+
+        if running():
+            with _Heartbeat(trial, self.config.heartbeat_s):
+                while running():
+                    self.wait(self.poll_s)
 
     def _rung_values(self, trials: Sequence[FrozenTrial], key: str, bracket: int,
                      exclude: Sequence[int]) -> list[list[float]]:
@@ -525,7 +555,7 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
             worker's trial is still running and may yet need a retry), or why it stops early.
         wait: sleeps between those polls (a replay's simulated clock passes its own).
     """
-    runner = runner or TrialRunner(config, study, dataset)
+    runner = runner or TrialRunner(config, study, dataset, wait=wait, poll_s=poll_s)
     report, rejections_in_a_row, duplicates_in_a_row = WorkerReport(), 0, 0
     grid = registry.SAMPLERS[config.sampler].grid
     announced: set[int] = set()

@@ -24,9 +24,9 @@ class RejectionAwareGPSampler(optuna.samplers.GPSampler):
     random search moves on; here a proposal within `REPEAT_TOLERANCE` of a rejected trial's
     falls back to the sampler's independent (random) sampling for that trial, which is what
     Optuna does when `sample_relative` returns nothing, and so do the trials after it until a
-    new result changes the model (refitting an unchanged model would find the same optimum). Its constraints support cannot help:
-    it needs the infeasible trials COMPLETE with an objective value, which a candidate that
-    was never trained does not have.
+    new result changes the model (refitting an unchanged model would find the same optimum).
+    GPSampler's constraint support cannot help: it needs the infeasible trials COMPLETE with
+    an objective value, which a candidate that was never trained does not have.
     """
 
     def __init__(self, **kwargs: Any) -> None:

@@ -310,3 +310,25 @@ def test_snapped_shares_reach_the_faces_and_keep_the_lattice():
 def test_studies_made_before_snapping_resume_unsnapped():
     assert CoefficientSearch().snap == 0.1
     assert CoefficientSearch.from_json({"parameterization": "shares"}).snap == 0.0
+
+
+def test_the_grid_keeps_lattice_points_that_snapping_would_move():
+    """Snap 0.1 with the paper's 0.05 grid: a lattice point with a 0.05 share is trained
+    there, not on the face; the same box point from a sampler snaps."""
+    import optuna
+    from toys import TINY_ARCH
+
+    search = CoefficientSearch(baseline=TINY_ARCH, snap=0.1, grid_step=0.05, match=None,
+                               channel_divisor=2)
+    lattice = [(p, a) for p, a in search.design(sampler="grid", startup_trials=0, seed=0)
+               if "reference" not in a]
+    params, attrs = next((p, a) for p, a in lattice
+                         if Simplex().shares(p)["depth"] == pytest.approx(0.05))
+    assert attrs == {"lattice": 0.05}
+    study = optuna.create_study()
+    baseline = space.decode(TINY_ARCH)
+    study.enqueue_trial(params, user_attrs=attrs)
+    study.enqueue_trial(params)
+    exact, sampled = (search.propose(study.ask(), baseline) for _ in range(2))
+    assert exact.attrs["depth_share"] == pytest.approx(0.05)
+    assert sampled.attrs["depth_share"] == 0.0

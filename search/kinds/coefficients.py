@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import space
-from search.kinds.base import Candidate, Design, SearchKind
+from search.kinds.base import LATTICE, Candidate, Design, SearchKind
 from search.manifold import DIMENSIONS, Manifold, Simplex, paper_reference, shares_of
 from space import Coefficients, UserError
 from space.family import MATCHABLE, match_phi
@@ -51,7 +51,7 @@ class CoefficientSearch(SearchKind):
         tolerance: a direction whose closest rounded network is further than this (relative)
             from the cost factor is recorded as rejected, untrained, with the reason.
         snap: shares below this count as 0 (`Simplex.snap`), so that samplers reach the
-            directions that leave a dimension unscaled.
+            directions that leave a dimension unscaled; the grid's lattice points are exact.
         grid_step: lattice step of the "grid" sampler (shares: must divide 1; coefficients:
             the step of beta and gamma).
         references: fixed points trained first and marked in plots: "paper" (1.2, 1.1, 1.15)
@@ -141,13 +141,16 @@ class CoefficientSearch(SearchKind):
         if "controls" in self.references and len(directions.dimensions) > 1:
             for label, coeffs in directions.controls():
                 out.append((directions.params_of(coeffs), {"reference": label}))
-        points = (directions.grid(self.grid_step) if sampler == "grid"
-                  else directions.design(startup_trials, seed))
-        return out + [(p, {}) for p in points]
+        if sampler == "grid":  # lattice points are exact: `propose` does not snap them
+            return out + [(p, {LATTICE: self.grid_step}) for p in directions.grid(self.grid_step)]
+        return out + [(p, {}) for p in directions.design(startup_trials, seed)]
 
     def propose(self, trial: optuna.Trial, baseline: space.ArchSpec) -> Candidate | str:
         fixed = trial.user_attrs.get("coefficients")  # the paper's triple, off the manifold
-        coeffs = self.directions.suggest(trial)
+        directions = self.directions
+        if LATTICE in trial.user_attrs and isinstance(directions, Simplex):
+            directions = dataclasses.replace(directions, snap=0.0)
+        coeffs = directions.suggest(trial)
         if isinstance(coeffs, str):
             return coeffs
         if fixed:
