@@ -11,7 +11,10 @@ asynchronous halving (3 -> 9 epochs, eta 3), with 1 and 4 simulated workers. Per
 the normalized regret of the recommended direction ((best - its mean) / (best - worst), table
 means over training seeds) at the end, mean +- standard error over seeds; the full-budget
 trainings and recorded seconds spent until the recommendation is within one standard error of
-the table's best; and the mean rank among methods at 25% and 100% of the 0.05 grid's training.
+the table's best; the mean rank among methods at 25% and 100% of the 0.05 grid's training
+(what it spends: its points that round to a network already trained reuse that result, so it
+trains far fewer networks than its 232 points); the regret of the recommendation at the
+table's other factors (does a direction found at 2x carry to 4x?).
 `--pareto` searches two objectives (val top-1, params; MACs are matched) and adds the
 hypervolume gap of the full-budget trials to the table's own front.
 """
@@ -22,6 +25,7 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import math
 import os
 import sys
 import time
@@ -41,11 +45,13 @@ from search.manifold import Simplex  # noqa: E402
 from search.replay import ReplayOutcome, Table, replay_many, replay_tolerance  # noqa: E402
 
 TABLE = ROOT / "experiments" / "results" / "mnist5k" / "direction_table.jsonl"
-HALVING = Halving(min_epochs=3, eta=3)
 SAMPLERS = ("grid0.05", "grid0.1", "random", "tpe", "gp", "nsga2")
 DEFAULTS = {f.name: f.default for cls in (SearchConfig, CoefficientSearch)
             for f in dataclasses.fields(cls) if f.name in ("sampler", "trials", "halving",
                                                            "startup_trials", "snap")}
+# The halving replayed: SearchConfig's default if it has one, else one rung at a third of
+# the MNIST proxy's 9 epochs.
+HALVING = DEFAULTS["halving"] or Halving(min_epochs=3, eta=3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +59,7 @@ class Method:
     name: str
     sampler: str
     grid_step: float | None
-    halving: bool
+    halving: Halving | None
     workers: int
     pareto: bool = False
 
@@ -69,11 +75,13 @@ class Method:
             base, search=search, sampler=self.sampler,
             trials=None if self.grid_step is not None else trials,
             startup_trials=0 if self.grid_step is not None else DEFAULTS["startup_trials"],
-            halving=HALVING if self.halving else None,
+            halving=self.halving,
             objective=Objective(kind="pareto", cost="params") if self.pareto else None)
 
 
-def methods(names: list[str], pareto: bool = False) -> list[Method]:
+def methods(names: list[str], pareto: bool = False,
+            halving: Halving = HALVING) -> list[Method]:
+    """Each sampler without and with `halving`, with 1 and 4 workers."""
     out = []
     for name in names:
         sampler, step = (("grid", float(name[4:])) if name.startswith("grid")
@@ -81,10 +89,10 @@ def methods(names: list[str], pareto: bool = False) -> list[Method]:
         if sampler == "gp" and importlib.util.find_spec("torch") is None:
             print("gp skipped: Optuna's GPSampler needs torch", file=sys.stderr)
             continue
-        for halving in (False, True):
+        for rungs in (None, halving):
             for workers in (1, 4):
-                label = f"{name}{'+halving' if halving else ''}/{workers}w"
-                out.append(Method(label, sampler, step, halving, workers, pareto))
+                label = f"{name}{'+halving' if rungs else ''}/{workers}w"
+                out.append(Method(label, sampler, step, rungs, workers, pareto))
     return out
 
 
@@ -105,12 +113,22 @@ def _se(values: np.ndarray) -> float:
     return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
+def best_se(table: Table, factor: float, tolerance: float | None) -> float:
+    """One standard error of the best admissible direction's mean (see `_to_best`)."""
+    directions = table.directions(factor, tolerance)
+    noise = float(np.median([d.std for d in directions if len(d.rows) > 1]))
+    return noise / np.sqrt(len(table.best(factor, tolerance).rows))
+
+
 def _to_best(outcome: ReplayOutcome, table: Table, factor: float,
              tolerance: float | None) -> tuple[float, float] | None:
     """(trainings, seconds) spent when the incumbent first came within one standard error of
-    the best admissible direction's mean; None if it never did."""
+    the best admissible direction's mean; None if it never did. The standard error is the
+    table's seed noise (median seed std over the directions) over the best's seed count:
+    the best's own std, from 2-3 seeds, is too noisy an estimate (0.0014 at 2x against a
+    median of 0.0072)."""
     best = table.best(factor, tolerance)
-    threshold = best.mean - best.std / np.sqrt(len(best.rows))
+    threshold = best.mean - best_se(table, factor, tolerance)
     spread = best.mean - min(d.mean for d in table.directions(factor, tolerance))
     for spent, seconds, regret in outcome.trace:
         if regret is not None and best.mean - regret * spread >= threshold - 1e-12:
@@ -119,7 +137,8 @@ def _to_best(outcome: ReplayOutcome, table: Table, factor: float,
 
 
 def run(table: Table, names: list[str], seeds: int, trials: int, pareto: bool = False,
-        plot: Path | None = None, jobs: int = 1, snap: float = DEFAULTS["snap"]) -> list[dict]:
+        plot: Path | None = None, jobs: int = 1, snap: float = DEFAULTS["snap"],
+        halving: Halving = HALVING) -> list[dict]:
     import optuna
 
     from trainers.data import load_dataset
@@ -128,7 +147,7 @@ def run(table: Table, names: list[str], seeds: int, trials: int, pareto: bool = 
     dataset = load_dataset(MNIST.proxy.dataset)
     grid = len(Simplex().grid(0.05)) + 1  # the lattice and the paper's direction
     results: dict[str, list[ReplayOutcome]] = {}
-    chosen = methods(names, pareto)
+    chosen = methods(names, pareto, halving)
     configs = {method.name: method.config(trials, snap) for method in chosen}
     todo = [(configs[m.name], s, m.workers) for m in chosen for s in range(seeds)]
     outcomes = replay_many(todo, table, processes=jobs, dataset=dataset)
@@ -137,11 +156,15 @@ def run(table: Table, names: list[str], seeds: int, trials: int, pareto: bool = 
         results[method.name] = [next(outcomes) for _ in range(seeds)]
         print(f"{method.name}: done ({time.monotonic() - start:.0f} s)", file=sys.stderr,
               flush=True)
+    # What the 0.05 grid trains here: its points that round to a network already trained
+    # reuse that result, so it spends far fewer trainings than its size (the paper's grid).
+    grid_spent = (float(np.mean([o.trainings for o in results["grid0.05/1w"]]))
+                  if "grid0.05/1w" in results else float(grid))
     if plot:
-        _plot(results, grid, plot)
+        _plot(results, grid_spent, plot)
     ranks = {}
     for fraction in (0.25, 1.0):
-        per_seed = np.array([[_at(results[m.name][s], fraction * grid) for m in chosen]
+        per_seed = np.array([[_at(results[m.name][s], fraction * grid_spent) for m in chosen]
                              for s in range(seeds)])
         ranks[fraction] = stats.rankdata(per_seed, axis=1).mean(0)  # ties share a rank
     rows = []
@@ -157,6 +180,8 @@ def run(table: Table, names: list[str], seeds: int, trials: int, pareto: bool = 
                                                                      strict=True)])
         rows.append({
             "method": method.name, "seeds": seeds, "grid_trainings": grid,
+            "grid_trainings_spent": grid_spent,
+            "best_se": best_se(table, factor, tolerance),
             "trials": None if method.grid_step else trials,
             "trainings_mean": float(np.mean([o.trainings for o in outs])),
             "trainings_to_best_mean": float(spent.mean()),
@@ -167,45 +192,68 @@ def run(table: Table, names: list[str], seeds: int, trials: int, pareto: bool = 
             "mean_rank_at_25pct_grid": float(ranks[0.25][i]),
             "mean_rank_at_100pct_grid": float(ranks[1.0][i]),
             **(_hv(outs, table, factor, tolerance) if pareto else {}),
+            **_carried(outs, table, factor, tolerance),
             "snap": snap,
             # The sampler, halving and snap SearchConfig and CoefficientSearch default to (at
             # the --trials asked for), one worker.
             "default": (method.sampler == DEFAULTS["sampler"] and method.workers == 1
-                        and (HALVING if method.halving else None) == DEFAULTS["halving"]
+                        and method.halving == DEFAULTS["halving"]
                         and snap == DEFAULTS["snap"])})
     return rows
 
 
-def _plot(results: dict[str, list[ReplayOutcome]], grid: int, path: Path) -> None:
+def _plot(results: dict[str, list[ReplayOutcome]], grid: float, path: Path) -> None:
     """Mean normalized regret of the incumbent against full-budget trainings and recorded
-    hours spent, one line per method (+- one standard error shaded)."""
+    hours spent, one-worker methods (+- one standard error shaded): a color per sampler,
+    dashed with halving (four workers spend about the same; the JSON has them)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    shown = {name: outs for name, outs in results.items() if name.endswith("/1w")}
+    colors = dict(zip(dict.fromkeys(name.split("+")[0].split("/")[0] for name in shown),
+                      plt.get_cmap("tab10").colors, strict=False))
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    most_s = max(o.seconds for outs in results.values() for o in outs)
-    most = max(o.trainings for outs in results.values() for o in outs)
-    for name, outs in results.items():
-        for axis, xs, spent in ((left, np.linspace(0, most, 120), 0),
-                                (right, np.linspace(0, most_s, 120), 1)):
+    most_s = max(o.seconds for outs in shown.values() for o in outs)
+    most = max(o.trainings for outs in shown.values() for o in outs)
+    for name, outs in shown.items():
+        style = {"color": colors[name.split("+")[0].split("/")[0]],
+                 "ls": "--" if "+halving" in name else "-", "lw": 1.4}
+        for axis, xs, spent in ((left, np.linspace(0, most, 200), 0),
+                                (right, np.linspace(0, most_s, 200), 1)):
             curves = np.array([[_at(o, x, spent) for x in xs] for o in outs])
             mean = curves.mean(0)
             se = curves.std(0, ddof=1) / np.sqrt(len(outs)) if len(outs) > 1 else 0 * mean
             scale = 1.0 if axis is left else 1 / 3600
-            line, = axis.plot(xs * scale, mean, label=name, lw=1.2)
-            axis.fill_between(xs * scale, mean - se, mean + se, color=line.get_color(),
-                              alpha=0.15)
+            axis.plot(xs * scale, mean, label=name.removesuffix("/1w"), **style)
+            axis.fill_between(xs * scale, mean - se, mean + se, color=style["color"],
+                              alpha=0.12)
     if grid / 3 <= most:
         left.axvline(grid / 3, color="grey", ls=":", lw=1)
-    left.set_xlabel("full-budget trainings spent (dotted: a third of the 0.05 grid)")
+    left.set_xlabel("full-budget trainings spent (dotted: a third of the 0.05 grid's)")
     right.set_xlabel("recorded training hours spent")
     left.set_ylabel("normalized regret of the recommendation")
-    right.legend(fontsize=7, ncol=2)
+    left.set_ylim(0, 1.02)
+    right.legend(fontsize=8, ncol=2, title="one worker; dashed: halving", title_fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _carried(outs: list[ReplayOutcome], table: Table, factor: float,
+             tolerance: float | None) -> dict:
+    """The regret of each recommendation at the table's other factors (its nearest direction
+    there, among those within the tolerance): does what a search finds at 2x carry to 4x?"""
+    out = {}
+    for other in table.factors():
+        if math.isclose(other, factor):
+            continue
+        regrets = np.array([table.regret(o.recommended, other, tolerance)
+                            if o.recommended else 1.0 for o in outs])
+        out[f"final_regret_{other:g}x_mean"] = float(regrets.mean())
+        out[f"final_regret_{other:g}x_se"] = _se(regrets)
+    return out
 
 
 def _hv(outs: list[ReplayOutcome], table: Table, factor: float,
@@ -223,6 +271,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=DEFAULTS["trials"],
                         help="distinct trainings of the non-grid methods (default: "
                              "SearchConfig's, %(default)s)")
+    parser.add_argument("--halving", default=f"{HALVING.min_epochs},{HALVING.eta}",
+                        metavar="MIN_EPOCHS,ETA",
+                        help="the halving replayed (default %(default)s)")
     parser.add_argument("--snap", type=float, default=DEFAULTS["snap"],
                         help="CoefficientSearch.snap of every method (default %(default)s)")
     parser.add_argument("--methods", default=",".join(SAMPLERS))
@@ -238,19 +289,38 @@ def main() -> None:
                  f"experiments/build_direction_table.sh, then "
                  f"python experiments/export_direction_table.py")
     rows = run(Table.load(args.table), args.methods.split(","), args.seeds, args.trials,
-               args.pareto, args.plot, args.jobs, args.snap)
+               args.pareto, args.plot, args.jobs, args.snap, _halving(args.halving))
     if args.json:
         print(json.dumps(rows, indent=1))
         return
-    print("| method | trainings | to best (trainings) | reached | final regret | rank@25% | "
-          "rank@100% |")
-    print("|---|---|---|---|---|---|---|")
+    print(markdown(rows))
+
+
+def markdown(rows: list[dict]) -> str:
+    """The rows as the table of experiments/README.md part D."""
+    carried = sorted(k[len("final_regret_"):-len("_mean")] for k in rows[0]
+                     if k.startswith("final_regret_") and k.endswith("x_mean"))
+    lines = ["| method | trainings | to best (trainings) | reached | final regret | "
+             + "".join(f"regret at {c} | " for c in carried) + "rank@25% | rank@100% |",
+             "|---" * (7 + len(carried)) + "|"]
     for r in rows:
-        print(f"| {r['method']}{' (default)' if r['default'] else ''} | "
-              f"{r['trainings_mean']:.1f} | {r['trainings_to_best_mean']:.1f} | "
-              f"{r['reached_best_fraction']:.0%} | {r['final_regret_mean']:.3f} +- "
-              f"{r['final_regret_se']:.3f} | {r['mean_rank_at_25pct_grid']:.1f} | "
-              f"{r['mean_rank_at_100pct_grid']:.1f} |")
+        lines.append(
+            f"| {r['method']}{' (default)' if r['default'] else ''} | "
+            f"{r['trainings_mean']:.1f} | {r['trainings_to_best_mean']:.1f} | "
+            f"{r['reached_best_fraction']:.0%} | {r['final_regret_mean']:.3f} +- "
+            f"{r['final_regret_se']:.3f} | "
+            + "".join(f"{r[f'final_regret_{c}_mean']:.3f} +- {r[f'final_regret_{c}_se']:.3f} | "
+                      for c in carried)
+            + f"{r['mean_rank_at_25pct_grid']:.1f} | {r['mean_rank_at_100pct_grid']:.1f} |")
+    return "\n".join(lines)
+
+
+def _halving(text: str) -> Halving:
+    try:
+        min_epochs, eta = (int(v) for v in text.split(","))
+    except ValueError:
+        sys.exit(f"--halving takes MIN_EPOCHS,ETA (e.g. 3,3), got {text!r}")
+    return Halving(min_epochs=min_epochs, eta=eta)
 
 
 if __name__ == "__main__":
