@@ -34,7 +34,6 @@ import json
 import math
 import multiprocessing
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -390,12 +389,11 @@ def replay(config: Any, table: Table, *, seed: int, workers: int = 1, dataset: A
             clock.enter(index)
         mine, _ = controller.open_study(config, storage, config.name)
         try:
-            runner = controller.TrialRunner(config, mine, dataset, train=stamped,
-                                            wait=clock.wait if clock else time.sleep,
+            wait = clock.wait if clock else (lambda _: None)
+            runner = controller.TrialRunner(config, mine, dataset, train=stamped, wait=wait,
                                             poll_s=0.0)
             controller.run_worker(config, mine, trials=controller.budget(config),
-                                  runner=runner, poll_s=0.0, say=lambda _: None,
-                                  wait=clock.wait if clock else (lambda _: None))
+                                  runner=runner, poll_s=0.0, say=lambda _: None, wait=wait)
         finally:
             if clock is not None:
                 clock.done()

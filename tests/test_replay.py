@@ -52,7 +52,8 @@ def config(**changes) -> SearchConfig:
         name="replay", search=CoefficientSearch(baseline=TINY_ARCH, channel_divisor=2,
                                                 phi=2.0, tolerance=0.5, grid_step=0.1),
         proxy=ProxyConfig(dataset="digits", epochs=EPOCHS, resolution=8),
-        objective=Objective(kind="metric"), sampler="tpe", trials=12, startup_trials=4)
+        objective=Objective(kind="metric"), sampler="tpe", trials=12, startup_trials=4,
+        halving=None)
     return dataclasses.replace(base, **changes)
 
 
@@ -331,3 +332,13 @@ def test_gp_does_not_propose_a_rejected_point_again(monkeypatch):
     study.tell(trial, 0.5)  # a new result: the model is asked again
     optimum = {"x": 0.4}
     assert study.sampler.sample_relative(study, study.ask(), space) == {"x": 0.4}
+
+
+@pytest.mark.slow
+def test_replays_in_processes_equal_replays_in_turn(table, digits):
+    from search.replay import replay_many
+
+    jobs = [(config(trials=6), seed, workers) for seed, workers in ((0, 1), (1, 4), (2, 1))]
+    in_turn = list(replay_many(jobs, table, dataset=digits))
+    assert list(replay_many(jobs, table, processes=2, dataset=digits)) == in_turn
+    assert in_turn[0] == replay(config(trials=6), table, seed=0, dataset=digits)

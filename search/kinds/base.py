@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from search.records import TrialRow
 
 Design = list[tuple[dict[str, Any], dict[str, Any]]]
-LATTICE = "lattice"  # user attr of a grid point (its step): a retry must keep it
 """Trials enqueued up front: (Optuna params, user attrs such as {"reference": "paper"})."""
+LATTICE = "lattice"
+"""User attr of a grid point (its step): the kind keeps its shares exact; a retry keeps it."""
 
 
 @dataclasses.dataclass(frozen=True)
