@@ -26,8 +26,9 @@ ARCH = TINY_ARCH
 
 def write_config(path: Path, name: str, trials: int, **extra: str) -> Path:
     # Not matched in cost: at 8 px a toy's directions near 2x round to a few networks, and
-    # these tests need distinct trials that take time to train (to be killed mid-trial).
-    options = "".join(f", {k}={v}" for k, v in extra.items())
+    # these tests need distinct trials that take time to train (to be killed mid-trial);
+    # no halving, so that every trial trains in full and counts as complete.
+    options = "".join(f", {k}={v}" for k, v in {"halving": "None", **extra}.items())
     path.write_text(textwrap.dedent(f"""
         from search.config import CoefficientSearch, SearchConfig
         from trainers.proxy import ProxyConfig
