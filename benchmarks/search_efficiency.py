@@ -79,9 +79,9 @@ class Method:
             objective=Objective(kind="pareto", cost="params") if self.pareto else None)
 
 
-def methods(names: list[str], pareto: bool = False,
-            halving: Halving = HALVING) -> list[Method]:
-    """Each sampler without and with `halving`, with 1 and 4 workers."""
+def methods(names: list[str], pareto: bool = False, halving: Halving = HALVING,
+            workers: tuple[int, ...] = (1, 4)) -> list[Method]:
+    """Each sampler without and with `halving`, with each number of `workers`."""
     out = []
     for name in names:
         sampler, step = (("grid", float(name[4:])) if name.startswith("grid")
@@ -90,9 +90,9 @@ def methods(names: list[str], pareto: bool = False,
             print("gp skipped: Optuna's GPSampler needs torch", file=sys.stderr)
             continue
         for rungs in (None, halving):
-            for workers in (1, 4):
-                label = f"{name}{'+halving' if rungs else ''}/{workers}w"
-                out.append(Method(label, sampler, step, rungs, workers, pareto))
+            for n in workers:
+                label = f"{name}{'+halving' if rungs else ''}/{n}w"
+                out.append(Method(label, sampler, step, rungs, n, pareto))
     return out
 
 
@@ -138,7 +138,7 @@ def _to_best(outcome: ReplayOutcome, table: Table, factor: float,
 
 def run(table: Table, names: list[str], seeds: int, trials: int, pareto: bool = False,
         plot: Path | None = None, jobs: int = 1, snap: float = DEFAULTS["snap"],
-        halving: Halving = HALVING) -> list[dict]:
+        halving: Halving = HALVING, workers: tuple[int, ...] = (1, 4)) -> list[dict]:
     import optuna
 
     from trainers.data import load_dataset
@@ -147,7 +147,7 @@ def run(table: Table, names: list[str], seeds: int, trials: int, pareto: bool = 
     dataset = load_dataset(MNIST.proxy.dataset)
     grid = len(Simplex().grid(0.05)) + 1  # the lattice and the paper's direction
     results: dict[str, list[ReplayOutcome]] = {}
-    chosen = methods(names, pareto, halving)
+    chosen = methods(names, pareto, halving, workers)
     configs = {method.name: method.config(trials, snap) for method in chosen}
     todo = [(configs[m.name], s, m.workers) for m in chosen for s in range(seeds)]
     outcomes = replay_many(todo, table, processes=jobs, dataset=dataset)
@@ -274,6 +274,8 @@ def main() -> None:
     parser.add_argument("--halving", default=f"{HALVING.min_epochs},{HALVING.eta}",
                         metavar="MIN_EPOCHS,ETA",
                         help="the halving replayed (default %(default)s)")
+    parser.add_argument("--workers", default="1,4",
+                        help="simulated workers of each method, comma-separated (default 1,4)")
     parser.add_argument("--snap", type=float, default=DEFAULTS["snap"],
                         help="CoefficientSearch.snap of every method (default %(default)s)")
     parser.add_argument("--methods", default=",".join(SAMPLERS))
@@ -289,7 +291,8 @@ def main() -> None:
                  f"experiments/build_direction_table.sh, then "
                  f"python experiments/export_direction_table.py")
     rows = run(Table.load(args.table), args.methods.split(","), args.seeds, args.trials,
-               args.pareto, args.plot, args.jobs, args.snap, _halving(args.halving))
+               args.pareto, args.plot, args.jobs, args.snap, _halving(args.halving),
+               tuple(int(n) for n in args.workers.split(",")))
     if args.json:
         print(json.dumps(rows, indent=1))
         return
