@@ -7,7 +7,8 @@ Every method runs the real effsearch search (`search.replay`: the same samplers,
 design, halving and worker loop) against experiments/results/mnist5k/direction_table.jsonl at
 its 2x factor, once per seed. Methods: the paper's grid at steps 0.05 and 0.1 (NNI's), random
 directions, TPE, GP and NSGA-II (population sized to the budget), each with and without
-asynchronous halving (3 -> 9 epochs, eta 3), with 1 and 4 simulated workers. Per method:
+asynchronous halving (SearchConfig's default, rungs at 1 and 3 of the 9 epochs; --halving),
+with 1 and 4 simulated workers (--workers). Per method:
 the normalized regret of the recommended direction ((best - its mean) / (best - worst), table
 means over training seeds) at the end, mean +- standard error over seeds; the full-budget
 trainings and recorded seconds spent until the recommendation is within one standard error of
