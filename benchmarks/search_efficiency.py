@@ -213,13 +213,17 @@ def _plot(results: dict[str, list[ReplayOutcome]], grid: float, path: Path) -> N
     import matplotlib.pyplot as plt
 
     shown = {name: outs for name, outs in results.items() if name.endswith("/1w")}
-    colors = dict(zip(dict.fromkeys(name.split("+")[0].split("/")[0] for name in shown),
-                      plt.get_cmap("tab10").colors, strict=False))
+
+    def sampler(name: str) -> str:  # "tpe+halving/1w" -> "tpe"
+        return name.split("+")[0].split("/")[0]
+
+    colors = dict(zip(dict.fromkeys(map(sampler, shown)), plt.get_cmap("tab10").colors,
+                      strict=False))
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     most_s = max(o.seconds for outs in shown.values() for o in outs)
     most = max(o.trainings for outs in shown.values() for o in outs)
     for name, outs in shown.items():
-        style = {"color": colors[name.split("+")[0].split("/")[0]],
+        style = {"color": colors[sampler(name)],
                  "ls": "--" if "+halving" in name else "-", "lw": 1.4}
         for axis, xs, spent in ((left, np.linspace(0, most, 200), 0),
                                 (right, np.linspace(0, most_s, 200), 1)):

@@ -206,6 +206,14 @@ def fail_stale_trials(study: optuna.Study, grace_s: float, max_retries: int,
     return failed
 
 
+def current_trials(study: optuna.Study, config: SearchConfig) -> list[FrozenTrial]:
+    """The study's trials, once those whose worker is gone are failed (and retried)."""
+    trials = study.get_trials(deepcopy=False)
+    if fail_stale_trials(study, config.grace_s, config.max_retries, trials):
+        trials = study.get_trials(deepcopy=False)
+    return trials
+
+
 def last_heartbeat(trial: FrozenTrial, now: float) -> float:
     """When the trial last said it was alive (its start if it never did)."""
     start = trial.datetime_start.timestamp() if trial.datetime_start else now
@@ -445,13 +453,9 @@ class TrialRunner:
         in `run_worker`, which ends the wait.
         """
         def running() -> bool:
-            trials = self.study.get_trials(deepcopy=False)
-            if fail_stale_trials(self.study, self.config.grace_s, self.config.max_retries,
-                                 trials):
-                trials = self.study.get_trials(deepcopy=False)
             return any(t.number < trial.number and t.state == TrialState.RUNNING
                        and t.user_attrs.get("arch") == arch and PROMOTED_FROM not in t.user_attrs
-                       for t in trials)
+                       for t in current_trials(self.study, self.config))
 
         if running():
             with _Heartbeat(trial, self.config.heartbeat_s):
@@ -560,9 +564,7 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
     grid = registry.SAMPLERS[config.sampler].grid
     announced: set[int] = set()
     while True:
-        trials_now = study.get_trials(deepcopy=False)
-        if fail_stale_trials(study, config.grace_s, config.max_retries, trials_now):
-            trials_now = study.get_trials(deepcopy=False)
+        trials_now = current_trials(study, config)
         counted = sum(counts_toward_budget(t, grid) for t in trials_now)
         waiting = any(t.state == TrialState.WAITING for t in trials_now)
         running = [t for t in trials_now if t.state == TrialState.RUNNING]

@@ -140,9 +140,9 @@ def match_phi(baseline: ArchSpec, coeffs: Coefficients, factor: float, *, cost_k
             return math.inf
         return math.inf if v > 3 * factor * base else v
 
-    def first(threshold: float, *, strict: bool = False, lo: int = 1) -> int:
-        """The first grid index >= lo whose value reaches `threshold` (exceeds it if strict)."""
-        return bisect.bisect_left(range(steps), True, lo=lo,
+    def first(threshold: float, *, strict: bool = False) -> int:
+        """The first grid index >= 1 whose value reaches `threshold` (exceeds it if strict)."""
+        return bisect.bisect_left(range(steps), True, lo=1,
                                   key=lambda i: value(i) > threshold if strict
                                   else value(i) >= threshold)
 
