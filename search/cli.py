@@ -41,7 +41,9 @@ def _study_command(name: str) -> Callable[[argparse.Namespace], None]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="effsearch", description=__doc__.splitlines()[0])
+    parser = Parser(prog="effsearch", description=(
+        "EfficientNet-style compound-scaling search: cost and scale models, train proxies, "
+        "search scaling coefficients and baselines, read Pareto fronts, reuse what was found."))
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("cost", help="analytic MACs, params and activations of a model")
@@ -175,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("front", help="the Pareto front of a study: table, JSON or plot")
     p.add_argument("study", nargs="?", help=study_help)
     storage_args(p)
-    p.add_argument("--all", action="store_true", help="also the dominated trials, by front")
+    p.add_argument("--all", action="store_true",
+                   help="every full-budget trial, by front: also the dominated ones and the "
+                        "proposals that reused a trained network's result")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.add_argument("--plot", metavar="FILE", type=arguments.output(".png", ".html"),
                    help="write the figure: front.png or front.html")

@@ -174,10 +174,11 @@ def cmd_search(args: argparse.Namespace) -> None:
     duplicates = sum(r.duplicate_of is not None for r in rows)
     best = max(rows, key=lambda r: r.score, default=None)
     sys.stderr.write(
-        f"study '{name}' in {storage.redact(url)}: {len(rows) - promoted - duplicates} "
-        f"trials trained" + (f" (and {promoted} resumed by halving's promotion)" if promoted
-                             else "")
-        + (f", {duplicates} proposals of networks already trained" if duplicates else "")
+        f"study '{name}' in {storage.redact(url)}: "
+        f"{_count(len(rows) - promoted - duplicates, 'trial')} trained"
+        + (f" (and {promoted} resumed by halving's promotion)" if promoted else "")
+        + (f", {_count(duplicates, 'proposal')} of networks already trained"
+           if duplicates else "")
         + f", {rejected} rejected before training, {time.time() - start:.0f} s"
         + (f"; best {best.metric} {best.score:.4f} (trial {best.trial})" if best
            else "") + "\n")
@@ -215,13 +216,22 @@ def cmd_front(args: argparse.Namespace) -> None:
     config = records.study_config(study)
     kind = kinds.from_stored(config)
     cost = records.cost_field(config)
-    ranked = records.front(records.trial_rows(study), cost)
+    rows = records.trial_rows(study)
+    # A proposal of a network already trained reuses that trial's result: ranking it too
+    # would list one network twice, so it is shown only with --all.
+    reused = sum(r.duplicate_of is not None and r.full_budget for r in rows)
+    if not args.all:
+        rows = [r for r in rows if r.duplicate_of is None]
+    ranked = records.front(rows, cost)
     pareto = config["objective"]["kind"] == "pareto"
     factor = getattr(kind, "growth", None)  # a coefficient search's cost factor
-    if not pareto:  # one objective: the ranking by score (rank 0 = best)
-        ranked = [dataclasses.replace(r, rank=i) for i, r in enumerate(
-            sorted(ranked, key=lambda r: (-r.score, r.trial)))]
+    if not pareto:  # one objective: the ranking by score (rank 0 = best; ties share one)
+        ranked = [dataclasses.replace(r, rank=sum(o.score > r.score for o in ranked))
+                  for r in sorted(ranked, key=lambda r: (-r.score, r.trial))]
     shown = ranked if args.all or not pareto else [r for r in ranked if r.rank == 0]
+    if args.all:  # then the trials halving stopped, unranked: their scores are at fewer epochs
+        shown = shown + sorted((r for r in rows if not (r.full_budget and r.state == "complete")),
+                               key=lambda r: (-(r.budget or 0), -r.score, r.trial))
     keys = ("trial", *kind.columns, "score", "val_top1", "macs", "params", "latency_ms",
             "resolution", "budget", "rank", "reference", "duplicate_of")
     if args.json:
@@ -233,13 +243,15 @@ def cmd_front(args: argparse.Namespace) -> None:
         if pareto:
             shown_what = "all trials by front" if args.all else "Pareto front"
             title = (f"study '{study.study_name}': {shown_what} of {metric} vs {cost} "
-                     f"({len(ranked)} full-budget trials)")
+                     f"({_count(len(ranked), 'full-budget trial')})")
         else:
             matched = getattr(kind, "match", None)
-            title = (f"study '{study.study_name}': ranking by {metric} ({len(ranked)} "
-                     f"full-budget trials, one seed each" + (
+            title = (f"study '{study.study_name}': ranking by {metric} ("
+                     f"{_count(len(ranked), 'full-budget trial')}, one seed each" + (
                          f", matched at {factor:g}x the baseline's {matched}" if matched
                          else "") + ")")
+        if reused and not args.all:
+            title += f"; {_count(reused, 'more proposal')} of a trained network left out (--all)"
         table = Table(title=title)
         # Empty columns (no latency measured) and a score that is just val_top1 are left out.
         columns = [k for k in keys if (k != "val_top1" or metric != "val_top1")
@@ -248,7 +260,7 @@ def cmd_front(args: argparse.Namespace) -> None:
             table.add_column(metric if col == "score" else col, justify="right")
         for r in shown:
             table.add_row(*(_cell(r.get(c), c) for c in columns),
-                          style="dim" if r.rank else None)
+                          style=None if r.rank == 0 else "dim")
         console().print(table)
         ladder = ladder_lib.load(study)
         if ladder:
@@ -266,6 +278,11 @@ def cmd_front(args: argparse.Namespace) -> None:
         columns = keys if "arch" in keys else (*keys, "arch")
         path = save_front(plot, args.plot, table_html=html_table(ranked, columns))
         sys.stderr.write(f"wrote {path}\n")
+
+
+def _count(n: int, noun: str) -> str:
+    """"1 trial", "2 trials"."""
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def _cell(value: Any, column: str) -> str:

@@ -146,7 +146,7 @@ def test_exported_coefficients_rebuild_every_searched_network(coef_study, tmp_pa
         capsys.readouterr()[1])
 
 
-def test_single_dimension_control_is_one_switch(tmp_path, digits):
+def test_single_dimension_control_is_one_switch(tmp_path, digits, capsys):
     config = coefficient_config(
         # 8 px scales by 2 px steps: 12 px is 2.23x the MACs, the closest to 2x.
         search=CoefficientSearch(baseline=ARCH, dimensions=("resolution",), tolerance=0.15),
@@ -170,6 +170,13 @@ def test_single_dimension_control_is_one_switch(tmp_path, digits):
     assert said == ["stopping: the last 3 proposals were networks already trained (rounding "
                     "maps many directions to one network); the study holds 1 of 2 distinct "
                     "trainings"]
+    # The front ranks the one network once; --all lists its reuses too, tied with it.
+    where = ["--storage", str(tmp_path / "s.journal"), "--json"]
+    assert main(["front", *where]) == 0
+    assert [r["trial"] for r in json.loads(capsys.readouterr()[0])] == [0]
+    assert main(["front", *where, "--all"]) == 0
+    every = json.loads(capsys.readouterr()[0])
+    assert [(r["trial"], r["rank"]) for r in every] == [(0, 0), (1, 0), (2, 0), (3, 0)]
 
 
 @pytest.mark.slow
@@ -306,6 +313,14 @@ def test_cli_front_export_validate(coef_study, tmp_path, capsys):
     assert front and {"trial", "alpha", "beta", "gamma", "val_top1", "macs", "params",
                       "budget"} <= set(front[0])
     assert (tmp_path / "f.png").stat().st_size > 10_000
+    assert all(r["duplicate_of"] is None and r["budget"] == 2 for r in front)
+    # --all: every trained trial; the ones halving stopped come last, unranked.
+    assert main(["front", *where, "--all", "--json"]) == 0
+    every = json.loads(capsys.readouterr()[0])
+    assert sorted(r["trial"] for r in every) == [r.trial for r in records.trial_rows(study)]
+    stopped = [r["budget"] < 2 for r in every]
+    assert any(stopped) and stopped == sorted(stopped)
+    assert all((r["rank"] is None) == s for r, s in zip(every, stopped, strict=True))
     assert main(["front", *where, "--all", "--plot", str(tmp_path / "f.html")]) == 0
     assert "<table" in (tmp_path / "f.html").read_text()
     assert "Pareto" not in capsys.readouterr()[1]
