@@ -16,7 +16,7 @@ import math
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from search import registry
 from search.halving import Halving
@@ -71,7 +71,7 @@ class Objective:
                 "metric": (self.metric,)}[self.kind]
 
     @property
-    def directions(self) -> tuple[str, ...]:
+    def directions(self) -> tuple[Literal["minimize", "maximize"], ...]:
         return tuple("minimize" if n in registry.COSTS else "maximize" for n in self.names)
 
 
@@ -120,7 +120,8 @@ class SearchConfig:
     name: str
     search: SearchKind = dataclasses.field(default_factory=CoefficientSearch)
     proxy: ProxyConfig = dataclasses.field(default_factory=ProxyConfig)
-    objective: Objective | None = None
+    # Typed as it is after construction: None becomes the kind's default in __post_init__.
+    objective: Objective = None  # type: ignore[assignment]
     sampler: str = "tpe"
     trials: int | None = 20
     startup_trials: int = 8

@@ -35,6 +35,7 @@ import space
 from search import halving as halving_lib
 from search import registry
 from search.config import SearchConfig, dumps
+from search.halving import Halving
 from search.kinds import Candidate
 from search.kinds.base import LATTICE
 from search.records import CONFIG_ATTR, study_config
@@ -396,10 +397,11 @@ class TrialRunner:
                         trial.set_user_attr(name, metrics[name])
                     trial.set_user_attr("budget", epoch)
                     raise optuna.TrialPruned(f"pruned at epoch {epoch}")
-            if epoch in rungs:
+            if epoch in rungs and config.halving:  # rungs come from halving
                 key = f"rung_{epoch}"
                 trial.set_user_attr(key, values)
-                others = self._rung_values(self.study.get_trials(deepcopy=False), key,
+                others = self._rung_values(config.halving,
+                                           self.study.get_trials(deepcopy=False), key,
                                            bracket, exclude=(trial.number,))
                 if not halving_lib.promote(values, others, objective.directions,
                                            config.halving.eta):
@@ -462,12 +464,12 @@ class TrialRunner:
                 while running():
                     self.wait(self.poll_s)
 
-    def _rung_values(self, trials: Sequence[FrozenTrial], key: str, bracket: int,
-                     exclude: Sequence[int]) -> list[list[float]]:
+    def _rung_values(self, halving: Halving, trials: Sequence[FrozenTrial], key: str,
+                     bracket: int, exclude: Sequence[int]) -> list[list[float]]:
         """What the other trials of a bracket recorded at rung `key`."""
         return [t.user_attrs[key] for t in trials
                 if t.number not in exclude and key in t.user_attrs
-                and _bracket(self.config, t) == bracket]
+                and _bracket(halving, t) == bracket]
 
     @staticmethod
     def _record(trial: optuna.Trial, result: ProxyResult) -> None:
@@ -487,8 +489,8 @@ def _release_memory() -> None:
     gc.collect()
 
 
-def _bracket(config: SearchConfig, trial: FrozenTrial) -> int:
-    return int(trial.user_attrs.get(BRACKET, config.halving.bracket(trial.number)))
+def _bracket(halving: Halving, trial: FrozenTrial) -> int:
+    return int(trial.user_attrs.get(BRACKET, halving.bracket(trial.number)))
 
 
 def promotions(config: SearchConfig, trials: Sequence[FrozenTrial], *,
@@ -500,18 +502,18 @@ def promotions(config: SearchConfig, trials: Sequence[FrozenTrial], *,
     of them that were stopped there and have no promotion yet (queued, running or done) are
     returned, best first.
     """
-    if config.halving is None:
+    halving = config.halving
+    if halving is None:
         return []
     promoted = {t.user_attrs[PROMOTED_FROM] for t in trials
                 if PROMOTED_FROM in t.user_attrs and t.state != TrialState.FAIL}
     out = []
-    for bracket in range(config.halving.brackets):
-        for rung in config.halving.rungs(config.proxy.epochs, bracket):
+    for bracket in range(halving.brackets):
+        for rung in halving.rungs(config.proxy.epochs, bracket):
             key = f"rung_{rung}"
-            here = [t for t in trials if key in t.user_attrs and _bracket(config, t) == bracket]
+            here = [t for t in trials if key in t.user_attrs and _bracket(halving, t) == bracket]
             chosen = halving_lib.top([t.user_attrs[key] for t in here],
-                                     config.objective.directions, config.halving.eta,
-                                     final=final)
+                                     config.objective.directions, halving.eta, final=final)
             out += [(here[i], rung) for i in chosen
                     if here[i].user_attrs.get("stopped_at") == rung
                     and here[i].state == TrialState.PRUNED and here[i].number not in promoted]
@@ -520,9 +522,10 @@ def promotions(config: SearchConfig, trials: Sequence[FrozenTrial], *,
 
 def promote(study: optuna.Study, config: SearchConfig, trial: FrozenTrial, rung: int) -> None:
     """Queues the stopped `trial` again, to be judged from the rung after `rung` on."""
+    assert config.halving is not None, "only halving stops and promotes trials"
     attrs = {k: v for k, v in trial.user_attrs.items() if k in ("reference", "coefficients")}
     attrs.update({PROMOTED_FROM: trial.number, PROMOTED_RUNG: rung,
-                  BRACKET: _bracket(config, trial)})
+                  BRACKET: _bracket(config.halving, trial)})
     study.enqueue_trial(trial.params, user_attrs=attrs)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 REPEAT_TOLERANCE = 1e-3
@@ -54,7 +54,7 @@ def _close(a: dict[str, Any], b: dict[str, Any],
         return False
     for name, value in a.items():
         d = space[name]
-        span = (d.high - d.low) if hasattr(d, "high") else 0.0
+        span = (d.high - d.low) if isinstance(d, FloatDistribution | IntDistribution) else 0.0
         if not isinstance(value, (int, float)) or span <= 0:
             if value != b[name]:
                 return False

@@ -51,7 +51,7 @@ def methods(search: CoefficientSearch, candidates: Sequence[TrialRow], *,
     out: list[tuple[Method, dict[str, Any]]] = []
     for row in candidates:
         label = f"trial {row.trial}" + (f" [{row.reference}]" if row.reference else "")
-        coeffs = Coefficients(row.alpha, row.beta, row.gamma, target=search.target)
+        coeffs = Coefficients(*row.triple, target=search.target)
         out.append((Method(label, "compound", coeffs),
                     {"role": "candidate", "trial": row.trial, "reference": row.reference}))
     present = {row.reference for row in candidates}

@@ -99,7 +99,7 @@ class Manifold:
         if solved < 1 - 1e-12:
             return None
         coeffs[COEFFICIENT[self.solved]] = max(solved, 1.0)
-        return Coefficients(**coeffs, target=self.target)
+        return Coefficients(coeffs["alpha"], coeffs["beta"], coeffs["gamma"], target=self.target)
 
     def grid(self, step: float = 0.05) -> list[dict[str, float]]:
         """Every feasible point of a lattice of the sampled coefficients (1, 1 + step, ...).
@@ -147,7 +147,8 @@ class Manifold:
         for dim in self.dimensions:
             values = {"alpha": 1.0, "beta": 1.0, "gamma": 1.0}
             values[COEFFICIENT[dim]] = self.upper(dim)
-            out.append((f"{dim}-only", Coefficients(**values, target=self.target)))
+            out.append((f"{dim}-only", Coefficients(values["alpha"], values["beta"],
+                                                    values["gamma"], target=self.target)))
         return out
 
     def params_of(self, coeffs: Coefficients) -> dict[str, float]:

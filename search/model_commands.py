@@ -156,7 +156,7 @@ def _proxy_config(args: argparse.Namespace) -> tuple[Any, Any]:
     else:
         space.resolve(args.target)  # a clear error for a bad name or arch string, up front
         config = ProxyConfig(arch=args.target)
-    overrides = {field: value for field, value in (
+    overrides: dict[str, Any] = {field: value for field, value in (
         ("dataset", args.dataset), ("data_dir", args.data_dir), ("epochs", args.epochs),
         ("resolution", args.resolution), ("batch_size", args.batch), ("seed", args.seed),
         ("width", args.width), ("depth", args.depth), ("optimizer", args.optimizer),

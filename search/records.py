@@ -81,6 +81,14 @@ class TrialRow:
         return getattr(self, field, None)
 
     @property
+    def triple(self) -> tuple[float, float, float]:
+        """(alpha, beta, gamma) of a coefficient search's trial."""
+        if self.alpha is None or self.beta is None or self.gamma is None:
+            raise UserError(f"trial {self.trial} has no coefficients (not a coefficient "
+                            f"search)")
+        return self.alpha, self.beta, self.gamma
+
+    @property
     def full_budget(self) -> bool:
         return self.budget is not None and self.budget == self.max_budget
 

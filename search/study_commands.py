@@ -275,8 +275,7 @@ def cmd_front(args: argparse.Namespace) -> None:
 
         plot = front_plot(ranked, config, f"{study.study_name}: {config['kind']} search, "
                                           f"{len(ranked)} trials")
-        columns = keys if "arch" in keys else (*keys, "arch")
-        path = save_front(plot, args.plot, table_html=html_table(ranked, columns))
+        path = save_front(plot, args.plot, table_html=html_table(ranked, (*keys, "arch")))
         sys.stderr.write(f"wrote {path}\n")
 
 

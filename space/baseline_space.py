@@ -135,9 +135,9 @@ class BaselineSpace:
         values = {name: min(options) for name, options in self.choices().items()}
         for i, (stage, seed_stage) in enumerate(zip(self.stages, self.seed.stages,
                                                     strict=True), start=1):
-            values[f"s{i}_width"] = min(
-                stage.widths, key=lambda w, c=seed_stage.out_channels: (
-                    round_filters(c, w, self.channel_divisor), w))
+            channels = [round_filters(seed_stage.out_channels, w, self.channel_divisor)
+                        for w in stage.widths]
+            values[f"s{i}_width"] = min(zip(channels, stage.widths, strict=True))[1]
         return self.build(values)
 
 

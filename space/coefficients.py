@@ -135,7 +135,8 @@ def parse_coefficients(text: str, *, target: float = 2.0,
     if len(values) != 3:
         raise CoefficientsError(f"coefficients must be 'alpha,beta,gamma' (e.g. 1.2,1.1,1.15) "
                                 f"or a path to a .json file, got '{text}'")
-    return Coefficients(*values, target=target, tolerance=tolerance)
+    alpha, beta, gamma = values
+    return Coefficients(alpha, beta, gamma, target=target, tolerance=tolerance)
 
 
 def save_coefficients(coeffs: Coefficients, path: str | Path,

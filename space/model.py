@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
+import operator
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,8 +50,8 @@ class VarianceScaling:
     """
 
     scale: float
-    mode: str  # "fan_in" | "fan_out" | "fan_avg"
-    distribution: str  # "truncated_normal" | "uniform"
+    mode: Literal["fan_in", "fan_out", "fan_avg"]
+    distribution: Literal["truncated_normal", "uniform"]
     on_host: bool = False
 
     def __call__(self, key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> Any:
@@ -118,11 +120,11 @@ def _linear_time_tracing() -> Iterator[None]:
     except (ImportError, AttributeError, KeyError):
         yield
         return
-    tracer._origin_msg = lambda self: ""
+    tracer._origin_msg = lambda self: ""  # type: ignore[method-assign]  # the patch itself
     try:
         yield
     finally:
-        tracer._origin_msg = original
+        tracer._origin_msg = original  # type: ignore[method-assign]
 
 
 def _same_pads(size: int, k: int, stride: int) -> tuple[int, int]:
@@ -133,7 +135,7 @@ def _same_pads(size: int, k: int, stride: int) -> tuple[int, int]:
 
 def shift_depthwise_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int],
                          padding: str | Sequence[tuple[int, int]], *,
-                         feature_group_count: int, **_: Any) -> jax.Array:
+                         feature_group_count: int, **_unused: Any) -> jax.Array:
     """Depthwise conv (NHWC input, (k, k, 1, C) kernel) as k*k shifted multiply-adds.
 
     A drop-in for `lax.conv_general_dilated` in `nnx.Conv` when feature_group_count == C and
@@ -152,15 +154,11 @@ def shift_depthwise_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
     x = jnp.pad(lhs, ((0, 0), pads[0], pads[1], (0, 0)))
     out_h = (x.shape[1] - kh) // sh + 1
     out_w = (x.shape[2] - kw) // sw + 1
-    y = None
-    for i in range(kh):
-        for j in range(kw):
-            patch = jax.lax.slice(x, (0, i, j, 0),
-                                  (x.shape[0], i + (out_h - 1) * sh + 1,
-                                   j + (out_w - 1) * sw + 1, c), (1, sh, sw, 1))
-            term = patch * rhs[i, j, 0]
-            y = term if y is None else y + term
-    return y
+    terms = (jax.lax.slice(x, (0, i, j, 0),
+                           (x.shape[0], i + (out_h - 1) * sh + 1, j + (out_w - 1) * sw + 1, c),
+                           (1, sh, sw, 1)) * rhs[i, j, 0]
+             for i in range(kh) for j in range(kw))
+    return functools.reduce(operator.add, terms)
 
 
 def resolve_depthwise(impl: str) -> str:
@@ -220,7 +218,7 @@ class MBConv(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = x
-        if self.expand is not None:
+        if self.expand is not None and self.expand_bn is not None:
             y = nnx.swish(self.expand_bn(self.expand(y)))
         y = nnx.swish(self.depthwise_bn(self.depthwise(y)))
         if self.se is not None:

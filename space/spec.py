@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any, TypeGuard
 
 from space.errors import UserError
 
@@ -40,7 +41,7 @@ def _check(cond: bool, field: str, requirement: str, value: object) -> None:
         raise SpecError(f"{field} must be {requirement}, got {shown}")
 
 
-def _is_int(x: object) -> bool:
+def _is_int(x: object) -> TypeGuard[int]:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
@@ -158,6 +159,6 @@ class ArchSpec:
                 idx += 1
         return out
 
-    def replace(self, **changes: object) -> ArchSpec:
+    def replace(self, **changes: Any) -> ArchSpec:
         """A validated copy with some fields changed."""
         return dataclasses.replace(self, **changes)

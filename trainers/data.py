@@ -256,8 +256,8 @@ def _read_folder(root: Path, classes: list[str], image_size: int | None) -> Spli
             if file.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             try:
-                with Image.open(file) as im:
-                    im = im.convert("RGB")
+                with Image.open(file) as opened:
+                    im = opened.convert("RGB")
                     size = size or im.size[0]
                     if im.size != (size, size):
                         im = im.resize((size, size), Image.Resampling.BILINEAR)

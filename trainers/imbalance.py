@@ -115,9 +115,12 @@ def softmax_loss(logits: jax.Array, targets: jax.Array, labels: jax.Array, *,
 class RemedyOptions(Protocol):
     """The remedy hyperparameters a run carries (`ProxyConfig` has them)."""
 
-    cb_beta: float
-    focal_gamma: float
-    logit_tau: float
+    @property
+    def cb_beta(self) -> float: ...
+    @property
+    def focal_gamma(self) -> float: ...
+    @property
+    def logit_tau(self) -> float: ...
 
 
 @dataclasses.dataclass(frozen=True)

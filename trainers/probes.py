@@ -101,7 +101,8 @@ def measure_latency(spec: space.ArchSpec, *, batch: int = 1, resolution: int | N
     forward_compile = time.perf_counter() - start
     fwd = _time(lambda: forward(variables, x), warmup, repeats)
 
-    train_times, train_compile = (None, None), None
+    train_times: tuple[float | None, float | None] = (None, None)
+    train_compile = None
     if train:
         train_state, train_step = timed_train_step(model, spec.num_classes)
         start = time.perf_counter()

@@ -20,7 +20,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -129,7 +129,7 @@ def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, *,
         ema: also keep an exponential moving average of the parameters (starting equal).
     """
     model.train()
-    train_def, params, rest = nnx.split(model, nnx.Param, ...)
+    train_def, params, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]
     average = jax.tree.map(jnp.copy, params) if ema else None
     return train_def, TrainState(params, rest, tx.init(params), average,
                                  jnp.zeros((), jnp.float32))
@@ -357,9 +357,11 @@ def _compile(functions: _Functions, state: TrainState, *, feed: _Feed,
              result: ProxyResult) -> _Functions:
     """Compiles the epoch and the evaluator ahead of time; records `compile_s`."""
     t = time.perf_counter()
-    train_epoch = functions.train_epoch.lower(state, *feed.epoch(0)).compile()
-    evaluate = functions.evaluate.lower(state.eval_params, state.rest, *feed.val,
-                                        feed.val_index, feed.val_mask).compile()
+    # `functions` holds the jitted (not yet compiled) functions here.
+    train_epoch = cast(jax.stages.Wrapped, functions.train_epoch).lower(
+        state, *feed.epoch(0)).compile()
+    evaluate = cast(jax.stages.Wrapped, functions.evaluate).lower(
+        state.eval_params, state.rest, *feed.val, feed.val_index, feed.val_mask).compile()
     result.compile_s = time.perf_counter() - t
     return _Functions(train_epoch, evaluate)
 
@@ -419,13 +421,13 @@ def _run_epochs(functions: _Functions, state: TrainState, *, feed: _Feed, datase
 
 
 def _test_metrics(evaluate: Callable[..., tuple[jax.Array, jax.Array]], state: TrainState, *,
-                  dataset: Dataset, mesh: Mesh, feed: _Feed) -> dict[str, Any]:
+                  test: Split, dataset: Dataset, mesh: Mesh, feed: _Feed) -> dict[str, Any]:
     """Test metrics for reports, through the compiled val evaluator (no new compile).
 
     The evaluator is specialised to the validation split's shape, so the test split goes
     through it in val-sized chunks, the last one padded.
     """
-    test, n_val = dataset.test, len(dataset.val)
+    n_val = len(dataset.val)
     preds = []
     for start in range(0, len(test), n_val):
         part = test.subset(np.arange(start, min(start + n_val, len(test))))
@@ -483,8 +485,8 @@ def train_and_evaluate(config: ProxyConfig, *, dataset: Dataset | None = None,
         state = _run_epochs(functions, state, feed=feed, dataset=dataset, plan=plan,
                             result=result, callback=callback, progress=progress)
         if result.status == "ok" and dataset.test is not None:
-            test = _test_metrics(functions.evaluate, state, dataset=dataset, mesh=mesh,
-                                 feed=feed)
+            test = _test_metrics(functions.evaluate, state, test=dataset.test, dataset=dataset,
+                                 mesh=mesh, feed=feed)
             result.test_top1 = test["top1"]
             result.test_balanced_accuracy = test["balanced_accuracy"]
     except Exception as e:

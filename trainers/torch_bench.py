@@ -87,7 +87,8 @@ def main(model_name: str, resolution: int, batch: int, steps: int,
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = timm.create_model(model_name.replace("-", "_"), num_classes=1000)
-    model = model.to(device).to(memory_format=torch.channels_last).train()
+    model = model.to(device)
+    model = model.to(memory_format=torch.channels_last).train()  # type: ignore[call-overload]
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(batch, 3, resolution, resolution, device=device).to(
         memory_format=torch.channels_last)

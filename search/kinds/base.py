@@ -52,6 +52,8 @@ class SearchKind(abc.ABC):
     """The `TrialRow` fields that tell this kind's trials apart in tables (after "trial")."""
     supports_grid: ClassVar[bool] = False
     """Whether `design` can enumerate a grid (the "grid" sampler)."""
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+    """Declared for type checkers: every kind is a dataclass (`dataclasses.asdict` takes it)."""
 
     @property
     @abc.abstractmethod

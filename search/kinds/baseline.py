@@ -11,7 +11,7 @@ import numpy as np
 
 import space
 from search.kinds.base import Candidate, Design, SearchKind
-from space import UserError
+from space import ArchSpec, UserError  # by name: the `space` method shadows the module
 from space.baseline_space import BaselineSpace, StageChoices, mnasnet_space
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class BaselineSearch(SearchKind):
         """Candidates above this many MACs are rejected before training."""
         return self.macs_target * (1 + self.max_over)
 
-    def space(self, seed_spec: space.ArchSpec) -> BaselineSpace:
+    def space(self, seed_spec: ArchSpec) -> BaselineSpace:
         return mnasnet_space(seed_spec, self.choices, channel_divisor=self.channel_divisor)
 
     def design(self, *, sampler: str, startup_trials: int, seed: int) -> Design:
@@ -75,13 +75,13 @@ class BaselineSearch(SearchKind):
             out.append(({k: v[rng.integers(len(v))] for k, v in choices.items()}, {}))
         return out
 
-    def prepare(self, baseline: space.ArchSpec) -> None:
+    def prepare(self, baseline: ArchSpec) -> None:
         cheapest = space.cost(self.space(baseline).cheapest()).macs
         if cheapest > self.limit:
             raise UserError(f"infeasible MACs target: the cheapest member of the space has "
                             f"{cheapest:.4g} MACs, over the limit {self.limit:.4g}")
 
-    def propose(self, trial: optuna.Trial, baseline: space.ArchSpec) -> Candidate | str:
+    def propose(self, trial: optuna.Trial, baseline: ArchSpec) -> Candidate | str:
         baseline_space = self.space(baseline)
         values = {name: trial.suggest_categorical(name, options)
                   for name, options in baseline_space.choices().items()}

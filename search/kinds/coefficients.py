@@ -154,7 +154,8 @@ class CoefficientSearch(SearchKind):
         if isinstance(coeffs, str):
             return coeffs
         if fixed:
-            coeffs = Coefficients(*fixed, target=self.target)
+            alpha, beta, gamma = fixed
+            coeffs = Coefficients(alpha, beta, gamma, target=self.target)
         attrs: dict[str, Any] = {
             "alpha": coeffs.alpha, "beta": coeffs.beta, "gamma": coeffs.gamma,
             "product": coeffs.product,
@@ -196,7 +197,7 @@ class CoefficientSearch(SearchKind):
         """A trial's coefficients with the family it was trained in: the baseline as trained
         (the proxy's data) and this search's rounding, so `space.scale(None, c, row.phi)`
         rebuilds the trial's network exactly."""
-        return Coefficients(row.alpha, row.beta, row.gamma, target=self.target,
+        return Coefficients(*row.triple, target=self.target,
                             baseline=row.baseline_arch,
                             resolution_multiple=self.resolution_multiple,
                             channel_divisor=self.channel_divisor)
