@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Callable, Sequence
 
@@ -44,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="effsearch", description=(
         "EfficientNet-style compound-scaling search: cost and scale models, train proxies, "
         "search scaling coefficients and baselines, read Pareto fronts, reuse what was found."))
+    parser.add_argument("--version", action="version",
+                        version=f"effsearch {importlib.metadata.version('effsearch')}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("cost", help="analytic MACs, params and activations of a model")

@@ -1,5 +1,6 @@
 """The `effsearch cost` and `scale` commands, through `main()` and the installed script."""
 
+import importlib.metadata
 import itertools
 import json
 import shutil
@@ -150,3 +151,5 @@ def test_console_script():
     bad = subprocess.run([SCRIPT, "scale", "--coeffs", "0.5,1,1"], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    version = subprocess.run([SCRIPT, "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.split() == ["effsearch", importlib.metadata.version("effsearch")]
