@@ -37,6 +37,13 @@ def _spec_from_args(name_or_arch: str, resolution: int | None = None,
 # ----------------------------------------------------------------------------- cost
 
 
+def _unit(values: Sequence[float]) -> tuple[str, float]:
+    """The prefix (G, M or K) and its scale at which the largest of `values` is >= 1."""
+    top = max(values, default=0)
+    return next(((prefix, scale) for prefix, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3))
+                 if top >= scale), ("", 1.0))
+
+
 def cmd_cost(args: argparse.Namespace) -> None:
     spec = _spec_from_args(args.model, args.resolution, args.classes)
     total = space.cost(spec)
@@ -118,14 +125,18 @@ def cmd_scale(args: argparse.Namespace) -> None:
              f"{coeffs.deviation:+.1%} vs {coeffs.target:g})")
     table = Table(title=title)
     latency = any("latency_ms" in row for row in rows)
-    for col in ("phi", "d", "w", "r", "res", "blocks", "MACs (G)", "params (M)", "acts (M)",
-                "MACs ratio", f"{coeffs.target:g}^phi", "(abg)^phi",
-                *(("latency (ms)",) if latency else ())):
+    # Units that fit the family: GMACs for ImageNet models, M or K for proxy-sized ones.
+    (macs_unit, macs_scale), (params_unit, params_scale), (acts_unit, acts_scale) = (
+        _unit([row[key] for row in rows]) for key in ("macs", "params", "activations"))
+    for col in ("phi", "d", "w", "r", "res", "blocks", f"MACs ({macs_unit})",
+                f"params ({params_unit})", f"acts ({acts_unit})", "MACs ratio",
+                f"{coeffs.target:g}^phi", "(abg)^phi", *(("latency (ms)",) if latency else ())):
         table.add_column(col, justify="right")
     for row in rows:
         table.add_row(f"{row['phi']:g}", f"{row['d']:.3f}", f"{row['w']:.3f}", f"{row['r']:.3f}",
-                      str(row["resolution"]), str(row["blocks"]), f"{row['macs'] / 1e9:.3f}",
-                      f"{row['params'] / 1e6:.2f}", f"{row['activations'] / 1e6:.1f}",
+                      str(row["resolution"]), str(row["blocks"]),
+                      f"{row['macs'] / macs_scale:.3f}", f"{row['params'] / params_scale:.2f}",
+                      f"{row['activations'] / acts_scale:.1f}",
                       f"{row['macs_ratio']:.2f}", f"{row['ideal_ratio']:.2f}",
                       f"{row['nominal_ratio']:.2f}",
                       *((f"{row['latency_ms']:.2f}" if "latency_ms" in row else "",)
@@ -134,8 +145,9 @@ def cmd_scale(args: argparse.Namespace) -> None:
     console().print(table)
     if chosen:
         sys.stdout.write(f"--fit {args.fit}: phi={chosen['phi']:g}, {chosen['resolution']} px, "
-                         f"{chosen['macs'] / 1e9:.3f} GMACs, {chosen['params'] / 1e6:.2f}M "
-                         f"params\n{chosen['arch']}\n")
+                         f"{chosen['macs'] / macs_scale:.3f} {macs_unit}MACs, "
+                         f"{chosen['params'] / params_scale:.2f}{params_unit} params\n"
+                         f"{chosen['arch']}\n")
 
 
 # ----------------------------------------------------------------------------- train

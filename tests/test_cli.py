@@ -87,6 +87,18 @@ def test_scale_reads_a_coefficients_file(capsys, tmp_path):
 def test_scale_table_and_phi_lists(capsys):
     code, out, _ = run(capsys, "scale", "--phi", "0,0.5,1")
     assert code == 0 and "0.5" in out and "2^phi" in out
+    # The family stays under 1 GMACs (B0 at phi 1: 0.86): millions.
+    assert "MACs (M)" in out and f"{cost(get_model_spec('b0')).macs / 1e6:.3f}" in out
+    code, out, _ = run(capsys, "scale", "--phi", "0-2")
+    assert "MACs (G)" in out and f"{cost(get_model_spec('b0')).macs / 1e9:.3f}" in out
+
+
+def test_scale_table_units_fit_a_proxy_family(capsys):
+    code, out, _ = run(capsys, "scale", "--baseline", space.PROXY_BASELINE, "--phi", "0,1",
+                       "--fit", "macs=1e9")
+    macs = cost(space.resolve(space.PROXY_BASELINE)).macs
+    assert code == 0 and "MACs (M)" in out and "params (K)" in out
+    assert f"{macs / 1e6:.3f}" in out and " MMACs, " in out
 
 
 @pytest.mark.parametrize("fit", ["macs=1e9", "params=2e7", "resolution=300"])
