@@ -11,7 +11,7 @@ coarsely that the paper's direction lands 19% off and 3 in 4 directions miss 5%;
 8% off), scored on validation top-1, with asynchronous successive halving over epochs
 1 -> 2 -> 4. Channels round to 2, not the official 8.
 
-Expected cost: about 2.5 minutes on a 2-core CPU (142 s in session 5; each trial compiles a new
+Expected cost: about 2.5 minutes on a 2-core CPU (155 s in session 8; each trial compiles a new
 network, which is most of its time); seconds per trial on a GPU.
 
 Command (also `make run`):
@@ -34,7 +34,7 @@ def get_config() -> SearchConfig:
         proxy=ProxyConfig(dataset="digits", resolution=16, epochs=4, batch_size=64,
                           flip=False),
         sampler="tpe",
-        trials=6,
+        trials=10,
         startup_trials=1,
         halving=Halving(min_epochs=1, eta=2),
     )
