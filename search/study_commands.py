@@ -229,9 +229,11 @@ def cmd_front(args: argparse.Namespace) -> None:
         ranked = [dataclasses.replace(r, rank=sum(o.score > r.score for o in ranked))
                   for r in sorted(ranked, key=lambda r: (-r.score, r.trial))]
     shown = ranked if args.all or not pareto else [r for r in ranked if r.rank == 0]
-    if args.all:  # then the trials halving stopped, unranked: their scores are at fewer epochs
-        shown = shown + sorted((r for r in rows if not (r.full_budget and r.state == "complete")),
-                               key=lambda r: (-(r.budget or 0), -r.score, r.trial))
+    # With --all, then the trials stopped early, unranked: their scores are at fewer epochs.
+    stopped = sorted((r for r in rows if args.all and not (r.full_budget
+                                                          and r.state == "complete")),
+                     key=lambda r: (-(r.budget or 0), -r.score, r.trial))
+    shown = shown + stopped
     keys = ("trial", *kind.columns, "score", "val_top1", "macs", "params", "latency_ms",
             "resolution", "budget", "rank", "reference", "duplicate_of")
     if args.json:
@@ -252,6 +254,8 @@ def cmd_front(args: argparse.Namespace) -> None:
                          else "") + ")")
         if reused and not args.all:
             title += f"; {_count(reused, 'more proposal')} of a trained network left out (--all)"
+        if stopped:
+            title += f"; then {_count(len(stopped), 'trial')} stopped early, unranked"
         table = Table(title=title)
         # Empty columns (no latency measured) and a score that is just val_top1 are left out.
         columns = [k for k in keys if (k != "val_top1" or metric != "val_top1")
