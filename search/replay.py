@@ -325,6 +325,9 @@ class ReplayOutcome:
     elapsed_s: float  # simulated wall time: the seconds spent, divided among the workers
     full: tuple[tuple[float, float, float], ...]  # shares of every full-budget trial
     trace: tuple[tuple[float, float, float | None], ...]
+    # Of `trainings`, what promotions spent again on the epochs their stopped originals had
+    # trained (a promotion retrains from scratch): what checkpointed promotions would save.
+    retrained: float = 0.0
 
 
 # (simulated time, full-budget trainings spent, recorded seconds spent) when the trial ended
@@ -449,6 +452,8 @@ def _outcome(study: Any, table: Table, factor: float, epochs: int, trainer: Repl
              elapsed_s: float, tolerance: float | None) -> ReplayOutcome:
     from optuna.trial import TrialState
 
+    from search.controller import PROMOTED_FROM, PROMOTED_RUNG
+
     ended = sorted((t for t in study.get_trials(deepcopy=False) if END_ATTR in t.user_attrs),
                    key=lambda t: tuple(t.user_attrs[END_ATTR]))
     trace, best, best_val, full = [], None, -math.inf, []
@@ -463,5 +468,7 @@ def _outcome(study: Any, table: Table, factor: float, epochs: int, trainer: Repl
         trace.append((spent_trainings, spent_s,
                       None if best is None else table.regret(best, factor, tolerance)))
     regret = table.regret(best, factor, tolerance) if best is not None else 1.0
+    retrained = sum(t.user_attrs[PROMOTED_RUNG] for t in ended
+                    if PROMOTED_FROM in t.user_attrs) / epochs
     return ReplayOutcome(best, regret, trainer.spent_epochs / epochs, trainer.spent_s,
-                         elapsed_s, tuple(full), tuple(trace))
+                         elapsed_s, tuple(full), tuple(trace), retrained)

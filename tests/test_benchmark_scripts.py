@@ -89,5 +89,7 @@ def test_search_efficiency_reports_every_method_on_a_table(tmp_path):
         # points that round to one network share.
         assert 0 < r["grid_trainings_spent"] < 232
         assert 0 <= r["final_regret_mean"] <= 1 and 0 <= r["hypervolume_gap_mean"] <= 1
+        assert 0 <= r["retrained_mean"] < r["trainings_mean"]
+        assert ("halving" in r["method"]) or r["retrained_mean"] == 0
     assert len({r["grid_trainings_spent"] for r in rows}) == 1
     assert min(r["final_regret_mean"] for r in rows) < 1  # some method recommends something

@@ -109,6 +109,22 @@ def test_halving_stops_trials_early_and_promotions_keep_their_seed(table, digits
     assert outcome.recommended is not None
 
 
+def test_retrained_is_what_promotions_train_twice(table, digits):
+    import optuna
+
+    storage = optuna.storages.InMemoryStorage()
+    cfg = config(halving=Halving(min_epochs=1, eta=2), trials=10)
+    outcome = replay(cfg, table, seed=1, dataset=digits, storage=storage)
+    trials = optuna.load_study(study_name=cfg.name, storage=storage).get_trials()
+    promotions = [t for t in trials if "promoted_from" in t.user_attrs]
+    assert promotions
+    # A promotion trains from epoch 1 again: its stopped original's epochs are spent twice.
+    again = sum(trials[t.user_attrs["promoted_from"]].user_attrs["budget"] for t in promotions)
+    assert outcome.retrained == pytest.approx(again / cfg.proxy.epochs)
+    assert 0 < outcome.retrained < outcome.trainings
+    assert replay(config(trials=10), table, seed=1, dataset=digits).retrained == 0
+
+
 def test_four_simulated_workers_share_the_clock(table, digits):
     one = replay(config(trials=8), table, seed=2, workers=1, dataset=digits)
     four = replay(config(trials=8), table, seed=2, workers=4, dataset=digits)
