@@ -181,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", nargs="?", help=study_help)
     storage_args(p)
     p.add_argument("--all", action="store_true",
-                   help="every full-budget trial, by front: also the dominated ones and the "
-                        "proposals that reused a trained network's result")
+                   help="every trained trial: the full-budget ones by front (also the dominated "
+                        "ones and proposals that reused a trained network's result), then the "
+                        "ones stopped early")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.add_argument("--plot", metavar="FILE", type=arguments.output(".png", ".html"),
                    help="write the figure: front.png or front.html")

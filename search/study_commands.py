@@ -229,9 +229,10 @@ def cmd_front(args: argparse.Namespace) -> None:
         ranked = [dataclasses.replace(r, rank=sum(o.score > r.score for o in ranked))
                   for r in sorted(ranked, key=lambda r: (-r.score, r.trial))]
     shown = ranked if args.all or not pareto else [r for r in ranked if r.rank == 0]
-    # With --all, then the trials stopped early, unranked: their scores are at fewer epochs.
-    stopped = sorted((r for r in rows if args.all and not (r.full_budget
-                                                          and r.state == "complete")),
+    # With --all, then the trials `records.front` does not compare (stopped early: their
+    # scores are at fewer epochs), unranked.
+    compared = {r.trial for r in ranked}
+    stopped = sorted((r for r in rows if args.all and r.trial not in compared),
                      key=lambda r: (-(r.budget or 0), -r.score, r.trial))
     shown = shown + stopped
     keys = ("trial", *kind.columns, "score", "val_top1", "macs", "params", "latency_ms",
