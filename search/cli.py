@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.metadata
 import sys
 from collections.abc import Callable, Sequence
 
+import search
 import space
 from search import arguments, model_commands, terminal
 from search.paths import DEFAULT_WORKDIR
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         "EfficientNet-style compound-scaling search: cost and scale models, train proxies, "
         "search scaling coefficients and baselines, read Pareto fronts, reuse what was found."))
     parser.add_argument("--version", action="version",
-                        version=f"effsearch {importlib.metadata.version('effsearch')}")
+                        version=f"effsearch {search.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("cost", help="analytic MACs, params and activations of a model")
