@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import subprocess
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
 from space import UserError
+from trainers.runtime import DEV, device_ids, physical_gpu_count, tpu_device_count
 
-DEV = Path("/dev")
+__all__ = ["DEV", "Host", "assignment", "check_workers", "describe", "detect_host", "gpu_count",
+           "max_workers", "physical_gpu_count", "tpu_chips", "tpu_device_count", "visible_gpus",
+           "worker_changes", "worker_env"]
 # libtpu's default mesh controller port; worker i takes the next ones so none collide.
 TPU_BASE_PORT = 8476
 # Share of a GPU's memory split between the workers on it (leaves room for the CUDA context).
@@ -65,34 +66,10 @@ class Host:
         return "cuda" if self.gpus else None
 
 
-def _id_list(value: str) -> tuple[str, ...]:
-    """The entries of a comma-separated device list, up to the first invalid (negative) one.
-
-    CUDA itself stops at the first invalid index ("-1" is the usual way to hide every GPU).
-    """
-    ids: list[str] = []
-    for entry in (part.strip() for part in value.split(",")):
-        if not entry or entry.startswith("-"):
-            break
-        ids.append(entry)
-    return tuple(ids)
-
-
 def visible_gpus(environ: Mapping[str, str]) -> tuple[str, ...] | None:
     """The GPU ids in a preset `CUDA_VISIBLE_DEVICES`, or None when it is not set."""
     value = environ.get("CUDA_VISIBLE_DEVICES")
-    return None if value is None else _id_list(value)
-
-
-def physical_gpu_count() -> int:
-    """Physical GPUs as `nvidia-smi -L` lists them (0 without it); MIG slices are not counted."""
-    if not shutil.which("nvidia-smi"):
-        return 0
-    try:
-        done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return 0  # a hung or broken driver: treat as no GPU rather than block the CLI
-    return sum(line.startswith("GPU ") for line in done.stdout.splitlines())
+    return None if value is None else device_ids(value)
 
 
 def gpu_count(environ: Mapping[str, str] | None = None) -> int:
@@ -105,25 +82,13 @@ def gpu_count(environ: Mapping[str, str] | None = None) -> int:
     return len(preset) if preset is not None else physical_gpu_count()
 
 
-def tpu_device_count(dev: Path = DEV) -> int:
-    """Local TPU chips from their device files: /dev/accel* (v2-v4), else /dev/vfio/N (v5e+).
-
-    /dev/vfio/vfio is VFIO's control node, not a chip, so only numbered groups count.
-    """
-    accel = [p for p in dev.glob("accel*") if p.name[len("accel"):].isdigit()]
-    if accel:
-        return len(accel)
-    vfio = dev / "vfio"
-    return sum(p.name.isdigit() for p in vfio.iterdir()) if vfio.is_dir() else 0
-
-
 def tpu_chips(environ: Mapping[str, str], dev: Path = DEV) -> tuple[str, ...]:
     """TPU chip ids to hand out: a preset `TPU_VISIBLE_CHIPS` list, else every local chip."""
     count = tpu_device_count(dev)
     if not count:
         return ()
     preset = environ.get("TPU_VISIBLE_CHIPS")
-    return _id_list(preset) if preset is not None else tuple(str(i) for i in range(count))
+    return device_ids(preset) if preset is not None else tuple(str(i) for i in range(count))
 
 
 def detect_host(environ: Mapping[str, str] | None = None, dev: Path | None = None,
