@@ -150,3 +150,37 @@ def test_assignment_lists_each_workers_device_variables(tmp_path):
                     {"JAX_PLATFORMS": "cuda", "CUDA_VISIBLE_DEVICES": "5"}]
     assert devices.describe(rows)[1] == "worker 1: JAX_PLATFORMS=cuda CUDA_VISIBLE_DEVICES=5"
     assert len(devices.describe([{}, {}])) == 1
+
+
+MESH = """
+import json
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from trainers.pipeline import data_mesh
+mesh = data_mesh()
+x = jax.device_put(np.arange(8.0), NamedSharding(mesh, P("data")))
+total = jax.jit(lambda v: (v * 2).sum())(x)
+print(json.dumps({"size": mesh.size, "names": list(mesh.axis_names),
+                  "processes": sorted({d.process_index for d in mesh.devices.flat}),
+                  "local": sorted(d.id for d in mesh.devices.flat)
+                  == sorted(d.id for d in jax.local_devices()),
+                  "shards": len(x.addressable_shards), "total": float(total)}))
+"""
+
+
+def test_data_mesh_spans_the_local_devices():
+    """The device count must be set before JAX starts, hence a fresh interpreter."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).parent.parent
+    env = os.environ | {"PYTHONPATH": str(root), "JAX_PLATFORMS": "cpu",
+                        "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    done = subprocess.run([sys.executable, "-c", MESH], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == {
+        "size": 4, "names": ["data"], "processes": [0], "local": True, "shards": 4,
+        "total": 56.0}

@@ -33,8 +33,11 @@ class Augment:
 
 def data_mesh() -> Mesh:
     """A 1-D mesh named "data" over all local devices, with automatic (GSPMD) sharding."""
-    return jax.make_mesh((jax.local_device_count(),), ("data",),
-                         axis_types=(jax.sharding.AxisType.Auto,))
+    # Local devices, passed explicitly: by default make_mesh takes the global jax.devices() and
+    # truncates, so on a multi-host TPU slice host 1's mesh would hold host 0's chips.
+    local = jax.local_devices()
+    return jax.make_mesh((len(local),), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
+                         devices=local)
 
 
 def global_batch(requested: int, examples: int, mesh: Mesh) -> int:
