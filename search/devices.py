@@ -33,6 +33,7 @@ from trainers.runtime import DEV, device_ids, physical_gpu_count, tpu_device_cou
 __all__ = ["DEV", "Host", "assignment", "check_workers", "describe", "detect_host", "gpu_count",
            "max_workers", "physical_gpu_count", "tpu_chips", "tpu_device_count", "visible_gpus",
            "worker_changes", "worker_env"]
+
 # libtpu's default mesh controller port; worker i takes the next ones so none collide.
 TPU_BASE_PORT = 8476
 # Share of a GPU's memory split between the workers on it (leaves room for the CUDA context).
