@@ -22,7 +22,7 @@ from search import arguments, model_commands, terminal
 from search.paths import DEFAULT_WORKDIR
 from search.terminal import Parser
 from space import UserError
-from space.errors import error_text
+from space.errors import error_text, one_line
 from trainers.config import ProxyConfig  # these three load no JAX: the help stays instant
 from trainers.data import dataset_docs
 from trainers.imbalance import REMEDIES, remedy_docs
@@ -39,6 +39,13 @@ def _study_command(name: str) -> Callable[[argparse.Namespace], None]:
         getattr(importlib.import_module("search.study_commands"), name)(args)
 
     return run
+
+
+def allow_cpu(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-cpu", action="store_true",
+                   help="train on the CPU although a GPU or TPU is present (JAX found none it "
+                        "can use: install effsearch[cuda] or [tpu]); JAX_PLATFORMS=cpu also "
+                        "says so")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"class-imbalance remedy: {_listing(remedy_docs())} (default: "
                         f"{d.remedy})")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    allow_cpu(p)
     p.set_defaults(func=model_commands.cmd_train)
 
     p = sub.add_parser("compare", help="compound vs single-dimension scaling at equal MACs, "
@@ -143,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("--imbalance", float)):
         p.add_argument(flag, type=kind)
     p.add_argument("--no-flip", action="store_true")
+    allow_cpu(p)
     p.set_defaults(func=model_commands.cmd_compare, optimizer=None, remedy=None)
 
     p = sub.add_parser("bench", help="training throughput, step and compile time on this device")
@@ -157,8 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-torch", action="store_true",
                    help="also time timm's model in PyTorch (separate process)")
     p.add_argument("--json", action="store_true")
+    allow_cpu(p)
     p.set_defaults(func=model_commands.cmd_bench)
 
+
+    p = sub.add_parser("env", help="the backend, devices and versions JAX sees here, and "
+                                   "what each of --workers N would get; trains nothing")
+    p.add_argument("--workers", type=arguments.positive(int),
+                   help="the workers to plan for (default: one per GPU or TPU chip, else 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=model_commands.cmd_env)
 
     def storage_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--workdir", help=f"work directory of the embedded journal storage "
@@ -174,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes on this machine (default: %(default)s)")
     p.add_argument("--trials", type=arguments.positive(int),
                    help="trained trials to finish (default: the config's)")
+    allow_cpu(p)
     p.set_defaults(func=_study_command("cmd_search"))
 
     study_help = "study name or its config .py (default: the only study in the storage)"
@@ -218,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the longer budget (rank correlation), or the ladder's epochs "
                         "(default: the proxy's)")
     p.add_argument("--json", action="store_true")
+    allow_cpu(p)
     p.set_defaults(func=_study_command("cmd_validate"))
     return parser
 
@@ -230,6 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as e:
         sys.stderr.write(error_text(f"effsearch {args.command}", e))
         return terminal.EXIT_USER_ERROR
+    except terminal.Stopped as e:
+        sys.stderr.write(f"effsearch {args.command}: stopped: {one_line(str(e))}\n")
+        return terminal.EXIT_STOPPED
     return 0
 
 

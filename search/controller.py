@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -39,21 +40,36 @@ from search.halving import Halving
 from search.kinds import Candidate
 from search.kinds.base import LATTICE
 from search.records import CONFIG_ATTR, study_config
+from search.terminal import Stopped
 from space import UserError
 from trainers.config import ProxyConfig
 from trainers.data import Dataset
-from trainers.proxy import ProxyResult, Stop, load_proxy_dataset, train_and_evaluate
+from trainers.proxy import (
+    ProxyResult,
+    Stop,
+    load_proxy_dataset,
+    runtime_signature,
+    train_and_evaluate,
+)
 
 HEARTBEAT = "heartbeat"
 PROMOTED_FROM, PROMOTED_RUNG, BRACKET = "promoted_from", "promoted_rung", "bracket"
 WORKER_MACHINE, WORKER_PID = "worker_machine", "worker_pid"
 MAX_REJECTIONS_IN_A_ROW = 500
 MAX_DUPLICATES_IN_A_ROW = 50  # proposals of networks already trained before a worker gives up
+# Trainings in a row, across the study, that failed for a reason of their own (the loss
+# diverged, the data or the network did not fit the device) before every worker stops: a
+# failure common to every trial would otherwise write failed trials forever.
+MAX_FAILURES_IN_A_ROW = 5
+FAILURE = "failure"  # the user attr holding a training's own reason for failing
+FAILURE_STOP = "failure_stop"  # study attr: the last trial of a stop for repeated failures
 # What a trial records of its `ProxyResult`: every field but those recorded from the candidate
 # before training (arch, resolution, costs), the budget (recorded as "budget"), and what the
-# study already holds (its config and dataset).
+# study already holds (its config and dataset). The batch is recorded: it is the config's
+# rounded down to a multiple of the worker's device count.
 _NOT_RECORDED = frozenset({"arch", "resolution", "macs", "params", "activations",
-                           "epochs_completed", "steps", "batch_size", "config", "dataset"})
+                           "epochs_completed", "steps", "config", "dataset"})
+RUNTIME = "runtime"  # study attr: the first worker's `runtime_signature`, which others match
 RESULT_ATTRS = tuple(f.name for f in dataclasses.fields(ProxyResult)
                      if f.name not in _NOT_RECORDED)
 
@@ -69,14 +85,19 @@ Trainer = Callable[[ProxyConfig, optuna.Trial, Callable[[int, dict[str, float]],
 
 
 def open_study(config: SearchConfig, storage: optuna.storages.BaseStorage,
-               name: str) -> tuple[optuna.Study, bool]:
+               name: str, *, sampler_seed: int | None = None) -> tuple[optuna.Study, bool]:
     """Creates the study (returning True) or loads it, checking it is the same search.
 
     Creation is the lock: of several commands started at once against one storage, exactly
     one creates the study and enqueues the design; the others load it.
+
+    Args:
+        sampler_seed: this worker's sampler seed (`worker_seed`); None: the study's seed.
+            The design enqueued at creation always comes from the study's seed.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress bar says it better
-    sampler = registry.SAMPLERS[config.sampler].make(config)
+    sampling = config if sampler_seed is None else dataclasses.replace(config, seed=sampler_seed)
+    sampler = registry.SAMPLERS[config.sampler].make(sampling)
     pruner = (registry.PRUNERS[config.pruner][1](config) if config.pruner
               else optuna.pruners.NopPruner())
     directions = list(config.objective.directions)
@@ -138,6 +159,16 @@ def design(config: SearchConfig) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """The (params, user_attrs) enqueued up front: references first, then a seeded design."""
     return config.search.design(sampler=config.sampler, startup_trials=config.startup_trials,
                                 seed=config.seed)
+
+
+def worker_seed(seed: int, slot: int) -> int:
+    """The sampler seed of the worker in `slot` (`search.slots`): the study's own seed for
+    slot 0, so a one-worker search samples as it always did, and a seed derived from both
+    for the others. Workers built with one seed propose one sequence: measured with 4
+    workers on PostgreSQL, their first 50 proposals were identical."""
+    if slot == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, slot]).generate_state(1)[0])
 
 
 def budget(config: SearchConfig) -> int:
@@ -246,7 +277,17 @@ def worker_is_dead(trial: FrozenTrial) -> bool:
         return True
     except PermissionError:  # exists, owned by someone else
         return False
-    return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """Whether `pid` has exited but is not yet reaped by its parent: signal 0 still finds a
+    zombie, and a worker killed with kill -9 stays one until its parent waits for it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # gone meanwhile, or no /proc (then only the heartbeat decides)
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]  # the state follows "(comm)"
 
 
 def retry(study: optuna.Study, trial: FrozenTrial, max_retries: int) -> bool:
@@ -423,6 +464,7 @@ class TrialRunner:
             if self.train is None:
                 _release_memory()
         if result.status != "ok":
+            trial.set_user_attr(FAILURE, result.reason or "failed")
             return TrialState.FAIL, None
         if stopped:
             # PRUNED, its rung values in user attrs: Optuna's own views (best_trials, the
@@ -539,6 +581,77 @@ class WorkerReport:
     failed: int = 0
     promoted: int = 0  # stopped trials that halving resumed and this worker retrained
     duplicates: int = 0  # proposals of a network already trained (its result reused)
+    stopped: str | None = None  # why the worker stopped before the budget was reached
+
+
+def repeated_failure(trials: Sequence[FrozenTrial], *, since: int = -1,
+                     limit: int = MAX_FAILURES_IN_A_ROW) -> str | None:
+    """Why the search must stop, if the last `limit` trainings (trials after number `since`,
+    in the order they finished) all failed for a reason of their own; else None.
+
+    Only trainings count: rejections, proposals of a trained network and surplus asks train
+    nothing, and a trial failed because its worker died or was interrupted says nothing about
+    the next; those are passed over, neither failures nor successes.
+    """
+    trainings = sorted(
+        (t for t in trials if t.number > since and t.datetime_complete is not None
+         and (FAILURE in t.user_attrs if t.state == TrialState.FAIL
+              else "rejected" not in t.user_attrs and "duplicate_of" not in t.user_attrs)),
+        key=lambda t: (t.datetime_complete, t.number))
+    last = trainings[-limit:]
+    if len(last) < limit or any(t.state != TrialState.FAIL for t in last):
+        return None
+    reason = last[-1].user_attrs[FAILURE]
+    same = all(t.user_attrs[FAILURE].split(":")[0] == reason.split(":")[0] for t in last)
+    numbers = ", ".join(str(t.number) for t in last)
+    return (f"{limit} trainings in a row failed (trials {numbers}), "
+            f"{'all with' if same else 'the last with'} {reason}; the study is kept: fix the "
+            f"cause and run the command again to resume")
+
+
+def _check_failures(study: optuna.Study, trials: Sequence[FrozenTrial], since: int) -> None:
+    """Raises `Stopped` when the study's last trainings all failed, or when another worker
+    stopped for that since this one started (`since`: the study's mark then); marks the stop
+    so that every worker stops, and a resumed search counts afresh from there."""
+    mark = study.user_attrs.get(FAILURE_STOP)
+    if mark and mark["trial"] > since:
+        raise Stopped(mark["reason"])
+    reason = repeated_failure(trials, since=since)
+    if reason is not None:
+        last = max(t.number for t in trials if FAILURE in t.user_attrs)
+        study.set_user_attr(FAILURE_STOP, {"trial": last, "reason": reason})
+        raise Stopped(reason)
+
+
+def failure_mark(study: optuna.Study) -> int:
+    """The last trial of the study's latest stop for repeated failures (-1: none)."""
+    mark = study.user_attrs.get(FAILURE_STOP)
+    return int(mark["trial"]) if mark else -1
+
+
+def check_runtime(study: optuna.Study, config: SearchConfig, mine: dict[str, Any]) -> None:
+    """Refuses a worker whose host makes another recipe of the study's config than the
+    study's first worker did (`runtime_signature`: backend, compute dtype, depthwise kernel,
+    batch; also the device kind when latency is scored); records `mine` in a new study.
+
+    A study resumed on other hardware, or a CPU worker joining GPU ones, would otherwise mix
+    bfloat16 and float32 trainings (or batches of 128 and 96) in one ranking, silently.
+    """
+    theirs = study.user_attrs.get(RUNTIME)
+    if theirs is None:
+        study.set_user_attr(RUNTIME, mine)
+        return
+    keys = ["backend", "compute_dtype", "depthwise", "batch_size"]
+    if config.objective.cost == "latency":
+        keys.append("device_kind")
+    differ = [f"{k} {theirs.get(k)} -> {mine.get(k)}" for k in keys if theirs.get(k) != mine[k]]
+    if differ:
+        raise UserError(
+            f"study '{study.study_name}' was trained on {theirs.get('device_kind')} "
+            f"x{theirs.get('device_count')}; this worker has {mine['device_kind']} "
+            f"x{mine['device_count']} and would train another recipe ({', '.join(differ)}): "
+            f"one study must not rank them together. Run it where it ran, pin proxy dtype, "
+            f"depthwise and batch_size in the config, or start a new study with --study NAME")
 
 
 def _say_to_stderr(message: str) -> None:
@@ -555,6 +668,10 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
 
     Every worker of a study, on any host, runs this same loop on the same storage.
 
+    Raises:
+        Stopped: `MAX_FAILURES_IN_A_ROW` trainings in a row across the study failed for a
+            reason of their own (`repeated_failure`), here or on another worker.
+
     Args:
         max_duplicates: stop (saying so) after this many proposals in a row of networks
             already trained: the sampler finds nothing new near what it believes best.
@@ -563,11 +680,15 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
         wait: sleeps between those polls (a replay's simulated clock passes its own).
     """
     runner = runner or TrialRunner(config, study, dataset, wait=wait, poll_s=poll_s)
+    if isinstance(runner, TrialRunner) and runner.train is None:  # a replay trains nothing
+        check_runtime(study, config, runtime_signature(config.proxy, runner.dataset))
     report, rejections_in_a_row, duplicates_in_a_row = WorkerReport(), 0, 0
     grid = registry.SAMPLERS[config.sampler].grid
     announced: set[int] = set()
+    since = failure_mark(study)  # failures before a stop already reported do not count
     while True:
         trials_now = current_trials(study, config)
+        _check_failures(study, trials_now, since)
         counted = sum(counts_toward_budget(t, grid) for t in trials_now)
         waiting = any(t.state == TrialState.WAITING for t in trials_now)
         running = [t for t in trials_now if t.state == TrialState.RUNNING]
@@ -643,10 +764,12 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
         else:
             report.trained += 1
         if duplicates_in_a_row >= max_duplicates and not grid:
-            say(f"stopping: the last {duplicates_in_a_row} proposals were networks already "
-                f"trained (rounding maps many directions to one network); the study holds "
+            report.stopped = (
+                f"the last {duplicates_in_a_row} proposals were networks already trained "
+                f"(rounding maps many directions to one network); the study holds "
                 f"{sum(counts_toward_budget(t) for t in study.get_trials(deepcopy=False))} of "
                 f"{trials} distinct trainings")
+            say(f"stopping: {report.stopped}")
             return report
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -185,7 +186,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from trainers.proxy import load_proxy_dataset, train_and_evaluate
 
     config, _ = _proxy_config(args)
-    runtime.configure()
+    runtime.start(args.allow_cpu)
     dataset = load_proxy_dataset(config)  # a bad --dataset fails here, before the bar draws
     with Progress(console=err_console(), transient=True) as bar:
         task = bar.add_task(f"training {config.dataset}", total=None)
@@ -240,7 +241,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
                                               space.DEFAULT_CHANNEL_DIVISOR)
     methods = _methods(args.coeffs)
     seeds = list(range(proxy.seed, proxy.seed + args.seeds))
-    runtime.configure()
+    runtime.start(args.allow_cpu)
     with Progress(console=err_console(), transient=True) as bar:
         task = bar.add_task("training", total=len(args.factors) * len(methods) * len(seeds))
 
@@ -306,9 +307,13 @@ def _torch_baseline(model: str, resolution: int, batch: int, steps: int,
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
+    if args.compare_torch:
+        # Before JAX starts its backend: it would otherwise hold 75% of the GPU while timm
+        # runs in its subprocess (the user's own setting wins).
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     from trainers import runtime
 
-    runtime.configure()
+    runtime.start(args.allow_cpu)
     import jax.numpy as jnp
 
     from trainers.probes import measure_latency
@@ -340,3 +345,47 @@ def cmd_bench(args: argparse.Namespace) -> None:
                                    f"{lat.resolution}px, {lat.dtype}, on {lat.device}", rows))
 
 
+
+
+def cmd_env(args: argparse.Namespace) -> None:
+    """`effsearch env`: what JAX runs on here and what each of `--workers N` would get."""
+    from search import devices
+    from trainers import runtime
+
+    host = devices.detect_host()
+    workers = args.workers or devices.max_workers(host) or max(len(host.gpus), 1)
+    runtime.configure()
+    info = runtime.backend_info()
+    try:
+        runtime.check_backend(allow_cpu=False)
+        problem = None
+    except UserError as e:  # the refusal a search would meet, shown rather than raised
+        problem = str(e)
+    try:
+        devices.check_workers(workers, host)
+        refused = None
+    except UserError as e:
+        refused = str(e)
+    rows = devices.assignment(workers, host)
+    record = info | {"accelerator": runtime.accelerator_present(), "cpu_fallback": problem,
+                     "cache_dir": str(runtime.cache_dir()),
+                     "cache_max_bytes": runtime.cache_max_bytes(), "workers": workers,
+                     "workers_refused": refused, "assignment": rows}
+    if args.json:
+        print_json(record)
+        return
+    versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+    table = metric_table("effsearch env", [
+        ("backend", info["backend"]), ("device kind", info["device_kind"]),
+        ("local devices", info["local_devices"]),
+        ("devices (all processes)", info["devices"]), ("processes", info["processes"]),
+        ("accelerator on the host", record["accelerator"] or "none"),
+        ("compilation cache", f"{record['cache_dir']} (at most "
+                              f"{record['cache_max_bytes'] / 2**30:.0f} GB)"
+         if record["cache_max_bytes"] != -1 else f"{record['cache_dir']} (unbounded)"),
+        ("versions", versions)])
+    console().print(table)
+    for line in ([refused] if refused else devices.describe(rows)):
+        sys.stdout.write(f"--workers {workers}: {line}\n")
+    if problem:
+        sys.stderr.write(f"warning: {problem}\n")

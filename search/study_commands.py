@@ -6,8 +6,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,34 +18,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from search import arguments, kinds, records, storage
-from search.terminal import console, err_console
-from search.worker import STORAGE_ENV
+from search import arguments, kinds, records, registry, slots, storage
+from search.devices import assignment, check_workers, describe, gpu_count, worker_env
+from search.slots import SLOT_ENV
+from search.terminal import Stopped, console, err_console
+from search.worker import EXIT_STOPPED, STORAGE_ENV
 from space import UserError
 
+__all__ = ["cmd_export", "cmd_front", "cmd_search", "cmd_validate", "worker_env"]
+
 # ----------------------------------------------------------------------------- search
-
-
-def _gpu_count() -> int:
-    if not shutil.which("nvidia-smi"):
-        return 0
-    done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
-    return sum(line.startswith("GPU ") for line in done.stdout.splitlines())
-
-
-def worker_env(index: int, workers: int, gpus: int) -> dict[str, str]:
-    """Environment of worker `index`: its own GPU if there are enough, else a memory share.
-
-    JAX preallocates 75% of a GPU per process, so two workers on one GPU would run out of
-    memory without an explicit fraction. The user's own settings always win.
-    """
-    env = dict(os.environ)
-    if gpus > 1 and "CUDA_VISIBLE_DEVICES" not in env:
-        env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
-    per_gpu = -(-workers // max(gpus, 1))
-    if gpus and per_gpu > 1:
-        env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 / per_gpu:.2f}")
-    return env
 
 
 class _StudyProgress:
@@ -102,37 +82,86 @@ class _StudyProgress:
             self.bar.stop()
 
 
-def _run_workers(args: argparse.Namespace, url: str, name: str, total: int,
-                 workdir: Path) -> None:
-    """Starts `--workers` processes and waits; their logs go to `<workdir>/logs/`."""
+# What the command shows of its workers' logs: the waits on another worker's trial and why
+# a worker stopped; the rest stays in `<workdir>/logs/`.
+RELAYED = ("waiting for trial", "stopping:", "worker slot")
+POLL_S = 0.5
+
+
+def _run_workers(args: argparse.Namespace, url: str, study: Any, total: int, workdir: Path,
+                 say: Any) -> list[str]:
+    """Starts `--workers` processes and waits; their logs go to `<workdir>/logs/`.
+
+    Each worker is reaped the moment it exits (a worker killed with kill -9 would otherwise
+    stay a zombie, which the dead-worker check would take for alive while an earlier worker
+    is waited for), and the lines of `RELAYED` reach the command's terminal as they are
+    written.
+
+    Returns:
+        Why workers stopped early ("stopping: ..." lines), for the budget's shortfall.
+
+    Raises:
+        Stopped: a worker stopped the search (repeated failures); the others stop too.
+    """
+    name = study.study_name
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    gpus = _gpu_count()
+    gpus = gpu_count()
+    for line in describe(assignment(args.workers)):
+        say(line)
     procs = []
     for i in range(args.workers):
         log_path = logs / f"{name}.worker{i}.log"
         with open(log_path, "ab") as log_file:
+            start = log_file.tell()
             # The URL goes by environment, not argv: a password in argv shows in `ps`.
-            env = worker_env(i, args.workers, gpus) | {STORAGE_ENV: url}
-            procs.append((subprocess.Popen(
-                [sys.executable, "-m", "search.worker", args.config, "--study", name,
-                 "--trials", str(total)],
-                stdout=log_file, stderr=subprocess.STDOUT, env=env), log_path))
+            env = worker_env(i, args.workers, gpus) | {STORAGE_ENV: url, SLOT_ENV: str(i)}
+            command = [sys.executable, "-m", "search.worker", args.config, "--study", name,
+                       "--trials", str(total)] + (["--allow-cpu"] if args.allow_cpu else [])
+            procs.append((subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
+                                           env=env), log_path, [start]))
+    codes: list[int | None] = [None] * len(procs)
+    stops: list[str] = []
+
+    def relay() -> None:
+        for i, (_, log, offset) in enumerate(procs):
+            with open(log, "rb") as f:
+                f.seek(offset[0])
+                text = f.read()
+            done = text.rfind(b"\n") + 1  # whole lines only; the rest is read next time
+            offset[0] += done
+            for line in text[:done].decode(errors="replace").splitlines():
+                if line.startswith(RELAYED):
+                    say(f"worker {i}: {line}")
+                    if line.startswith("stopping:"):
+                        stops.append(f"worker {i} {line}")
+
     try:
-        codes = [p.wait() for p, _ in procs]
+        while any(code is None for code in codes):
+            codes = [c if c is not None else p.poll()
+                     for c, (p, _, _) in zip(codes, procs, strict=True)]
+            relay()
+            time.sleep(POLL_S)
+        relay()
     except KeyboardInterrupt:
-        for p, _ in procs:  # workers fail and requeue their running trial on SIGINT
+        for p, _, _ in procs:  # workers fail and requeue their running trial on SIGINT
             p.send_signal(signal.SIGINT)
-        for p, _ in procs:
+        for p, _, _ in procs:
             p.wait()
         raise
-    bad = [(i, code, log) for i, ((_, log), code) in enumerate(zip(procs, codes, strict=True))
-           if code != 0]
+    bad = [(i, code, log) for i, ((_, log, _), code) in enumerate(zip(procs, codes, strict=True))
+           if code not in (0, EXIT_STOPPED)]
     if bad:
         i, code, log = bad[0]
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
         raise UserError(f"worker {i} exited with code {code}: {tail[0]} (log: {log}); "
                         f"finished trials are kept, re-run the command to resume")
+    if EXIT_STOPPED in codes:
+        from search.controller import FAILURE_STOP
+
+        mark = study.user_attrs.get(FAILURE_STOP)
+        raise Stopped(mark["reason"] if mark else f"a worker stopped the search (logs: {logs})")
+    return stops
 
 
 def cmd_search(args: argparse.Namespace) -> None:
@@ -145,13 +174,17 @@ def cmd_search(args: argparse.Namespace) -> None:
         config = dataclasses.replace(config, trials=args.trials)
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
+    check_workers(args.workers)  # e.g. more workers than a TPU VM has chips
     name = args.study or config.name
     url = storage.storage_url(args.workdir, args.storage)
     if args.workers > 1 and storage.is_sqlite(url):
         raise UserError("SQLite cannot serve parallel workers (no row locks); use the default "
                         "journal file (--workdir) or PostgreSQL")
     store = storage.open_storage(url)
-    study, created = controller.open_study(config, store, name)
+    # Only a worker samples: `--workers N` claims a slot in each worker process.
+    slot = slots.claim(url, name) if args.workers == 1 else 0
+    study, created = controller.open_study(
+        config, store, name, sampler_seed=controller.worker_seed(config.seed, slot))
     if created:
         controller.enqueue_design(study, config)
     total = controller.budget(config)
@@ -159,13 +192,15 @@ def cmd_search(args: argparse.Namespace) -> None:
     start = time.time()
     runner = controller.TrialRunner(config, study)  # loads the data, rejects infeasible targets
     with _StudyProgress(study, total, config.objective.metric) as progress:
+        def say(line: str) -> None:
+            progress.bar.console.print(line, markup=False, highlight=False)
+
         if args.workers == 1:
-            runtime.configure()
-            controller.run_worker(config, study, trials=total, runner=runner,
-                                  say=lambda line: progress.bar.console.print(line,
-                                                                              markup=False))
+            runtime.start(args.allow_cpu)
+            report = controller.run_worker(config, study, trials=total, runner=runner, say=say)
+            stops = [f"stopping: {report.stopped}"] if report.stopped else []
         else:
-            _run_workers(args, url, name, total, workdir)
+            stops = _run_workers(args, url, study, total, workdir, say)
     where = (f" --storage {storage.redact(args.storage)}" if args.storage
              else f" --workdir {args.workdir}" if args.workdir else "")
     rows = records.trial_rows(study)
@@ -182,8 +217,16 @@ def cmd_search(args: argparse.Namespace) -> None:
         + f", {rejected} rejected before training, {time.time() - start:.0f} s"
         + (f"; best {best.metric} {best.score:.4f} (trial {best.trial})" if best
            else "") + "\n")
+    grid = registry.SAMPLERS[config.sampler].grid
+    counted = sum(controller.counts_toward_budget(t, grid) for t in study.get_trials()
+                  if t.state.is_finished())  # queued trials count only once they ran
+    if counted < total:
+        raise Stopped(f"the study holds {counted} of the {total} trainings asked for: "
+                      + ("; ".join(stops) if stops else "no worker said why (see the logs in "
+                                                         f"{workdir / 'logs'})")
+                      + "; run the command again to go on")
     if config.ladder:
-        runtime.configure()
+        runtime.start(args.allow_cpu)
         _ladder(study, factors=list(config.ladder), top=config.ladder_top,
                 seeds=config.ladder_seeds)
     sys.stderr.write(f"next: effsearch front {name}{where}\n")
@@ -352,7 +395,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
                             "correlation against a longer training)")
         arguments.correlation_top(args.top or 5)
     study, _ = _open(args)
-    runtime.configure()
+    runtime.start(args.allow_cpu)
     if args.factors is not None:
         record = _ladder(study, factors=args.factors, top=args.top or 3, seeds=args.seeds,
                          epochs=args.epochs, references=not args.no_references,

@@ -15,6 +15,14 @@ from rich.table import Table
 from space.errors import one_line
 
 EXIT_USER_ERROR = 2
+EXIT_STOPPED = 1
+
+
+class Stopped(Exception):
+    """A search that stopped short of its budget for a reason the user must act on (every
+    training fails alike, the sampler finds nothing new): the command prints the one-line
+    reason and exits 1. The study keeps everything; resuming it goes on from where it stopped.
+    """
 
 
 class Parser(argparse.ArgumentParser):

@@ -16,6 +16,7 @@ from space import UserError
 from space.errors import error_text
 
 STORAGE_ENV = "EFFSEARCH_STORAGE_URL"  # how `effsearch search --workers N` passes the storage
+EXIT_STOPPED = 3  # the search stopped itself (`terminal.Stopped`): the launcher says why
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,22 +26,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"the storage URL (default: ${STORAGE_ENV})")
     parser.add_argument("--study", required=True)
     parser.add_argument("--trials", type=int, required=True)
+    parser.add_argument("--allow-cpu", action="store_true")
     args = parser.parse_args(argv)
     if not args.storage:
         parser.error(f"--storage or ${STORAGE_ENV} is required")
+    from search.terminal import Stopped
+
     try:
-        from search import controller, storage
+        from search import controller, slots, storage
         from search.config import load_search_config
         from trainers import runtime
 
         config = load_search_config(args.config)
-        runtime.configure()
+        runtime.start(args.allow_cpu)
         store = storage.open_storage(args.storage)
-        study, _ = controller.open_study(config, store, args.study)
+        slot = slots.claim(args.storage, args.study)
+        study, _ = controller.open_study(config, store, args.study,
+                                         sampler_seed=controller.worker_seed(config.seed, slot))
+        print(f"worker slot {slot}: sampler seed "
+              f"{controller.worker_seed(config.seed, slot)}", flush=True)
         report = controller.run_worker(config, study, trials=args.trials)
     except UserError as e:
         sys.stderr.write(error_text("effsearch worker", e))
         return 2
+    except Stopped as e:
+        sys.stderr.write(f"effsearch worker: stopped: {e}\n")
+        return EXIT_STOPPED
     print(f"worker done: {report.trained} trained, {report.rejected} rejected, "
           f"{report.failed} failed, {report.promoted} promoted, {report.duplicates} duplicates",
           flush=True)

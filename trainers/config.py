@@ -131,6 +131,14 @@ class ProxyResult:
     seed: int
     dataset: dict[str, Any]
     config: dict[str, Any]
+    # What "auto" resolved to on this host (`trainers.proxy.runtime_signature`): a study must
+    # not rank trainings of another dtype, depthwise kernel or batch against each other.
+    # None in results recorded before they were kept.
+    backend: str | None = None  # "cpu", "gpu", "tpu"
+    device_kind: str | None = None
+    device_count: int | None = None  # devices the batch was split over
+    compute_dtype: str | None = None  # "float32" or "bfloat16"
+    depthwise: str | None = None  # "xla" or "shift"
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

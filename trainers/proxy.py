@@ -30,7 +30,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import space
-from space.model import create_model
+from space.model import create_model, resolve_depthwise
 from trainers import imbalance, pipeline
 from trainers.config import ProxyConfig, ProxyResult
 from trainers.data import Dataset, Split, load_dataset
@@ -38,8 +38,8 @@ from trainers.metrics import classification_metrics
 
 __all__ = ["EpochCallback", "ProxyConfig", "ProxyResult", "Stop", "TrainState",
            "TrainStep", "compute_dtype", "create_train_state", "load_proxy_dataset",
-           "make_loss_fn", "make_optimizer", "make_train_step", "train_and_evaluate",
-           "training_split"]
+           "make_loss_fn", "make_optimizer", "make_train_step", "runtime_signature",
+           "train_and_evaluate", "training_split"]
 
 
 def load_proxy_dataset(config: ProxyConfig) -> Dataset:
@@ -293,11 +293,30 @@ def _plan(config: ProxyConfig, examples: int, *, mesh: Mesh) -> _Plan:
     return _Plan(batch, steps_per_epoch, epochs)
 
 
+def runtime_signature(config: ProxyConfig, dataset: Dataset) -> dict[str, Any]:
+    """What this host makes of the config's "auto" choices: backend, device kind and count,
+    compute dtype, depthwise kernel and the global batch (a multiple of the device count).
+
+    Trials of one study must agree on all but the device kind: halving and the front rank
+    them against each other, and a bfloat16 XLA-depthwise training on 8 GPUs is another
+    recipe than a float32 one on the CPU.
+    """
+    mesh = pipeline.data_mesh()
+    device = jax.local_devices()[0]
+    return {"backend": jax.default_backend(), "device_kind": device.device_kind,
+            "device_count": mesh.size,
+            "compute_dtype": np.dtype(compute_dtype(config.dtype)).name,
+            "depthwise": resolve_depthwise(config.depthwise),
+            "batch_size": pipeline.global_batch(config.batch_size,
+                                                len(training_split(config, dataset)), mesh)}
+
+
 def _new_result(config: ProxyConfig, dataset: Dataset, *, spec: space.ArchSpec, split: Split,
                 plan: _Plan, mesh: Mesh) -> ProxyResult:
     """The result before training: what the run is; metrics NaN until an epoch ends."""
     total = space.cost(spec)
     nan = float("nan")
+    device = jax.local_devices()[0]
     return ProxyResult(
         status="ok", reason=None, val_top1=nan, val_loss=nan, val_balanced_accuracy=nan,
         val_macro_f1=nan, val_worst_class_recall=nan, val_per_class_recall=[],
@@ -307,8 +326,11 @@ def _new_result(config: ProxyConfig, dataset: Dataset, *, spec: space.ArchSpec, 
         images_per_s=nan, compile_s=0.0, init_s=0.0, wall_s=0.0, macs=total.macs,
         params=total.params, activations=total.activations, arch=space.encode(spec),
         resolution=spec.resolution, peak_memory_bytes=None,
-        device=f"{jax.devices()[0].device_kind} x{mesh.size}", seed=config.seed,
-        dataset=dataset.summary(), config=dataclasses.asdict(config))
+        device=f"{device.device_kind} x{mesh.size}", seed=config.seed,
+        dataset=dataset.summary(), config=dataclasses.asdict(config),
+        backend=jax.default_backend(), device_kind=device.device_kind, device_count=mesh.size,
+        compute_dtype=np.dtype(compute_dtype(config.dtype)).name,
+        depthwise=resolve_depthwise(config.depthwise))
 
 
 def _feed(config: ProxyConfig, dataset: Dataset, *, split: Split, plan: _Plan, mesh: Mesh,

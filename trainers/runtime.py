@@ -97,6 +97,18 @@ def configure(directory: str | Path | None = None) -> Path:
     return root
 
 
+def start(allow_cpu: bool = False) -> Path:
+    """What every process that trains does first: `configure()`, then `check_backend()`.
+
+    `allow_cpu` is also put in the environment, for the worker processes it may start.
+    """
+    if allow_cpu:
+        os.environ[ALLOW_CPU_ENV] = "1"
+    root = configure()
+    check_backend(allow_cpu)
+    return root
+
+
 def device_ids(value: str) -> tuple[str, ...]:
     """The entries of a device list such as `CUDA_VISIBLE_DEVICES`, up to the first invalid one.
 
