@@ -98,7 +98,8 @@ def _run_workers(args: argparse.Namespace, url: str, study: Any, total: int, wor
     written.
 
     Returns:
-        Why workers stopped early ("stopping: ..." lines), for the budget's shortfall.
+        Why workers stopped early (their "stopping: ..." lines; a killed or crashed worker's
+        exit), which the command reports if the budget is left short.
 
     Raises:
         Stopped: a worker stopped the search (repeated failures); the others stop too.
@@ -149,13 +150,13 @@ def _run_workers(args: argparse.Namespace, url: str, study: Any, total: int, wor
         for p, _, _ in procs:
             p.wait()
         raise
-    bad = [(i, code, log) for i, ((_, log, _), code) in enumerate(zip(procs, codes, strict=True))
-           if code not in (0, EXIT_STOPPED)]
-    if bad:
-        i, code, log = bad[0]
-        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-        raise UserError(f"worker {i} exited with code {code}: {tail[0]} (log: {log}); "
-                        f"finished trials are kept, re-run the command to resume")
+    for i, ((_, log, _), code) in enumerate(zip(procs, codes, strict=True)):
+        if code not in (0, EXIT_STOPPED):
+            # Killed or crashed: its trial was retried by the others (or is on resume); the
+            # command fails only if the budget is left short.
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+            stops.append(f"worker {i} exited with code {code}: {tail[0]} (log: {log})")
+            say(f"worker {i} exited with code {code} (log: {log})")
     if EXIT_STOPPED in codes:
         from search.controller import FAILURE_STOP
 

@@ -1,5 +1,6 @@
 """Process-level JAX setup (trainers/runtime.py): accelerator detection, CPU fallback, cache."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -113,8 +114,36 @@ def test_configure_sets_no_xla_flags_and_bounds_the_cache(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.splitlines()[-1])
     assert out["flags"] == "" and out["dirs"] == ["xla"]  # no autotune/ of our own
-    import importlib.util
-
     # JAX needs filelock for a bound; without it the cache stays unbounded rather than crash.
     has_filelock = importlib.util.find_spec("filelock") is not None
     assert out["max"] == (123456789 if has_filelock else -1)
+
+
+STALE_CACHE = """
+import sys, warnings
+from trainers import runtime
+root = runtime.configure(sys.argv[1])
+import jax, jax.numpy as jnp
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # cache even a toy
+with warnings.catch_warnings():
+    warnings.simplefilter("error")  # JAX warns when it cannot write an entry
+    jax.jit(lambda x: jnp.cos(x) @ x.T)(jnp.ones((32, 32))).block_until_ready()
+print(sorted(p.name.rsplit("-", 1)[1] for p in (root / "xla").iterdir() if "-" in p.name))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("filelock") is None,
+                    reason="without filelock the cache is unbounded (nothing to backfill)")
+def test_a_cache_written_unbounded_still_takes_new_entries_once_bounded(tmp_path):
+    # An entry of an unbounded cache has no access-time file; a bounded JAX then failed every
+    # write (FileNotFoundError on the missing -atime, as a warning).
+    xla = tmp_path / "cache" / "xla"
+    xla.mkdir(parents=True)
+    (xla / "jit_old-0123-cache").write_bytes(b"an executable")
+    env = os.environ | {"PYTHONPATH": str(ROOT), "XLA_FLAGS": ""}
+    done = subprocess.run([sys.executable, "-c", STALE_CACHE, str(tmp_path / "cache")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    suffixes = eval(done.stdout.splitlines()[-1])  # a printed list of str
+    # The old entry and the new ones, each with its access time.
+    assert suffixes.count("cache") >= 2 and suffixes.count("atime") == suffixes.count("cache")

@@ -28,7 +28,8 @@ def write_config(path: Path, name: str, trials: int, **extra: str) -> Path:
     # Not matched in cost: at 8 px a toy's directions near 2x round to a few networks, and
     # these tests need distinct trials that take time to train (to be killed mid-trial);
     # no halving, so that every trial trains in full and counts as complete.
-    options = "".join(f", {k}={v}" for k, v in {"halving": "None", **extra}.items())
+    options = "".join(f", {k}={v}" for k, v in {"halving": "None", "grace_s": "6",
+                                                **extra}.items())
     path.write_text(textwrap.dedent(f"""
         from search.config import CoefficientSearch, SearchConfig
         from trainers.proxy import ProxyConfig
@@ -39,7 +40,7 @@ def write_config(path: Path, name: str, trials: int, **extra: str) -> Path:
                                                        channel_divisor=2),
                 proxy=ProxyConfig(dataset="digits", epochs=2, batch_size=128, resolution=8),
                 sampler="random", trials={trials}, startup_trials=2,
-                heartbeat_s=0.5, grace_s=6{options})
+                heartbeat_s=0.5{options})
         """))
     return path
 
@@ -135,6 +136,71 @@ def test_killed_search_resumes_and_retries_the_running_trial(tmp_path):
     assert retry.state == TrialState.COMPLETE and retry.params == trials[victim].params
     for number, values in finished_before.items():  # nothing finished was lost
         assert trials[number].values == values
+
+
+def test_two_commands_of_two_workers_propose_different_networks(tmp_path):
+    # Measured before workers had seeds of their own: 4 random-sampler workers on one study
+    # proposed one sequence, and all but one quit after 50 duplicates in a row.
+    config = write_config(tmp_path / "c.py", "four", trials=8)
+    command = [EFFSEARCH, "search", str(config), "--workdir", str(tmp_path / "w"),
+               "--workers", "2"]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    study = load(str(tmp_path / "w" / storage.JOURNAL_NAME), "four")
+    check_counts(study, 8)
+    assert not [t.number for t in study.get_trials() if "duplicate_of" in t.user_attrs]
+    logs = "".join(p.read_text() for p in (tmp_path / "w" / "logs").glob("four.worker*.log"))
+    assert sorted(re.findall(r"^worker slot (\d+)", logs, re.MULTILINE)) == ["0", "1", "2", "3"]
+    for _, err in outs:  # each command shows its workers' slots
+        assert re.search(r"^worker 0: worker slot \d+: sampler seed \d+$", err, re.MULTILINE)
+
+
+def test_a_worker_killed_while_another_lives_is_not_waited_for(tmp_path):
+    # A long grace: only the dead-worker check can end the killed trial in time.
+    config = write_config(tmp_path / "c.py", "zombie", trials=4, grace_s="300")
+    url = str(tmp_path / "w" / storage.JOURNAL_NAME)
+    proc = subprocess.Popen([EFFSEARCH, "search", str(config), "--workdir",
+                             str(tmp_path / "w"), "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, victim = time.time() + 300, None
+    while victim is None and time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            trials = load(url, "zombie").get_trials()
+        except Exception:  # not created yet
+            continue
+        running = [t for t in trials if t.state == TrialState.RUNNING
+                   and "heartbeat" in t.user_attrs and "worker_pid" in t.user_attrs]
+        if running:
+            victim = running[0]
+    assert victim is not None, "no trial was seen running"
+    killed_at = time.time()
+    os.kill(victim.user_attrs["worker_pid"], signal.SIGKILL)
+    _, err = proc.communicate(timeout=600)
+    # The other worker finished the budget: the command says a worker died, and succeeds.
+    assert proc.returncode == 0, err
+    assert time.time() - killed_at < 200, "waited out the grace"
+    assert re.search(r"^worker \d exited with code -9", err, re.MULTILINE), err
+    trials = load(url, "zombie").get_trials()
+    assert trials[victim.number].state == TrialState.FAIL
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == victim.number]
+    assert retry.state == TrialState.COMPLETE
+
+
+def test_every_worker_stops_when_every_training_fails(tmp_path):
+    config = write_config(tmp_path / "c.py", "fails", trials=8)
+    config.write_text(config.read_text().replace("resolution=8)",
+                                                 "resolution=8, learning_rate=1e12)"))
+    done = subprocess.run([EFFSEARCH, "search", str(config), "--workdir", str(tmp_path / "w"),
+                           "--workers", "2"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "effsearch search: stopped: 5 trainings in a row failed"), done.stderr
+    logs = sorted((tmp_path / "w" / "logs").glob("fails.worker*.log"))
+    assert all("effsearch worker: stopped: 5 trainings in a row" in p.read_text() for p in logs)
 
 
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, capsys):

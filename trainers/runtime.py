@@ -92,9 +92,25 @@ def configure(directory: str | Path | None = None) -> Path:
     # workers sharing the cache cannot tear an entry (jax/_src/lru_cache.py). JAX raises at
     # the first compile when a bound is set without the filelock package, so unbounded then.
     if max_bytes != -1 and importlib.util.find_spec("filelock") is not None:
+        _backfill_access_times(root / "xla")
         jax.config.update("jax_compilation_cache_max_size", max_bytes)
     _configured = root
     return root
+
+
+def _backfill_access_times(directory: Path) -> None:
+    """Gives every cache entry written without eviction its access-time file.
+
+    With a bound, JAX reads `<key>-atime` for every `<key>-cache` entry before each write and
+    fails the write when one is missing (FileNotFoundError, as a warning: the new executable
+    is then never cached). Entries of an unbounded cache (an older effsearch, or
+    `EFFSEARCH_CACHE_MAX_BYTES=-1`) have none; their modification time stands in.
+    """
+    for entry in directory.glob("*-cache"):
+        atime = entry.with_name(entry.name.removesuffix("-cache") + "-atime")
+        if not atime.exists():
+            with contextlib.suppress(OSError):  # evicted meanwhile by another worker
+                atime.write_bytes(entry.stat().st_mtime_ns.to_bytes(8, "little"))
 
 
 def start(allow_cpu: bool = False) -> Path:
