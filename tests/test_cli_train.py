@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -88,3 +89,22 @@ def test_timm_baseline_runs_on_a_cpu_only_machine():
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout.strip().splitlines()[-1])
     assert record["images_per_s"] > 0 and record["dtype"] == "float32"
+
+
+def test_bench_compare_torch_leaves_the_gpu_to_timm(monkeypatch, capsys):
+    # JAX preallocates 75% of a GPU when its backend starts; timm then runs in what is left.
+    import trainers.probes
+
+    # Set, then removed: the undo then removes what the command sets, too.
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "unset")
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE")
+    seen = {}
+
+    def latency(spec, **kwargs):
+        seen["preallocate"] = os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")
+        raise SystemExit(0)  # stop before any compile: only the order is tested
+
+    monkeypatch.setattr(trainers.probes, "measure_latency", latency)
+    with pytest.raises(SystemExit):
+        main(["bench", "--model", "efficientnet-b0", "--compare-torch", "--json"])
+    assert seen["preallocate"] == "false"
