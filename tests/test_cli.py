@@ -165,3 +165,24 @@ def test_console_script():
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     version = subprocess.run([SCRIPT, "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.split() == ["effsearch", importlib.metadata.version("effsearch")]
+
+
+def test_env_says_what_jax_runs_on_and_what_each_worker_would_get(capsys, monkeypatch):
+    code, out, _ = run(capsys, "env", "--json")
+    record = json.loads(out)
+    assert code == 0
+    assert record["backend"] == "cpu" and record["local_devices"] >= 1
+    assert {"jax", "jaxlib", "flax", "optax", "optuna"} <= set(record["versions"])
+    assert record["accelerator"] is None and record["cpu_fallback"] is None
+    # Slurm's --gres=gpu:2 presets the list: three workers share it, two on the first GPU.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    for name in ("XLA_PYTHON_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_PREALLOCATE",
+                 "JAX_PLATFORMS"):
+        monkeypatch.delenv(name, raising=False)
+    code, out, _ = run(capsys, "env", "--workers", "3")
+    assert code == 0
+    lines = [line for line in out.splitlines() if line.startswith("--workers 3: ")]
+    assert [line.split("CUDA_VISIBLE_DEVICES=")[1].split()[0] for line in lines] == \
+        ["4", "5", "4"]
+    assert "XLA_PYTHON_CLIENT_MEM_FRACTION=0.45" in lines[0]
+    assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in lines[1]

@@ -144,13 +144,16 @@ def test_the_command_relays_what_workers_wait_for_and_why_they_stop(tmp_path, mo
              "stopping: the last 50 proposals were networks already trained"]
     script = "; ".join(f"print({line!r}, flush=True)" for line in lines)
 
+    commands = []
+
     class FakeWorker:  # prints what a worker would, then exits 0
         def __new__(cls, command, **kwargs):
+            commands.append(command)
             return real_popen([sys.executable, "-c", script], **kwargs)
 
     real_popen = study_commands.subprocess.Popen
     monkeypatch.setattr(study_commands.subprocess, "Popen", FakeWorker)
-    args = type("Args", (), {"workers": 2, "config": "c.py", "allow_cpu": False})()
+    args = type("Args", (), {"workers": 2, "config": "c.py", "allow_cpu": True})()
     study = type("Study", (), {"study_name": "relay", "user_attrs": {}})()
     said = []
     stops = study_commands._run_workers(args, "x.journal", study, 8, tmp_path, said.append)
@@ -159,3 +162,4 @@ def test_the_command_relays_what_workers_wait_for_and_why_they_stop(tmp_path, mo
         assert f"worker {i}: {lines[2]}" in said
         assert f"worker {i}: trial 3 done: val_top1 0.5" not in said  # the bar says that
     assert stops == [f"worker {i} {lines[3]}" for i in (0, 1)]
+    assert all(c[-1] == "--allow-cpu" for c in commands)  # the workers train where told
