@@ -1,8 +1,12 @@
 """The benchmark scripts that run where the tests cannot: checked for syntax and arguments."""
 
+import importlib.util
+import json
+import os
 import shlex
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -13,34 +17,185 @@ ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "benchmarks" / "gpu_suite.sh"
 
 
-def _suite_steps() -> list[tuple[str, int, list[str]]]:
+STEPS = ["env", "proxy_cold", "proxy_warm", "autotune0", "bench", "timm", "depthwise",
+         "oom_train", "oom_search", "two_workers"]  # what they decide, cheapest first
+GPU_BUDGET_S = 8 * 60 - 10  # the suite's promise, less its setup (wheels, import check)
+
+
+def _suite_steps(rehearsal: bool = False) -> list[tuple[str, int, str, dict, list[str]]]:
+    """The DRY_RUN listing: (name, limit, expectation, environment, arguments of python)."""
+    env = {"DRY_RUN": "1", "PATH": "/usr/bin:/bin", "PYTHON": "python3", "TMPDIR": "/tmp"}
+    if rehearsal:
+        env["REHEARSAL"] = "1"
     done = subprocess.run(["bash", str(SUITE)], capture_output=True, text=True, check=True,
-                          env={"DRY_RUN": "1", "PATH": "/usr/bin:/bin", "PYTHON": "python3"})
+                          env=env)
     steps = []
     for line in done.stdout.splitlines():
         head, command = line.split(": ", 1)
-        name, limit = head.split(" (")
-        steps.append((name, int(limit.rstrip("s)")), shlex.split(command)[1:]))
+        name, rest = head.split(" (")
+        limit, expect = rest.rstrip(")").split(", ")
+        words = shlex.split(command)
+        variables = dict(w.split("=", 1) for w in words[:words.index("python3")])
+        steps.append((name, int(limit.rstrip("s")), expect, variables,
+                      words[words.index("python3") + 1:]))
     return steps
 
 
 def test_gpu_suite_is_valid_bash_and_fits_its_budget():
     subprocess.run(["bash", "-n", str(SUITE)], check=True)
-    steps = _suite_steps()
-    assert {"bench_224_cold", "bench_32_cold", "depthwise", "quickstart"} <= {
-        s[0] for s in steps}
-    assert sum(limit for _, limit, _ in steps) <= 8 * 60  # the suite's promise
+    for rehearsal in (False, True):
+        assert [s[0] for s in _suite_steps(rehearsal)] == STEPS
+    assert sum(s[1] for s in _suite_steps()) <= GPU_BUDGET_S
 
 
-@pytest.mark.parametrize("step", _suite_steps(), ids=lambda s: s[0])
-def test_gpu_suite_steps_name_real_commands(step):
-    """Each step's effsearch arguments parse, and each script it runs exists."""
-    _, _, argv = step
+def test_gpu_suite_cold_and_warm_steps_share_only_their_own_caches():
+    """The warm proxy reuses the cold one's cache; autotune level 0 and B0 start cold."""
+    steps = {s[0]: s for s in _suite_steps()}
+    cache = {name: s[3].get("EFFSEARCH_CACHE_DIR") for name, s in steps.items()}
+    assert cache["proxy_cold"] == cache["proxy_warm"]
+    assert len({cache["proxy_cold"], cache["autotune0"], cache["bench"]}) == 3
+    assert cache["depthwise"] == cache["bench"]  # "auto"'s implementation is a cache hit
+    assert steps["autotune0"][3]["XLA_FLAGS"] == "--xla_gpu_autotune_level=0"
+    assert steps["autotune0"][4] == steps["proxy_cold"][4] == steps["proxy_warm"][4]
+    for name in ("oom_train", "oom_search"):
+        assert float(steps[name][3]["XLA_PYTHON_CLIENT_MEM_FRACTION"]) < 0.01
+        assert steps[name][3]["XLA_PYTHON_CLIENT_PREALLOCATE"] == "true"
+    assert steps["oom_train"][2] == "failed:out of memory"
+    assert steps["oom_search"][2] == "stopped"
+
+
+def _all_steps():
+    return [("gpu", s) for s in _suite_steps()] + [("rehearsal", s) for s in _suite_steps(True)]
+
+
+def _load(name: str):
+    """A benchmarks/ script as a module (benchmarks/ is no package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("mode_step", _all_steps(), ids=lambda m: f"{m[0]}-{m[1][0]}")
+def test_gpu_suite_steps_name_real_commands(mode_step):
+    """Each step's effsearch or helper arguments parse, and the configs it names exist."""
+    _, (_, _, _, variables, argv) = mode_step
     if argv[0] == "-m":
         assert argv[1] == "search.cli"
-        build_parser().parse_args(argv[2:])
+        args = build_parser().parse_args(argv[2:])
+        if args.command == "search":
+            assert (ROOT / args.config).is_file(), args.config
     else:
-        assert (ROOT / argv[0]).is_file(), argv[0]
+        assert argv[0] == "benchmarks/gpu_steps.py"
+        assert _load("gpu_steps").build_parser().parse_args(argv[1:]).command in (
+            "timm", "depthwise")
+    if "EFFSEARCH_SUITE_SEARCH" in variables:
+        assert variables["EFFSEARCH_SUITE_SEARCH"] in _load("gpu_search").KINDS
+
+
+@pytest.mark.parametrize("kind", ["oom", "diverge", "tiny"])
+def test_gpu_search_configs_build(kind, monkeypatch):
+    monkeypatch.setenv("EFFSEARCH_SUITE_SEARCH", kind)
+    config = _load("gpu_search").get_config()
+    assert config.halving is None and config.proxy.epochs == 1
+    assert (config.proxy.learning_rate == 1e30) == (kind == "diverge")
+
+
+@pytest.mark.parametrize(("expect", "rc", "stdout", "stderr", "problem"), [
+    ("json", 0, '{"skipped": "torch not installed"}', "", None),
+    ("json", 0, '{"impl": "xla"}\n{"impl": "shift"}\n', "", None),
+    ("json", 0, "", "", "no JSON on stdout"),
+    ("json", 124, '{"impl": "xla"}', "", "timed out (exit 124)"),
+    ("json", 2, "", "effsearch: error: bad\n", "exit 2: effsearch: error: bad"),
+    ("failed:out of memory", 0, '{"status": "failed", "reason": "out of memory: RESOURCE"}',
+     "", None),
+    ("failed:out of memory", 0, '{"status": "failed", "reason": "training diverged"}', "",
+     "reason is not one line starting 'out of memory': training diverged"),
+    ("failed:out of memory", 0, '{"status": "ok", "reason": null}', "",
+     "status is not 'failed'"),
+    ("stopped", 1, "", "trial 0 failed\neffsearch search: stopped: 5 trainings failed\n", None),
+    ("stopped", 1, "", "Traceback (most recent call last):\neffsearch search: stopped: x\n",
+     "a traceback on stderr"),
+    ("stopped", 0, "", "done\n", "exit 0, not 1"),
+    ("exit0", 0, "", "next: effsearch front\n", None),
+])
+def test_gpu_steps_record_checks_each_expectation(tmp_path, expect, rc, stdout, stderr,
+                                                  problem):
+    (tmp_path / "s.stdout").write_text(stdout)
+    (tmp_path / "s.stderr").write_text(stderr)
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "w.worker0.log").write_text("a\nworker done: 1 trained\n")
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_steps.py"), "record",
+                           "s", expect, str(rc), "7", str(tmp_path), "--logs",
+                           str(tmp_path / "logs")], capture_output=True, text=True)
+    assert done.returncode == (problem is not None), done.stderr
+    record = json.loads(done.stdout)  # one line: the step's result as soon as it exists
+    assert record == json.loads((tmp_path / "s.json").read_text())
+    assert (record["ok"], record["problem"], record["seconds"]) == (problem is None, problem, 7)
+    assert record["logs"] == {"w.worker0.log": ["a", "worker done: 1 trained"]}
+    row = (tmp_path / "rows.md").read_text()
+    assert row.count("\n") == 1 and row.startswith(f"| s | 7 | {rc} | ")
+
+
+FAKE_PYTHON = """#!/usr/bin/env bash
+# Stands in for python3 in every step; the suite's own bookkeeping runs the real one.
+if [[ "$1" == benchmarks/gpu_steps.py && "$2" == record ]]; then exec {python} "$@"; fi
+if [[ "$1" == -V ]]; then echo "Python 3.fake"; exit 0; fi
+if [[ "$1" == -c ]]; then {optuna}; fi
+case "$*" in
+  *"search benchmarks/gpu_search.py"*) echo "trial 0 failed" >&2
+     echo "effsearch search: stopped: 5 trainings in a row failed" >&2; exit 1 ;;
+  *"search "*) echo "next: effsearch front" >&2 ;;
+  *"train "*" --epochs 1 "*) echo '{{"status": "failed", "reason": "out of memory: RESOURCE"}}' ;;
+  *) echo '{{"status": "ok", "val_top1": 0.5, "curve": [{{"epoch": 1}}]}}' ;;
+esac
+"""
+
+
+def _fake_python(tmp_path: Path, optuna: str) -> Path:
+    path = tmp_path / "python3"
+    path.write_text(FAKE_PYTHON.format(python=sys.executable, optuna=optuna))
+    path.chmod(0o755)
+    return path
+
+
+def _run_suite(tmp_path: Path, python: Path) -> subprocess.CompletedProcess:
+    env = {"PATH": os.environ["PATH"], "PYTHON": str(python), "OUT": str(tmp_path / "out"),
+           "TMPDIR": str(tmp_path)}
+    return subprocess.run(["bash", str(SUITE)], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def test_gpu_suite_records_every_step_and_packs_one_archive(tmp_path):
+    """The plumbing, with a stand-in python: a JSON line per step, summary.md, one tar."""
+    done = _run_suite(tmp_path, _fake_python(tmp_path, 'echo 5.1.0; exit 0'))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [r["step"] for r in records] == STEPS and all(r["ok"] for r in records)
+    assert "exit 0 after" in done.stdout
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["results.tar.gz", "summary.md"]
+    summary = (out / "summary.md").read_text()
+    rows = [line.split(" | ") for line in summary.splitlines() if line.startswith("| ")]
+    assert "0 of 10 steps did not meet" in summary
+    assert [(r[0], r[3]) for r in rows[1:]] == [(f"| {s}", "ok") for s in STEPS]
+    with tarfile.open(out / "results.tar.gz") as tar:
+        names = {Path(n).name for n in tar.getnames()}
+    assert {"log.txt", "rows.md"} | {f"{s}.json" for s in STEPS} <= names
+    assert not [p for p in tmp_path.glob("effsearch-gpu-suite.*")]  # its temporary folder
+
+
+def test_gpu_suite_stops_at_once_without_optuna(tmp_path):
+    done = _run_suite(tmp_path, _fake_python(tmp_path, "exit 1"))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "gpu_suite: optuna is not importable")
+    assert "benchmarks/fetch_wheels.sh" in done.stderr
+    assert "setup failed: optuna" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_fetch_wheels_is_valid_bash():
+    subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "fetch_wheels.sh")], check=True)
 
 
 def test_trial_overhead_journal_mode(tmp_path):
