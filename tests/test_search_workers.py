@@ -49,6 +49,24 @@ def load(url: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage.open_storage(url, create=False))
 
 
+def running_trial(url: str, name: str, *, after_a_complete_one: bool = False,
+                  timeout_s: float = 300) -> optuna.trial.FrozenTrial | None:
+    """The first trial seen training (its heartbeat and worker recorded), or None in time."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            trials = load(url, name).get_trials()
+        except Exception:  # not created yet
+            continue
+        running = [t for t in trials if t.state == TrialState.RUNNING
+                   and "heartbeat" in t.user_attrs and "worker_pid" in t.user_attrs]
+        if running and (not after_a_complete_one
+                        or any(t.state == TrialState.COMPLETE for t in trials)):
+            return running[0]
+    return None
+
+
 def check_counts(study: optuna.Study, trials: int) -> None:
     """Exactly `trials` complete, each enqueued design point run once, nothing left running."""
     all_trials = study.get_trials()
@@ -106,21 +124,11 @@ def test_killed_search_resumes_and_retries_the_running_trial(tmp_path):
     command = [EFFSEARCH, "search", str(config), "--workdir", str(workdir)]
     proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    victim = None
-    while victim is None and time.time() < deadline:
-        time.sleep(0.2)
-        try:
-            trials = load(url, "kill").get_trials()
-        except Exception:  # not created yet
-            continue
-        running = [t for t in trials if t.state == TrialState.RUNNING
-                   and "heartbeat" in t.user_attrs]
-        if any(t.state == TrialState.COMPLETE for t in trials) and running:
-            victim = running[0].number
+    running = running_trial(url, "kill", after_a_complete_one=True)
     os.killpg(proc.pid, signal.SIGKILL)  # the whole search, mid-trial
     proc.wait()
-    assert victim is not None, "no trial was seen running"
+    assert running is not None, "no trial was seen running"
+    victim = running.number
     finished_before = {t.number: t.values for t in load(url, "kill").get_trials()
                        if t.state == TrialState.COMPLETE}
 
@@ -166,17 +174,7 @@ def test_a_worker_killed_while_another_lives_is_not_waited_for(tmp_path):
     proc = subprocess.Popen([EFFSEARCH, "search", str(config), "--workdir",
                              str(tmp_path / "w"), "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline, victim = time.time() + 300, None
-    while victim is None and time.time() < deadline:
-        time.sleep(0.2)
-        try:
-            trials = load(url, "zombie").get_trials()
-        except Exception:  # not created yet
-            continue
-        running = [t for t in trials if t.state == TrialState.RUNNING
-                   and "heartbeat" in t.user_attrs and "worker_pid" in t.user_attrs]
-        if running:
-            victim = running[0]
+    victim = running_trial(url, "zombie")
     assert victim is not None, "no trial was seen running"
     killed_at = time.time()
     os.kill(victim.user_attrs["worker_pid"], signal.SIGKILL)
