@@ -217,6 +217,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the .json file to write")
     p.set_defaults(func=_study_command("cmd_export"))
 
+    p = sub.add_parser("reliability", help="test-retest: do two training seeds rank the "
+                                           "same networks alike? (the proxy's noise)")
+    p.add_argument("config", help="a sweep config .py whose search is a CoefficientSearch")
+    p.add_argument("--networks", type=arguments.positive(int, 3), default=30,
+                   help="distinct networks of the share lattice at the config's matched cost "
+                        "(default: %(default)s)")
+    p.add_argument("--seeds", type=arguments.positive(int, 2), default=2,
+                   help="training seeds per network (default: %(default)s)")
+    p.add_argument("--step", type=float, default=0.1,
+                   help="the share lattice's step (default: %(default)s: 66 directions)")
+    storage_args(p)
+    p.add_argument("--store", metavar="STUDY",
+                   help="record the result in this study: `front` then marks the differences "
+                        "within noise")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    allow_cpu(p)
+    p.set_defaults(func=_study_command("cmd_reliability"))
+
     p = sub.add_parser("validate", help="confirm the top trials: at larger matched costs with "
                                         "seeds (--factors: the scale ladder), or longer "
                                         "(--epochs alone: the proxy's rank correlation)")

@@ -18,14 +18,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from search import arguments, kinds, records, registry, slots, storage
+from search import arguments, kinds, records, registry, reliability, slots, storage
 from search.devices import assignment, check_workers, describe, gpu_count, worker_env
 from search.slots import SLOT_ENV
 from search.terminal import Stopped, console, err_console
 from search.worker import EXIT_STOPPED, STORAGE_ENV
 from space import UserError
 
-__all__ = ["cmd_export", "cmd_front", "cmd_search", "cmd_validate", "worker_env"]
+__all__ = ["cmd_export", "cmd_front", "cmd_reliability", "cmd_search", "cmd_validate",
+           "worker_env"]
 
 # ----------------------------------------------------------------------------- search
 
@@ -281,9 +282,18 @@ def cmd_front(args: argparse.Namespace) -> None:
     shown = shown + stopped
     keys = ("trial", *kind.columns, "score", "val_top1", "macs", "params", "latency_ms",
             "resolution", "budget", "rank", "reference", "duplicate_of")
+    # Measured by `effsearch reliability --store`: which scores seed noise cannot tell from
+    # the best one.
+    stored = study.user_attrs.get(reliability.ATTR) if not pareto else None
+    noise = reliability.Reliability.from_json(stored) if stored else None
+    within: dict[int, bool] = {}
+    if noise and ranked:
+        band = noise.noise_band
+        top = max(r.score for r in ranked)
+        within = {r.trial: top - r.score <= band for r in ranked}
     if args.json:
         out = [{k: r.get(k) for k in keys} | {"metric": r.metric, "arch": r.arch}
-               for r in shown]
+               | ({"within_noise": within.get(r.trial)} if within else {}) for r in shown]
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
     else:
         metric = config["objective"]["metric"]
@@ -307,10 +317,19 @@ def cmd_front(args: argparse.Namespace) -> None:
                    and any(r.get(k) is not None for r in shown)]
         for col in columns:
             table.add_column(metric if col == "score" else col, justify="right")
+        if within:
+            table.add_column("within noise", justify="right")
         for r in shown:
-            table.add_row(*(_cell(r.get(c), c) for c in columns),
+            marks = [("yes" if within.get(r.trial) else "")] if within else []
+            table.add_row(*(_cell(r.get(c), c) for c in columns), *marks,
                           style=None if r.rank == 0 else "dim")
         console().print(table)
+        if within and noise is not None:
+            sys.stderr.write(
+                f"within noise: at most {band:.4f} below the best, the difference two seeds of "
+                f"one network exceed 5% of the time (seed std {noise.seed_std:.4f}; "
+                f"test-retest Spearman {noise.spearman:.2f} over {noise.networks} "
+                f"networks, effsearch reliability)\n")
         ladder = ladder_lib.load(study)
         if ladder:
             console().print(ladder_table(ladder, f"study '{study.study_name}': scale ladder"))
@@ -380,6 +399,52 @@ def cmd_export(args: argparse.Namespace) -> None:
             sys.stderr.write(f"note: at {largest:g}x the reference '{leader['method']}' beats "
                              f"every searched direction ({metric} {leader[metric + '_mean']:.4f}"
                              f" +- {leader[metric + '_std']:.4f}); it is not exported\n")
+
+
+# ----------------------------------------------------------------------------- reliability
+
+
+def cmd_reliability(args: argparse.Namespace) -> None:
+    from search.config import load_search_config
+    from trainers import runtime
+
+    config = load_search_config(args.config)
+    study = None
+    if args.store:  # before hours of training: the study must exist
+        url = storage.storage_url(args.workdir, args.storage)
+        study = storage.load_study(storage.open_storage(url, create=False), args.store, url)
+    workdir = Path(args.workdir or storage.DEFAULT_WORKDIR)
+    results = workdir / "reliability" / f"{config.name}.jsonl"
+    runtime.start(args.allow_cpu)
+
+    def trained(done: int, total: int, net: Any, seed: int, score: float) -> None:
+        shares = ", ".join(f"{v:.2f}" for v in net.shares)
+        err_console().print(f"{done}/{total}: ({shares}) seed {seed}: "
+                            f"{config.objective.metric} {score:.4f}", markup=False,
+                            highlight=False)
+
+    found = reliability.measure(config, networks=args.networks, seeds=args.seeds,
+                                step=args.step, results=results, on_trained=trained)
+    if study is not None:
+        study.set_user_attr(reliability.ATTR, found.to_json())
+    if args.json:
+        sys.stdout.write(json.dumps(found.to_json(), indent=2) + "\n")
+    else:
+        interval = (f" (95% {found.interval[0]:.2f} to {found.interval[1]:.2f})"
+                    if found.interval else "")
+        console().print(
+            f"test-retest reliability of '{config.name}' at {found.factor:g}x: Spearman "
+            f"{found.spearman:.3f}{interval} over {found.networks} "
+            f"networks, seeds {', '.join(map(str, found.seeds))}\n"
+            f"seed std of {found.metric}: {found.seed_std:.4f} (networks spread "
+            f"{found.spread:.4f}); two single-seed scores closer than "
+            f"{found.noise_band:.4f} are within noise; a correlation with another ranking "
+            f"this noisy cannot exceed {found.ceiling(found):.2f}", markup=False)
+    if found.networks < reliability.ADVISED_NETWORKS:
+        sys.stderr.write(f"note: {found.networks} networks: the interval is wide; "
+                         f"{reliability.ADVISED_NETWORKS} or more pin the correlation down\n")
+    sys.stderr.write(f"trainings kept in {results}" + (
+        f"; recorded in study '{args.store}'" if study is not None else "") + "\n")
 
 
 # ----------------------------------------------------------------------------- validate
