@@ -25,6 +25,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -135,8 +136,9 @@ def _read_entry(entry: Path) -> Decoded | None:
 
 
 def _write_entry(entry: Path, decoded: Decoded) -> None:
-    arrays = {"train_images": decoded.train_images, "train_labels": decoded.train_labels,
-              "classes": np.asarray(decoded.classes)}
+    arrays: dict[str, Any] = {"train_images": decoded.train_images,
+                              "train_labels": decoded.train_labels,
+                              "classes": np.asarray(decoded.classes)}
     if decoded.test_images is not None:
         arrays |= {"test_images": decoded.test_images, "test_labels": decoded.test_labels}
     partial = entry.with_name(f"{entry.name}.{os.getpid()}.partial")
@@ -160,16 +162,19 @@ def _members(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
                 if not info.is_dir() and Path(info.filename).suffix.lower() in IMAGE_SUFFIXES:
-                    content = archive.read(info)  # now: the archive closes after the loop
-                    yield info.filename, lambda content=content: content
+                    # Read now: the archive is closed once the loop ends.
+                    yield info.filename, _constant(archive.read(info))
     else:
         with tarfile.open(path, "r:*") as archive:
             for member in archive:  # in archive order: a .tar.gz is read front to back once
                 if member.isfile() and Path(member.name).suffix.lower() in IMAGE_SUFFIXES:
                     data = archive.extractfile(member)
                     assert data is not None  # a regular file always has contents
-                    content = data.read()
-                    yield member.name, lambda content=content: content
+                    yield member.name, _constant(data.read())
+
+
+def _constant(content: bytes) -> Callable[[], bytes]:
+    return lambda: content
 
 
 def _entries(path: Path) -> list[_Entry]:
@@ -212,7 +217,7 @@ def _decode_tree(path: Path, image_size: int | None,
     # test/ may lack a class that train/ has, but not hold one train/ lacks.
     test = [e for e in entries if e[0] == "test" and e[1] in label]
     size = image_size
-    splits = []
+    splits: list[tuple[np.ndarray | None, np.ndarray | None]] = []
     for part in (train, test):
         if not part:
             splits.append((None, None))
