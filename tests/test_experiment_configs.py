@@ -30,3 +30,21 @@ def test_direction_table_parts(monkeypatch):
         assert len(lattice) >= (40 if search.growth == 2.0 else 10)
         seeds[search.growth].add(config.proxy.seed)
     assert len(names) == 5 and len(seeds[2.0]) == 3 and len(seeds[4.0]) == 2
+
+
+def test_cifar10_proxy_candidates_reach_enough_networks_at_2x(monkeypatch):
+    """The screening trains 12 distinct networks per candidate, the table 30: both must be
+    reachable at 2x within the 5% tolerance (counted with the cost model)."""
+    import space
+    from search.reliability import lattice_networks
+
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    from cifar10_proxy import CANDIDATES
+
+    for name, candidate in CANDIDATES.items():
+        monkeypatch.setenv("CIFAR_PROXY", name)
+        config = load_config_file(str(EXPERIMENTS / "cifar10_proxy.py"))
+        assert config.search.growth == 2.0 and config.search.tolerance == 0.05
+        baseline = space.decode(config.search.start).replace(
+            resolution=candidate.resolution, num_classes=10, in_channels=3)
+        assert len(lattice_networks(config.search, baseline, 0.1)) >= 30, name
