@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from rich.table import Table
 from search import arguments, kinds, records, registry, reliability, slots, storage
 from search.devices import assignment, check_workers, describe, gpu_count, worker_env
 from search.slots import SLOT_ENV
-from search.terminal import Stopped, console, err_console
+from search.terminal import Stopped, console, err_console, print_json
 from search.worker import EXIT_STOPPED, STORAGE_ENV
 from space import UserError
 
@@ -294,7 +293,7 @@ def cmd_front(args: argparse.Namespace) -> None:
     if args.json:
         out = [{k: r.get(k) for k in keys} | {"metric": r.metric, "arch": r.arch}
                | ({"within_noise": within.get(r.trial)} if within else {}) for r in shown]
-        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        print_json(out)
     else:
         metric = config["objective"]["metric"]
         if pareto:
@@ -428,7 +427,7 @@ def cmd_reliability(args: argparse.Namespace) -> None:
     if study is not None:
         study.set_user_attr(reliability.ATTR, found.to_json())
     if args.json:
-        sys.stdout.write(json.dumps(found.to_json(), indent=2) + "\n")
+        print_json(found.to_json())
     else:
         interval = (f" (95% {found.interval[0]:.2f} to {found.interval[1]:.2f})"
                     if found.interval else "")
@@ -467,7 +466,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
                          epochs=args.epochs, references=not args.no_references,
                          show=not args.json)
         if args.json:
-            sys.stdout.write(json.dumps(record, indent=2) + "\n")
+            print_json(record)
         return
     from search.validation import validate
 
@@ -485,7 +484,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
         report = validate(study, top=top, epochs=args.epochs, progress=progress)
     if args.json:
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        print_json(report)
     else:
         table = Table(title=f"proxy ({report['proxy_epochs']} epochs) vs {report['long_epochs']}"
                             f" epochs: Spearman {_cell(report['spearman'], '')}, Kendall "
