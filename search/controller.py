@@ -168,7 +168,7 @@ def worker_seed(seed: int, slot: int) -> int:
     workers on PostgreSQL, their first 50 proposals were identical."""
     if slot == 0:
         return seed
-    return int(np.random.SeedSequence([seed, slot]).generate_state(1)[0])
+    return int(np.random.SeedSequence([seed % 2**63, slot]).generate_state(1)[0])
 
 
 def budget(config: SearchConfig) -> int:
@@ -680,8 +680,8 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
         wait: sleeps between those polls (a replay's simulated clock passes its own).
     """
     runner = runner or TrialRunner(config, study, dataset, wait=wait, poll_s=poll_s)
-    if isinstance(runner, TrialRunner) and runner.train is None:  # a replay trains nothing
-        check_runtime(study, config, runtime_signature(config.proxy, runner.dataset))
+    mine = (runtime_signature(config.proxy, runner.dataset)  # a replay trains nothing here
+            if isinstance(runner, TrialRunner) and runner.train is None else None)
     report, rejections_in_a_row, duplicates_in_a_row = WorkerReport(), 0, 0
     grid = registry.SAMPLERS[config.sampler].grid
     announced: set[int] = set()
@@ -689,6 +689,10 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
     while True:
         trials_now = current_trials(study, config)
         _check_failures(study, trials_now, since)
+        if mine is not None:
+            # Every round, not once: two workers that start together on a new study may both
+            # record their own; the one whose record did not stay is refused at its next round.
+            check_runtime(study, config, mine)
         counted = sum(counts_toward_budget(t, grid) for t in trials_now)
         waiting = any(t.state == TrialState.WAITING for t in trials_now)
         running = [t for t in trials_now if t.state == TrialState.RUNNING]

@@ -9,7 +9,7 @@ several seeds, and reports that correlation (with a Fisher-z interval), the seed
 deviation of a score, and what follows from them: the noise ceiling on a correlation between
 two such rankings (at two factors, say: sqrt of the two reliabilities, since noise attenuates
 a correlation by it) and the difference between two single-seed scores that noise alone
-exceeds one time in twenty (2 sqrt(2) seed std), which `front` marks.
+exceeds one time in twenty (1.96 sqrt(2) seed std), which `front` marks.
 
 Trainings are appended to a JSON-lines file as they finish, keyed by the network, the seed
 and the whole proxy config, so a killed measurement resumes where it stopped.
@@ -91,17 +91,18 @@ class Reliability:
     seeds: tuple[int, ...]
     networks: int
     spearman: float  # mean over the seed pairs
-    # 95%, Fisher z with Bonett and Wright's 1.06 / sqrt(n - 3); None when undefined (a
-    # perfect correlation, or 3 networks).
+    # 95%, Fisher z with Fieller, Hartley and Pearson's variance 1.06 / (n - 3) for
+    # Spearman's rho; None when undefined (a perfect correlation, or 3 networks).
     interval: tuple[float, float] | None
-    seed_std: float  # median over networks of a score's std across seeds
+    seed_std: float  # a score's std across seeds, pooled over networks
     spread: float  # std across networks of their mean scores
     rows: tuple[dict[str, Any], ...]  # arch, shares, ratio, scores (one per seed)
 
     @property
     def noise_band(self) -> float:
-        """The difference of two single-seed scores that seed noise exceeds 5% of the time."""
-        return 2 * math.sqrt(2) * self.seed_std
+        """The difference of two single-seed scores that seed noise exceeds 5% of the time
+        (1.96 standard deviations of a difference of two scores)."""
+        return 1.96 * math.sqrt(2) * self.seed_std
 
     def ceiling(self, other: Reliability) -> float:
         """The highest correlation a ranking at this factor can show with one at `other`'s
@@ -133,13 +134,14 @@ def summarize(metric: str, factor: float, seeds: Sequence[int],
     rho = float(np.mean(pairs))
     interval: tuple[float, float] | None
     if n > 3 and abs(rho) < 1 - 1e-9:
-        half = 1.96 * 1.06 / math.sqrt(n - 3)
+        half = 1.96 * math.sqrt(1.06 / (n - 3))
         interval = (math.tanh(math.atanh(rho) - half), math.tanh(math.atanh(rho) + half))
     else:
         interval = None
     return Reliability(metric=metric, factor=factor, seeds=tuple(seeds), networks=n,
                        spearman=rho, interval=interval,
-                       seed_std=float(np.median(scores.std(axis=1, ddof=1))),
+                       # Pooled: the median of 2-seed stds would be ~0.67 of the std.
+                       seed_std=float(np.sqrt(np.mean(scores.var(axis=1, ddof=1)))),
                        spread=float(scores.mean(axis=1).std(ddof=1)), rows=tuple(rows))
 
 

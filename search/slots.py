@@ -8,7 +8,8 @@ so it is unique wherever the study's workers run:
 - a journal file (one host): an exclusive `flock` on `<journal>.slots/<study>.<slot>.lock`;
 - PostgreSQL (many hosts): a session advisory lock on (study, slot), on a connection the
   worker keeps open (one more connection per worker; a transaction-pooling proxy such as
-  PgBouncer cannot keep session locks: point workers at the server or a session pool);
+  PgBouncer cannot keep session locks: point workers at the server or a session pool; a
+  server's `idle_session_timeout` would end the claim early, so leave it off for workers);
 - anything else (in-memory, Redis, MySQL): the slot the launcher asked for.
 
 The operating system or the server releases a claim when its worker dies, so a crashed
@@ -77,9 +78,19 @@ def _claim_postgres(url: str, study: str, preferred: int) -> int:
     import sqlalchemy
 
     # pg_try_advisory_lock(int4, int4): the study's key, then the slot.
+    from search.storage import StorageError, redact
+    from search.storage.credentials import scrub
+
     study_key = int(_key(study)[:8], 16) - 2**31
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-    connection = engine.connect()
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool,
+                                      connect_args={"connect_timeout": 10})
+    try:
+        connection = engine.connect()
+    except Exception as e:  # sqlalchemy's OperationalError and its kin: the server is away
+        engine.dispose()
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise StorageError(f"storage {redact(url)} does not answer: "
+                           f"{scrub(reason, url)}") from None
     query = sqlalchemy.text("SELECT pg_try_advisory_lock(:study, :slot)")
     for slot in _order(preferred):
         if connection.execute(query, {"study": study_key, "slot": slot}).scalar():
@@ -87,4 +98,5 @@ def _claim_postgres(url: str, study: str, preferred: int) -> int:
             _held.append(connection)
             return slot
     connection.close()
+    engine.dispose()
     raise RuntimeError(f"no free worker slot among {MAX_SLOTS}")

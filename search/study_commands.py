@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -20,7 +22,7 @@ from rich.table import Table
 from search import arguments, kinds, records, registry, reliability, slots, storage
 from search.devices import assignment, check_workers, describe, gpu_count, worker_env
 from search.slots import SLOT_ENV
-from search.terminal import Stopped, console, err_console, print_json
+from search.terminal import EXIT_USER_ERROR, Stopped, console, err_console, print_json
 from search.worker import EXIT_STOPPED, STORAGE_ENV
 from space import UserError
 
@@ -117,6 +119,8 @@ def _run_workers(args: argparse.Namespace, url: str, study: Any, total: int, wor
             start = log_file.tell()
             # The URL goes by environment, not argv: a password in argv shows in `ps`.
             env = worker_env(i, args.workers, gpus) | {STORAGE_ENV: url, SLOT_ENV: str(i)}
+            if args.allow_cpu and "JAX_PLATFORMS" not in os.environ:
+                env.pop("JAX_PLATFORMS", None)  # the pin would refuse the CPU asked for
             command = [sys.executable, "-m", "search.worker", args.config, "--study", name,
                        "--trials", str(total)] + (["--allow-cpu"] if args.allow_cpu else [])
             procs.append((subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
@@ -152,9 +156,12 @@ def _run_workers(args: argparse.Namespace, url: str, study: Any, total: int, wor
         raise
     for i, ((_, log, _), code) in enumerate(zip(procs, codes, strict=True)):
         if code not in (0, EXIT_STOPPED):
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+            if code == EXIT_USER_ERROR:  # a bad config or host: the others met the same
+                raise UserError(f"worker {i}: {tail[0].removeprefix('effsearch worker: error: ')}"
+                                f" (log: {log})")
             # Killed or crashed: its trial was retried by the others (or is on resume); the
             # command fails only if the budget is left short.
-            tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
             stops.append(f"worker {i} exited with code {code}: {tail[0]} (log: {log})")
             say(f"worker {i} exited with code {code} (log: {log})")
     if EXIT_STOPPED in codes:
@@ -191,13 +198,14 @@ def cmd_search(args: argparse.Namespace) -> None:
     total = controller.budget(config)
     workdir = Path(args.workdir or storage.DEFAULT_WORKDIR)
     start = time.time()
+    if args.workers == 1:  # refuse a CPU fallback before loading the data
+        runtime.start(args.allow_cpu)
     runner = controller.TrialRunner(config, study)  # loads the data, rejects infeasible targets
     with _StudyProgress(study, total, config.objective.metric) as progress:
         def say(line: str) -> None:
             progress.bar.console.print(line, markup=False, highlight=False)
 
         if args.workers == 1:
-            runtime.start(args.allow_cpu)
             report = controller.run_worker(config, study, trials=total, runner=runner, say=say)
             stops = [f"stopping: {report.stopped}"] if report.stopped else []
         else:
@@ -285,6 +293,8 @@ def cmd_front(args: argparse.Namespace) -> None:
     # the best one.
     stored = study.user_attrs.get(reliability.ATTR) if not pareto else None
     noise = reliability.Reliability.from_json(stored) if stored else None
+    if noise is not None and noise.metric != config["objective"]["metric"]:
+        noise = None  # measured on another metric: it says nothing of these scores
     within: dict[int, bool] = {}
     if noise and ranked:
         band = noise.noise_band
@@ -409,9 +419,22 @@ def cmd_reliability(args: argparse.Namespace) -> None:
 
     config = load_search_config(args.config)
     study = None
-    if args.store:  # before hours of training: the study must exist
+    if args.store:  # before hours of training: the study must exist and be this setup's
+        from search.config import dumps
+
         url = storage.storage_url(args.workdir, args.storage)
         study = storage.load_study(storage.open_storage(url, create=False), args.store, url)
+        stored, mine = records.study_config(study), json.loads(dumps(config))
+        differ = [f"proxy.{k}" for k in sorted(mine["proxy"])
+                  if k != "seed" and stored["proxy"].get(k) != mine["proxy"][k]]
+        if stored["objective"]["metric"] != config.objective.metric:
+            differ.append("objective.metric")
+        if getattr(kinds.from_stored(stored), "growth", None) != getattr(config.search,
+                                                                            "growth", None):
+            differ.append("the cost factor")
+        if differ:
+            raise UserError(f"study '{args.store}' trains another proxy than {args.config} "
+                            f"({', '.join(differ)} differ): its noise would not be this one")
     workdir = Path(args.workdir or storage.DEFAULT_WORKDIR)
     results = workdir / "reliability" / f"{config.name}.jsonl"
     runtime.start(args.allow_cpu)

@@ -44,14 +44,15 @@ def pack(tree: Path, archive: Path, top: str = "") -> Path:
             for f in files:
                 z.write(f, top + f.relative_to(tree).as_posix())
     else:
-        with tarfile.open(archive, "w:gz" if archive.name.endswith(".gz") else "w") as t:
+        gz = archive.name.endswith((".gz", ".tgz"))
+        with tarfile.open(archive, "w:gz" if gz else "w") as t:
             for f in reversed(files):  # archive order must not matter
                 t.add(f, top + f.relative_to(tree).as_posix())
     return archive
 
 
 @pytest.mark.parametrize("name, top", [("t.tar.gz", ""), ("t.tar", "images/"),
-                                       ("t.zip", "a/b/")])
+                                       ("t.tgz", "./"), ("t.zip", "a/b/")])
 def test_an_archive_loads_as_its_folder_does(tmp_path, name, top):
     tree = make_tree(tmp_path / "tree")
     from_folder = load_dataset(str(tree), image_size=8, val_fraction=1 / 3)
@@ -154,6 +155,8 @@ def test_a_name_finds_its_archive_or_folder_in_the_data_dir(tmp_path, monkeypatc
     assert toy.source.startswith(f"image archive {data / 'toy-jpeg.tar.gz'}")
     assert load_dataset("plain", val_fraction=0.2).source.startswith(
         f"image folder {data / 'plain'}")
+    named = load_dataset("toy-jpeg.tar.gz", val_fraction=0.2)  # an archive's own name
+    assert named.source == toy.source
     with pytest.raises(DatasetError, match="unknown dataset 'nothere'"):  # then TFDS's
         load_dataset("nothere")
 

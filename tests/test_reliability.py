@@ -60,10 +60,21 @@ def test_seeds_that_agree_are_reliable_and_noise_is_not(tmp_path):
                                 dataset=DIGITS, train=train)
     assert noisy.spearman < 0.9 and noisy.seed_std > 1
     assert noisy.seeds == (0, 1, 2) and all(len(r["scores"]) == 3 for r in noisy.rows)
-    assert noisy.noise_band == pytest.approx(2 * 2**0.5 * noisy.seed_std)
+    assert noisy.noise_band == pytest.approx(1.96 * 2**0.5 * noisy.seed_std)
     assert noisy.ceiling(same) == pytest.approx(max(noisy.spearman, 0) ** 0.5)
     back = reliability.Reliability.from_json(json.loads(json.dumps(noisy.to_json())))
     assert back == noisy
+
+
+def test_the_noise_band_is_exceeded_by_seed_noise_one_time_in_twenty():
+    rng = np.random.default_rng(3)
+    quality = rng.normal(size=4000)
+    rows = [{"scores": list(q + rng.normal(0, 0.01, 2))} for q in quality]
+    found = reliability.summarize("val_top1", 2.0, [0, 1], rows)
+    assert found.seed_std == pytest.approx(0.01, rel=0.05)
+    fresh = rng.normal(0, 0.01, (20000, 2))  # two more seeds of one network, many times
+    exceeded = np.mean(np.abs(fresh[:, 0] - fresh[:, 1]) > found.noise_band)
+    assert 0.04 < exceeded < 0.06
 
 
 def test_the_interval_narrows_with_more_networks():
@@ -154,6 +165,11 @@ def test_the_command_stores_it_and_front_marks_what_noise_cannot_tell(tmp_path, 
             values=[value], user_attrs={"val_top1": value, "arch": arch, "resolution": 8,
                                         "macs": 1, "params": 1, "budget": 1,
                                         "max_budget": 1}))
+    longer = tmp_path / "longer.py"  # another proxy: its noise is not this study's
+    longer.write_text(config.read_text().replace("epochs=1", "epochs=2"))
+    assert main(["reliability", str(longer), "--networks", "4", "--workdir", workdir,
+                 "--store", "rel"]) == 2
+    assert "(proxy.epochs differ)" in capsys.readouterr().err
     assert main(["reliability", str(config), "--networks", "4", "--workdir", workdir,
                  "--store", "rel", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)

@@ -458,8 +458,8 @@ def _in_data_dir(name: str) -> Path | None:
     root = os.environ.get(DATA_DIR_ENV)
     if not root or not name or "/" in name or ":" in name or name in (".", ".."):
         return None
-    candidates = [f"{name}-jpeg.tar.gz", *(name + s for s in image_archives.ARCHIVE_SUFFIXES),
-                  name]
+    candidates = [name] if image_archives.is_archive(Path(name)) else [
+        f"{name}-jpeg.tar.gz", *(name + s for s in image_archives.ARCHIVE_SUFFIXES), name]
     for candidate in candidates:
         path = Path(root).expanduser() / candidate
         if path.is_dir() or (path.is_file() and image_archives.is_archive(path)):
@@ -492,9 +492,10 @@ def load_dataset(name: str = "digits", *, data_dir: str | None = None,
     if name in _NAMED:
         train, test, classes, source = _NAMED[name].loader(split_seed)
     elif image_archives.is_archive(path):
-        if not path.is_file():
+        found = path if path.is_file() else local
+        if found is None:
             raise DatasetError(f"dataset archive not found: {path}")
-        train, test, classes, source = _load_images(path, image_size)
+        train, test, classes, source = _load_images(found, image_size)
     elif path.suffix == ".npz" or path.is_file():
         if not path.exists():
             raise DatasetError(f"dataset file not found: {path}")

@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import io
 import os
+import posixpath
 import tarfile
 import zipfile
 import zlib
@@ -179,9 +180,12 @@ def _constant(content: bytes) -> Callable[[], bytes]:
 
 def _entries(path: Path) -> list[_Entry]:
     """The tree's images as (split, class, file name, reader), in sorted order."""
-    files = [(name.split("/"), read) for name, read in _members(path)
-             if Path(name).suffix.lower() in IMAGE_SUFFIXES
-             and not any(part.startswith(".") for part in name.split("/"))]
+    # "./train/cat/1.jpg" (tar -C DIR .) is "train/cat/1.jpg"; hidden files are skipped.
+    named = ((posixpath.normpath(name).lstrip("/").split("/"), read)
+             for name, read in _members(path))
+    files = [(parts, read) for parts, read in named
+             if Path(parts[-1]).suffix.lower() in IMAGE_SUFFIXES
+             and not any(part.startswith(".") for part in parts)]
     # An archive may wrap the tree in top folders ("cifar10/train/cat/1.jpg"): drop the
     # components every member shares, as long as a class and a file remain.
     while files and len({parts[0] for parts, _ in files}) == 1 and \

@@ -240,7 +240,15 @@ def check_backend(allow_cpu: bool) -> None:
     """
     import jax
 
-    backend = jax.default_backend()
+    try:
+        backend = jax.default_backend()
+    except RuntimeError as e:  # JAX_PLATFORMS names a backend that failed to start
+        found = _detect(os.environ, DEV, None)
+        kind = found[0] if found else "gpu"
+        raise UserError(f"JAX could not start its {os.environ.get('JAX_PLATFORMS')} backend "
+                        f"({' '.join(str(e).split())[:200]}): install JAX's {kind.upper()} "
+                        f"support with pip install 'effsearch[{_EXTRA[kind]}]', or pass "
+                        f"--allow-cpu to train on the CPU") from None
     if backend != "cpu":
         return  # skip the device-file and nvidia-smi look-up on the common path
     devices = jax.devices()
