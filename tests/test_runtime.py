@@ -147,3 +147,16 @@ def test_a_cache_written_unbounded_still_takes_new_entries_once_bounded(tmp_path
     suffixes = eval(done.stdout.splitlines()[-1])  # a printed list of str
     # The old entry and the new ones, each with its access time.
     assert suffixes.count("cache") >= 2 and suffixes.count("atime") == suffixes.count("cache")
+
+
+def test_a_backend_that_cannot_start_is_one_line(monkeypatch):
+    import jax
+
+    def broken():  # what JAX 0.10 raises for JAX_PLATFORMS=cuda without the CUDA plugin
+        raise AssertionError
+
+    monkeypatch.setattr(jax, "default_backend", broken)
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+    with pytest.raises(UserError, match=r"JAX could not start its cuda backend "
+                                        r"\(AssertionError\): install .*effsearch\[cuda\]"):
+        runtime.check_backend(allow_cpu=False)

@@ -242,13 +242,17 @@ def check_backend(allow_cpu: bool) -> None:
 
     try:
         backend = jax.default_backend()
-    except RuntimeError as e:  # JAX_PLATFORMS names a backend that failed to start
+    except Exception as e:
+        # JAX_PLATFORMS names a backend that is not installed or failed to start (JAX 0.10
+        # raises a bare AssertionError for a missing plugin: any exception means this).
         found = _detect(os.environ, DEV, None)
         kind = found[0] if found else "gpu"
+        why = " ".join(str(e).split())[:200] or type(e).__name__
         raise UserError(f"JAX could not start its {os.environ.get('JAX_PLATFORMS')} backend "
-                        f"({' '.join(str(e).split())[:200]}): install JAX's {kind.upper()} "
-                        f"support with pip install 'effsearch[{_EXTRA[kind]}]', or pass "
-                        f"--allow-cpu to train on the CPU") from None
+                        f"({why}): install JAX's {kind.upper()} "
+                        f"support with pip install 'effsearch[{_EXTRA[kind]}]', or set "
+                        f"JAX_PLATFORMS=cpu (--allow-cpu, for --workers) to train on the CPU"
+                        ) from None
     if backend != "cpu":
         return  # skip the device-file and nvidia-smi look-up on the common path
     devices = jax.devices()
