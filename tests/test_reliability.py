@@ -129,22 +129,28 @@ def test_what_cannot_be_measured_is_one_line(tmp_path):
                             dataset=DIGITS, train=train)
 
 
-def test_the_command_stores_it_and_front_marks_what_noise_cannot_tell(tmp_path, capsys,
-                                                                       monkeypatch):
-    import trainers.proxy
-
-    config = tmp_path / "rel.py"
-    config.write_text(textwrap.dedent(f"""
+def write_config(path, name: str, epochs: int):
+    """The toy's coefficient search as a sweep config file, as a user writes one."""
+    path.write_text(textwrap.dedent(f"""
         from search.config import CoefficientSearch, SearchConfig
         from trainers.proxy import ProxyConfig
 
         def get_config():
             return SearchConfig(
-                name="rel", search=CoefficientSearch(baseline="{TINY_ARCH}",
-                                                     channel_divisor=2, tolerance=0.3),
-                proxy=ProxyConfig(dataset="digits", epochs=1, batch_size=128, resolution=8),
+                name="{name}", search=CoefficientSearch(baseline="{TINY_ARCH}",
+                                                        channel_divisor=2, tolerance=0.3),
+                proxy=ProxyConfig(dataset="digits", epochs={epochs}, batch_size=128,
+                                  resolution=8),
                 sampler="grid", trials=None, halving=None)
         """))
+    return path
+
+
+def test_the_command_stores_it_and_front_marks_what_noise_cannot_tell(tmp_path, capsys,
+                                                                       monkeypatch):
+    import trainers.proxy
+
+    config = write_config(tmp_path / "rel.py", "rel", epochs=1)
     workdir = str(tmp_path / "w")
     train, _ = fake_train(noise=0.05)  # a stand-in for real training
     monkeypatch.setattr(trainers.proxy, "train_and_evaluate",
@@ -189,17 +195,7 @@ def test_the_command_stores_it_and_front_marks_what_noise_cannot_tell(tmp_path, 
 
 @pytest.mark.slow
 def test_a_real_measurement_on_digits(tmp_path, capsys):
-    config = tmp_path / "rel.py"
-    config.write_text(textwrap.dedent(f"""
-        from search.config import CoefficientSearch, SearchConfig
-        from trainers.proxy import ProxyConfig
-
-        def get_config():
-            return SearchConfig(
-                name="real", search=CoefficientSearch(baseline="{TINY_ARCH}",
-                                                      channel_divisor=2, tolerance=0.3),
-                proxy=ProxyConfig(dataset="digits", epochs=2, batch_size=128, resolution=8))
-        """))
+    config = write_config(tmp_path / "rel.py", "real", epochs=2)
     argv = ["reliability", str(config), "--networks", "4", "--workdir", str(tmp_path / "w"),
             "--json"]
     assert main(argv) == 0
