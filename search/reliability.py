@@ -168,6 +168,7 @@ def measure(config: SearchConfig, *, networks: int, seeds: int, step: float = 0.
     if not isinstance(config.search, CoefficientSearch):
         raise UserError(f"reliability measures a coefficient search's proxy; "
                         f"'{config.name}' is a {config.kind} search")
+    Simplex.steps(step)  # a bad step is refused before the data loads
     if networks < MIN_NETWORKS or seeds < 2:
         raise UserError(f"reliability needs at least {MIN_NETWORKS} networks and 2 seeds, got "
                         f"{networks} and {seeds}")

@@ -46,7 +46,13 @@ def _files(tmp: Path) -> None:
              y_train=np.zeros((0,), np.int64))
 
 
+QUICKSTART = str(Path(__file__).resolve().parents[1] / "experiments" / "quickstart.py")
 CASES = [
+    (["env", "--workers", "0"], r"argument --workers: must be >= 1, got '0'"),
+    (["reliability", QUICKSTART, "--networks", "2"],
+     r"argument --networks: must be >= 3, got '2'"),
+    (["reliability", QUICKSTART, "--seeds", "1"], r"argument --seeds: must be >= 2, got '1'"),
+    (["reliability", QUICKSTART, "--step", "0.3"], r"0\.3"),
     # scale: phi, coefficients, rounding
     (["scale", "--phi", "nan"], r"--phi values must be finite numbers, got nan"),
     (["scale", "--phi", "inf"], r"--phi values must be finite numbers, got inf"),
