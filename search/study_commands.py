@@ -20,7 +20,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from search import arguments, kinds, records, registry, reliability, slots, storage
-from search.devices import assignment, check_workers, describe, gpu_count, worker_env
+from search.devices import (
+    assignment,
+    check_workers,
+    describe,
+    detect_host,
+    worker_changes,
+    worker_env,
+)
 from search.slots import SLOT_ENV
 from search.terminal import EXIT_USER_ERROR, Stopped, console, err_console, print_json
 from search.worker import EXIT_STOPPED, STORAGE_ENV
@@ -109,8 +116,8 @@ def _run_workers(args: argparse.Namespace, url: str, study: Any, total: int, wor
     name = study.study_name
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    gpus = gpu_count()
-    for line in describe(assignment(args.workers)):
+    host = detect_host()  # once: nvidia-smi and /dev are read for every worker alike
+    for line in describe(assignment(args.workers, host)):
         say(line)
     procs = []
     for i in range(args.workers):
@@ -118,7 +125,8 @@ def _run_workers(args: argparse.Namespace, url: str, study: Any, total: int, wor
         with open(log_path, "ab") as log_file:
             start = log_file.tell()
             # The URL goes by environment, not argv: a password in argv shows in `ps`.
-            env = worker_env(i, args.workers, gpus) | {STORAGE_ENV: url, SLOT_ENV: str(i)}
+            env = (dict(os.environ) | worker_changes(i, args.workers, host, os.environ)
+                   | {STORAGE_ENV: url, SLOT_ENV: str(i)})
             if args.allow_cpu and "JAX_PLATFORMS" not in os.environ:
                 env.pop("JAX_PLATFORMS", None)  # the pin would refuse the CPU asked for
             command = [sys.executable, "-m", "search.worker", args.config, "--study", name,
