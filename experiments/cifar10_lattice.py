@@ -19,21 +19,13 @@ import math
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import BASELINES
+
 import space
 from search.kinds.coefficients import CoefficientSearch
 from search.reliability import lattice_networks
-
-BASELINES = {
-    # B0's first three stages at proxy width: the quickstart's and the MNIST table's.
-    "proxy3": space.PROXY_BASELINE,
-    # B0's first four stages (its kernels, expansions and repeats) at a quarter, three
-    # eighths and half of its width.
-    **{f"b0-stages4-w{w}": (f"stem{c[0]}-mb_r1_k3_s1_e1_c{c[0]}_se0.25-mb_r2_k3_s2_e6_c{c[1]}"
-                            f"_se0.25-mb_r2_k5_s2_e6_c{c[2]}_se0.25-mb_r3_k3_s2_e6_c{c[3]}"
-                            f"_se0.25-head{c[4]}")
-       for w, c in (("0.25", (8, 12, 20, 40, 128)), ("0.375", (12, 18, 30, 60, 192)),
-                    ("0.5", (16, 24, 40, 80, 256)))},
-}
 
 
 def main() -> None:

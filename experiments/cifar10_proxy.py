@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cifar10_lattice import BASELINES
+from common import BASELINES
 
 from search.config import CoefficientSearch, SearchConfig
 from trainers.config import ProxyConfig

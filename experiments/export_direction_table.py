@@ -1,18 +1,23 @@
 r"""Exports the direction table's studies to JSON lines and says what the table shows.
 
-    python experiments/export_direction_table.py [--journal J] [-o TABLE.jsonl]
+    python experiments/export_direction_table.py [--dataset mnist5k|cifar10] [--journal J]
+        [-o TABLE.jsonl]
 
-Reads every part of experiments/direction_table.py found in the journal (a part still being
-built contributes the trainings it has), writes experiments/results/mnist5k/
-direction_table.jsonl (format: search/replay.py), and prints per cost factor: the best
-direction, the paper's and each single dimension's distance from it, the seed noise, and how
-the 2x ranking carries to 4x (Spearman and Kendall over the directions recorded at both).
+Reads every part of the dataset's table (experiments/direction_table.py for MNIST 5k,
+experiments/cifar10_direction_table.py for CIFAR-10) found in the journal (a part still being
+built contributes the trainings it has), writes experiments/results/<dataset>/
+direction_table.jsonl (format: search/replay.py; the header carries what retrains any row:
+the whole proxy, the baseline, the rounding and the search's tolerance), and prints per cost
+factor: the best direction, the paper's and each single dimension's distance from it, the
+seed noise, and how the ranking carries across factors (Spearman and Kendall over the
+directions recorded at both).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import sys
 from pathlib import Path
 
@@ -23,32 +28,36 @@ from scipy import stats
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import TABLE_PARTS, direction_table  # noqa: E402
+from common import CIFAR10, MNIST, Setup, direction_table  # noqa: E402
 
 from search.replay import Table, rows_of_study  # noqa: E402
 from search.storage import open_storage  # noqa: E402
 
-RESULTS = HERE / "results" / "mnist5k"
+SETUPS = {"mnist5k": MNIST, "cifar10": CIFAR10}
 TOLERANCE = 0.05  # CoefficientSearch's default
 NAMED = {"paper": (0.280, 0.292, 0.428), "depth-only": (1.0, 0.0, 0.0),
          "width-only": (0.0, 1.0, 0.0), "resolution-only": (0.0, 0.0, 1.0)}
 
 
-def export(journal: Path, output: Path) -> Table:
+def export(journal: Path, output: Path, setup: Setup = MNIST) -> Table:
     storage = open_storage(str(journal), create=False)
     names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
     rows = []
-    for part, (_, _, seed) in TABLE_PARTS.items():
-        config = direction_table(part)
+    for part, (_, _, seed) in setup.table.items():
+        config = direction_table(part, setup)
         if config.name not in names:
             continue
         study = optuna.load_study(study_name=config.name, storage=storage)
         rows += rows_of_study(study.get_trials(deepcopy=False), factor=config.search.growth,
                               part=part, seed=seed, epochs=config.proxy.epochs)
     table = Table(tuple(rows))
-    proxy = dataclasses.asdict(direction_table("2x-s0").proxy)
-    table.save(output, dataset=proxy["dataset"], proxy=proxy,
-               baseline=direction_table("2x-s0").search.baseline)
+    first = direction_table(next(iter(setup.table)), setup)
+    proxy = dataclasses.asdict(dataclasses.replace(first.proxy, seed=0))  # rows carry theirs
+    table.save(output, dataset=proxy["dataset"], proxy=proxy, baseline=first.search.baseline,
+               rounding={"depth": "ceil", "channel_divisor": first.search.channel_divisor,
+                         "resolution_multiple": first.search.resolution_multiple,
+                         "match": first.search.match},
+               tolerance=TOLERANCE)
     return table
 
 
@@ -73,8 +82,7 @@ def report(table: Table) -> None:
             print(f"  {name:>15} {_fmt(d.shares)}: val {d.mean:.4f} +- {d.std:.4f}, "
                   f"{best.mean - d.mean:+.4f} below the best, normalized regret "
                   f"{table.regret(shares, factor):.3f}")
-    if len(table.factors()) >= 2:
-        low, high = table.factors()[:2]
+    for low, high in itertools.combinations(table.factors(), 2):
         at_high = {d.shares: d.mean for d in table.directions(high)}
         pairs = [(d.mean, at_high[d.shares]) for d in table.directions(low)
                  if d.shares in at_high]
@@ -90,10 +98,15 @@ def _fmt(shares) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--journal", type=Path, default=RESULTS / "effsearch.journal")
-    parser.add_argument("-o", "--output", type=Path, default=RESULTS / "direction_table.jsonl")
+    parser.add_argument("--dataset", choices=sorted(SETUPS), default="mnist5k")
+    parser.add_argument("--journal", type=Path,
+                        help="default: results/<dataset>/effsearch.journal")
+    parser.add_argument("-o", "--output", type=Path,
+                        help="default: results/<dataset>/direction_table.jsonl")
     args = parser.parse_args()
-    table = export(args.journal, args.output)
+    results = HERE / "results" / args.dataset
+    table = export(args.journal or results / "effsearch.journal",
+                   args.output or results / "direction_table.jsonl", SETUPS[args.dataset])
     print(f"wrote {args.output}: {len(table.rows)} trainings")
     report(table)
 
