@@ -5,11 +5,14 @@
     python benchmarks/search_efficiency.py --table T.jsonl --methods tpe,random --seeds 5
 
 Every method runs the real effsearch search (`search.replay`: the same samplers, references,
-design, halving and worker loop) against experiments/results/mnist5k/direction_table.jsonl at
-its 2x factor, once per seed. Methods: the paper's grid at steps 0.05 and 0.1 (NNI's), random
-directions, TPE, GP and NSGA-II (population sized to the budget), each with and without
-asynchronous halving (SearchConfig's default, rungs at 1 and 3 of the 9 epochs; --halving),
-with 1 and 4 simulated workers (--workers). Per method:
+design, halving and worker loop) against a direction table (default experiments/results/
+mnist5k/direction_table.jsonl; experiments/results/cifar10/ has CIFAR-10's) at its lowest
+factor, once per seed: the search the table stands in for, with the baseline, proxy, rounding
+and tolerance its header records (search.replay.table_header). Methods: the paper's grid at
+steps 0.05 and 0.1 (NNI's), random directions, TPE, GP and NSGA-II (population sized to the
+budget), each with and without asynchronous halving (SearchConfig's default if it has one,
+else one rung at a third of the proxy's epochs, eta 3; --halving), with 1 and 4 simulated
+workers (--workers). Per method:
 the normalized regret of the recommended direction ((best - its mean) / (best - worst), table
 means over training seeds) at the end, mean +- standard error over seeds; the full-budget
 trainings and recorded seconds spent until the recommendation is within one standard error of
@@ -40,21 +43,43 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from common import MNIST, direction_search  # noqa: E402
-
 from search.config import CoefficientSearch, Objective, SearchConfig  # noqa: E402
 from search.halving import Halving  # noqa: E402
 from search.manifold import Simplex  # noqa: E402
 from search.replay import ReplayOutcome, Table, replay_many, replay_tolerance  # noqa: E402
+from trainers.config import ProxyConfig  # noqa: E402
 
 TABLE = ROOT / "experiments" / "results" / "mnist5k" / "direction_table.jsonl"
 SAMPLERS = ("grid0.05", "grid0.1", "random", "tpe", "gp", "nsga2")
 DEFAULTS = {f.name: f.default for cls in (SearchConfig, CoefficientSearch)
             for f in dataclasses.fields(cls) if f.name in ("sampler", "trials", "halving",
                                                            "startup_trials", "snap")}
-# The halving replayed: SearchConfig's default if it has one, else one rung at a third of
-# the MNIST proxy's 9 epochs.
-HALVING = DEFAULTS["halving"] or Halving(min_epochs=3, eta=3)
+
+
+def default_halving(table: Table) -> Halving:
+    """The halving replayed: SearchConfig's default if it has one, else one rung at a third
+    of the table's proxy epochs (3 of MNIST's 9), eta 3."""
+    epochs = table.header["proxy"]["epochs"]
+    return DEFAULTS["halving"] or Halving(min_epochs=max(1, epochs // 3), eta=3)
+
+
+def table_search(table: Table, trials: int) -> SearchConfig:
+    """The direction search the table stands in for, from its header: its baseline, proxy,
+    rounding and cost tolerance at its lowest factor, otherwise SearchConfig's and
+    CoefficientSearch's defaults (TPE after the references and the startup design)."""
+    header = table.header
+    missing = [k for k in ("proxy", "baseline", "rounding", "tolerance") if k not in header]
+    if missing:
+        sys.exit(f"the table's header lacks {', '.join(missing)}: export it again with "
+                 f"experiments/export_direction_table.py")
+    rounding = header["rounding"]
+    return SearchConfig(
+        name="replay",
+        search=CoefficientSearch(baseline=header["baseline"], phi=math.log2(table.factors()[0]),
+                                 resolution_multiple=rounding["resolution_multiple"],
+                                 channel_divisor=rounding["channel_divisor"],
+                                 match=rounding["match"], tolerance=header["tolerance"]),
+        proxy=ProxyConfig.from_json(header["proxy"]), trials=trials, ladder=())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,23 +91,21 @@ class Method:
     workers: int
     pareto: bool = False
 
-    def config(self, trials: int, snap: float = DEFAULTS["snap"]):
-        """The MNIST direction search (experiments/common.py) with this method's sampler,
-        halving and workers, and otherwise `SearchConfig`'s and `CoefficientSearch`'s
-        defaults (startup trials, tolerance, snap)."""
-        base = direction_search(f"replay-{self.name}", MNIST, trials=trials, ladder=())
+    def config(self, base: SearchConfig, snap: float = DEFAULTS["snap"]):
+        """`base` (`table_search`) with this method's sampler, halving, workers and `snap`."""
+        trials = base.trials
         search = dataclasses.replace(base.search, snap=snap)
         if self.grid_step is not None:
             search = dataclasses.replace(search, grid_step=self.grid_step)
         return dataclasses.replace(
-            base, search=search, sampler=self.sampler,
+            base, name=f"replay-{self.name}", search=search, sampler=self.sampler,
             trials=None if self.grid_step is not None else trials,
             startup_trials=0 if self.grid_step is not None else DEFAULTS["startup_trials"],
             halving=self.halving,
             objective=Objective(kind="pareto", cost="params") if self.pareto else None)
 
 
-def methods(names: list[str], pareto: bool = False, halving: Halving = HALVING,
+def methods(names: list[str], halving: Halving, pareto: bool = False,
             workers: tuple[int, ...] = (1, 4)) -> list[Method]:
     """Each sampler without and with `halving`, with each number of `workers`."""
     out = []
@@ -141,17 +164,18 @@ def _to_best(outcome: ReplayOutcome, table: Table, factor: float,
 
 def run(table: Table, names: list[str], seeds: int, trials: int, pareto: bool = False,
         plot: Path | None = None, jobs: int = 1, snap: float = DEFAULTS["snap"],
-        halving: Halving = HALVING, workers: tuple[int, ...] = (1, 4)) -> list[dict]:
+        halving: Halving | None = None, workers: tuple[int, ...] = (1, 4)) -> list[dict]:
     import optuna
 
-    from trainers.data import load_dataset
+    from trainers.proxy import load_proxy_dataset
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    dataset = load_dataset(MNIST.proxy.dataset)
+    base = table_search(table, trials)
+    dataset = load_proxy_dataset(base.proxy)
     grid = len(Simplex().grid(0.05)) + 1  # the lattice and the paper's direction
     results: dict[str, list[ReplayOutcome]] = {}
-    chosen = methods(names, pareto, halving, workers)
-    configs = {method.name: method.config(trials, snap) for method in chosen}
+    chosen = methods(names, halving or default_halving(table), pareto, workers)
+    configs = {method.name: method.config(base, snap) for method in chosen}
     todo = [(configs[m.name], s, m.workers) for m in chosen for s in range(seeds)]
     outcomes = replay_many(todo, table, processes=jobs, dataset=dataset)
     start = time.monotonic()
@@ -166,7 +190,7 @@ def run(table: Table, names: list[str], seeds: int, trials: int, pareto: bool = 
     if "grid0.05/1w" in results:
         grid_spent = float(np.mean([o.trainings for o in results["grid0.05/1w"]]))
     else:
-        reference = Method("grid0.05/1w", "grid", 0.05, None, 1).config(trials, snap)
+        reference = Method("grid0.05/1w", "grid", 0.05, None, 1).config(base, snap)
         grid_spent = float(next(replay_many([(reference, 0, 1)], table,
                                             dataset=dataset)).trainings)
     if plot:
@@ -286,9 +310,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=DEFAULTS["trials"],
                         help="distinct trainings of the non-grid methods (default: "
                              "SearchConfig's, %(default)s)")
-    parser.add_argument("--halving", default=f"{HALVING.min_epochs},{HALVING.eta}",
-                        metavar="MIN_EPOCHS,ETA",
-                        help="the halving replayed (default %(default)s)")
+    parser.add_argument("--halving", metavar="MIN_EPOCHS,ETA",
+                        help="the halving replayed (default: SearchConfig's, else a third "
+                             "of the table's proxy epochs, eta 3)")
     parser.add_argument("--workers", default="1,4",
                         help="simulated workers of each method, comma-separated (default 1,4)")
     parser.add_argument("--snap", type=float, default=DEFAULTS["snap"],
@@ -309,7 +333,8 @@ def main() -> None:
                  f"experiments/build_direction_table.sh, then "
                  f"python experiments/export_direction_table.py")
     rows = run(Table.load(args.table), args.methods.split(","), args.seeds, args.trials,
-               args.pareto, args.plot, args.jobs, args.snap, _halving(args.halving),
+               args.pareto, args.plot, args.jobs, args.snap,
+               _halving(args.halving) if args.halving else None,
                tuple(int(n) for n in args.workers.split(",")))
     if args.json:
         print(json.dumps(rows, indent=1))

@@ -16,7 +16,6 @@ directions recorded at both).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ sys.path.insert(0, str(HERE))
 
 from common import CIFAR10, MNIST, Setup, direction_table  # noqa: E402
 
-from search.replay import Table, rows_of_study  # noqa: E402
+from search.replay import Table, rows_of_study, table_header  # noqa: E402
 from search.storage import open_storage  # noqa: E402
 
 SETUPS = {"mnist5k": MNIST, "cifar10": CIFAR10}
@@ -51,13 +50,8 @@ def export(journal: Path, output: Path, setup: Setup = MNIST) -> Table:
         rows += rows_of_study(study.get_trials(deepcopy=False), factor=config.search.growth,
                               part=part, seed=seed, epochs=config.proxy.epochs)
     table = Table(tuple(rows))
-    first = direction_table(next(iter(setup.table)), setup)
-    proxy = dataclasses.asdict(dataclasses.replace(first.proxy, seed=0))  # rows carry theirs
-    table.save(output, dataset=proxy["dataset"], proxy=proxy, baseline=first.search.baseline,
-               rounding={"depth": "ceil", "channel_divisor": first.search.channel_divisor,
-                         "resolution_multiple": first.search.resolution_multiple,
-                         "match": first.search.match},
-               tolerance=TOLERANCE)
+    table.save(output, **table_header(direction_table(next(iter(setup.table)), setup),
+                                      TOLERANCE))
     return table
 
 

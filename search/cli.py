@@ -95,9 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one proxy and report accuracy, speed and cost")
     p.add_argument("target", metavar="CONFIG_OR_ARCH",
                    help="a config .py file (get_config()), a named model or an arch string")
-    p.description = ("Options left out take the config file's values, else the defaults "
-                     "shown (trainers.config.ProxyConfig).")
+    p.description = ("Options left out take the config file's (or --proxy's) values, else "
+                     "the defaults shown (trainers.config.ProxyConfig).")
     d = ProxyConfig()
+    p.add_argument("--proxy", metavar="FILE",
+                   help="a ProxyConfig as JSON, or a direction table whose header holds one: "
+                        "its recipe trains the arch at the arch's own resolution (retrain a "
+                        "table row: ROW_ARCH --proxy TABLE.jsonl --seed ROW_SEED)")
     p.add_argument("--dataset", help=f"{_listing(dataset_docs())}, a TFDS name, an .npz file "
                                      f"or an image folder (default: {d.dataset})")
     p.add_argument("--data-dir", help="TFDS data directory (default: TFDS's own)")

@@ -160,7 +160,12 @@ def _proxy_config(args: argparse.Namespace) -> tuple[Any, Any]:
     from trainers.config import ProxyConfig
 
     loaded = None
-    if args.target.endswith(".py"):
+    if getattr(args, "proxy", None):
+        if args.target.endswith(".py"):
+            raise UserError("--proxy trains an arch or a named model with its recipe, not a "
+                            "config file: give one or the other")
+        config = _proxy_file(args.proxy).for_spec(space.resolve(args.target))
+    elif args.target.endswith(".py"):
         loaded = load_config_file(args.target)
         config = getattr(loaded, "proxy", loaded)
         if not isinstance(config, ProxyConfig):
@@ -177,6 +182,24 @@ def _proxy_config(args: argparse.Namespace) -> tuple[Any, Any]:
         ("remedy", args.remedy), ("flip", False if args.no_flip else None))
         if value is not None}
     return dataclasses.replace(config, **overrides), loaded
+
+
+def _proxy_file(path: str) -> Any:
+    """The ProxyConfig a JSON file holds: the object itself (a result's or study's `proxy`),
+    or the first line of a direction table (search/replay.py), whose `proxy` it is."""
+    import json
+
+    from trainers.config import ProxyConfig
+
+    try:
+        with open(path) as f:
+            record = json.loads(f.readline() if path.endswith(".jsonl") else f.read())
+    except (OSError, ValueError) as e:
+        raise UserError(f"--proxy {path}: cannot read a JSON object ({e})") from None
+    record = record.get("proxy", record) if isinstance(record, dict) else None
+    if not isinstance(record, dict):
+        raise UserError(f"--proxy {path}: holds no ProxyConfig object")
+    return ProxyConfig.from_json(record, where=f"--proxy {path}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:

@@ -75,6 +75,20 @@ def rows_of_study(trials: Iterable[Any], *, factor: float, part: str, seed: int,
     return rows
 
 
+def table_header(config: Any, tolerance: float) -> dict[str, Any]:
+    """What a table's rows need to be retrained and replayed, from one of its studies' search
+    configs: the whole proxy (each row carries its own seed, so the header's is 0), the
+    baseline, the rounding, and the cost tolerance of the search the table stands in for.
+    `effsearch train ARCH --proxy TABLE --seed S` retrains a row."""
+    proxy = dataclasses.asdict(dataclasses.replace(config.proxy, seed=0))
+    search = config.search
+    return {"dataset": proxy["dataset"], "proxy": proxy, "baseline": search.baseline,
+            "rounding": {"depth": "ceil", "channel_divisor": search.channel_divisor,
+                         "resolution_multiple": search.resolution_multiple,
+                         "match": search.match},
+            "tolerance": tolerance}
+
+
 @dataclasses.dataclass(frozen=True)
 class Direction:
     """One direction of the table at one factor: its trainings (one per seed)."""
@@ -99,9 +113,11 @@ class Direction:
 
 @dataclasses.dataclass(frozen=True)
 class Table:
-    """The recorded trainings, grouped by factor and direction."""
+    """The recorded trainings, grouped by factor and direction; `header` is what the table's
+    first line says of how they were trained (`table_header`)."""
 
     rows: tuple[dict[str, Any], ...]
+    header: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
 
     @classmethod
     def load(cls, path: str | Path) -> Table:
@@ -111,9 +127,11 @@ class Table:
                 raise ValueError(f"{path}: table version {header.get('table_version')}, this "
                                  f"effsearch reads version {TABLE_VERSION}")
             rows = [json.loads(line) for line in f if line.strip()]
-        return cls(tuple(rows))
+        return cls(tuple(rows), header)
 
     def save(self, path: str | Path, **header: Any) -> None:
+        """Writes the rows as JSON lines after a header line: the version, the row fields and
+        `header` (`table_header`'s fields)."""
         with open(path, "w") as f:
             f.write(json.dumps({"table_version": TABLE_VERSION, "fields": ROW_FIELDS,
                                 **header}) + "\n")

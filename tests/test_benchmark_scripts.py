@@ -1,5 +1,6 @@
 """The benchmark scripts that run where the tests cannot: checked for syntax and arguments."""
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -72,6 +73,7 @@ def _load(name: str):
     """A benchmarks/ script as a module (benchmarks/ is no package)."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -220,11 +222,17 @@ def test_trial_overhead_journal_mode(tmp_path):
 
 @pytest.mark.slow
 def test_search_efficiency_reports_every_method_on_a_table(tmp_path):
-    """The replay benchmark end to end on the synthetic table of tests/test_replay.py."""
-    from test_replay import synthetic_table
+    """The replay benchmark end to end on the synthetic table of tests/test_replay.py, with
+    the search its header describes."""
+    from test_replay import config, synthetic_table
 
+    from search.replay import table_header
+
+    base = config()
+    part = dataclasses.replace(base, search=dataclasses.replace(base.search, phi=1.0),
+                               proxy=dataclasses.replace(base.proxy, epochs=9))
     path = tmp_path / "t.jsonl"
-    synthetic_table(2.0, epochs=9).save(path)  # the MNIST proxy's 9 epochs
+    synthetic_table(2.0, epochs=9).save(path, **table_header(part, tolerance=0.5))
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"),
                            "--table", str(path), "--methods", "random,tpe", "--seeds", "2",
                            "--trials", "5", "--json", "--pareto", "--plot",
@@ -248,3 +256,28 @@ def test_search_efficiency_reports_every_method_on_a_table(tmp_path):
         assert ("halving" in r["method"]) or r["retrained_mean"] == 0
     assert len({r["grid_trainings_spent"] for r in rows}) == 1
     assert min(r["final_regret_mean"] for r in rows) < 1  # some method recommends something
+
+
+def test_search_efficiency_replays_the_search_its_table_header_describes(tmp_path):
+    """Baseline, proxy, rounding and tolerance come from the table (the MNIST and CIFAR-10
+    tables differ in all four), not from one dataset's setup."""
+    from test_replay import config, synthetic_table
+
+    from search.replay import Table, table_header
+
+    bench = _load("search_efficiency")
+    part = config(proxy=dataclasses.replace(config().proxy, epochs=6, flip=False))
+    path = tmp_path / "t.jsonl"
+    synthetic_table(4.0, epochs=6).save(path, **table_header(part, tolerance=0.25))
+    table = Table.load(path)
+    search = bench.table_search(table, trials=7)
+    assert search.search.baseline == part.search.baseline and search.search.growth == 4.0
+    assert search.search.tolerance == 0.25 and search.trials == 7
+    assert search.search.channel_divisor == part.search.channel_divisor
+    assert search.proxy == dataclasses.replace(part.proxy, seed=0)
+    # SearchConfig's halving, else one rung at a third of the table's 6 epochs.
+    assert bench.default_halving(table) == (bench.DEFAULTS["halving"]
+                                            or bench.Halving(min_epochs=2, eta=3))
+    Table(table.rows).save(path)  # a table from before headers carried the search
+    with pytest.raises(SystemExit, match="export it again"):
+        bench.table_search(Table.load(path), trials=7)

@@ -81,6 +81,19 @@ class ProxyConfig:
             if not ok:
                 raise UserError(f"{message} (proxy config)")
 
+    @classmethod
+    def from_json(cls, record: dict[str, Any], where: str = "proxy") -> ProxyConfig:
+        """The config `dataclasses.asdict` wrote; an unknown field is a `UserError` naming
+        it (a record from a newer effsearch), a missing one takes its default."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(record) - names)
+        if unknown:
+            raise UserError(f"{where}: unknown ProxyConfig field(s) {', '.join(unknown)}")
+        try:
+            return cls(**record)
+        except TypeError as e:  # a field of the wrong type, e.g. "epochs": "4"
+            raise UserError(f"{where}: {e}") from None
+
     def spec(self, num_classes: int, in_channels: int) -> space.ArchSpec:
         """The architecture trained, adapted to the dataset's classes and channels."""
         spec = space.resolve(self.arch)
