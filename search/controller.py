@@ -47,6 +47,7 @@ from trainers.data import Dataset
 from trainers.proxy import (
     ProxyResult,
     Stop,
+    describe_proxy_dataset,
     load_proxy_dataset,
     runtime_signature,
     train_and_evaluate,
@@ -331,8 +332,9 @@ class _Heartbeat:
 class TrialRunner:
     """Turns trials into candidates and trains them; one per worker process.
 
-    Holds what is shared by all trials of a worker: the dataset (loaded once), the baseline
-    spec adapted to it, and the cost target of the reward.
+    Holds what is shared by all trials of a worker: the dataset (loaded once, at the first
+    training: a parent that starts workers and trains nothing reads only what describes it),
+    the baseline spec adapted to it, and the cost target of the reward.
     """
 
     def __init__(self, config: SearchConfig, study: optuna.Study,
@@ -341,11 +343,18 @@ class TrialRunner:
         self.config, self.study = config, study
         self.train = train  # None: real training (`train_and_evaluate`)
         self.wait, self.poll_s = wait, poll_s  # while another worker trains the same network
-        self.dataset = dataset or load_proxy_dataset(config.proxy)
+        self._dataset = dataset
+        info = dataset.info if dataset is not None else describe_proxy_dataset(config.proxy)
         self.baseline = dataclasses.replace(config.proxy, arch=config.search.start).spec(
-            self.dataset.num_classes, self.dataset.channels)
+            info.num_classes, info.channels)
         config.search.prepare(self.baseline)  # e.g. an infeasible MACs target, before training
         self._latency_cache: dict[str, float] = {}
+
+    @property
+    def dataset(self) -> Dataset:
+        if self._dataset is None:
+            self._dataset = load_proxy_dataset(self.config.proxy)
+        return self._dataset
 
     def propose(self, trial: optuna.Trial) -> Candidate | str:
         """The trial's network, or why it is rejected without training."""

@@ -181,3 +181,26 @@ def test_the_cifar10_archive(monkeypatch):
     assert np.bincount(d.test.labels).tolist() == [1000] * 10
     mean, _ = d.stats()
     assert np.allclose(mean / 255, [0.4913, 0.4821, 0.4465], atol=2e-3)  # CIFAR-10's own
+
+
+@pytest.mark.parametrize("name, size", [("t.tar.gz", None), ("t.zip", 8), ("tree", None)])
+def test_describe_says_what_load_gives_without_decoding(tmp_path, monkeypatch, name, size):
+    """A parent that starts workers reads names, one image and the cache's headers, never
+    the whole tree (issue 24)."""
+    from trainers.data import describe_dataset
+
+    tree = make_tree(tmp_path / "tree")
+    path = tree if name == "tree" else pack(tree, tmp_path / name)
+    decoded = []
+    real = image_archives._decode
+    monkeypatch.setattr(image_archives, "_decode",
+                        lambda entries, *a: decoded.append(len(entries)) or real(entries, *a))
+    info = describe_dataset(str(path), image_size=size, val_fraction=1 / 3)
+    assert decoded in ([], [1])  # at most the image whose width sets the size
+    assert not list((tmp_path / "cache").rglob("*.npz"))  # describing fills no cache
+    loaded = load_dataset(str(path), image_size=size, val_fraction=1 / 3)
+    assert info == loaded.info and info.nbytes == sum(
+        s.images.nbytes for s in (loaded.train, loaded.val, loaded.test))
+    decoded.clear()
+    assert describe_dataset(str(path), image_size=size, val_fraction=1 / 3) == info
+    assert decoded == []  # from the cache entry's headers now

@@ -378,3 +378,95 @@ def test_prepared_tfds_as_tfrecord_needs_tensorflow(prepared_toy, tmp_path):
             "effsearch_toy", ".*", "prepared as tfrecord, which only TensorFlow reads",
             "effsearch_toy")):
         load_dataset("tfds:effsearch_toy", data_dir=data_dir)
+
+
+def _npz_file(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=rng.integers(0, 255, (40, 6, 6), np.uint8),
+             y_train=np.arange(40) % 4, x_test=rng.integers(0, 255, (8, 6, 6), np.uint8),
+             y_test=np.arange(8) % 4)
+    return str(path)
+
+
+@pytest.mark.parametrize("source", ["digits", "npz", "tfds"])
+def test_describe_dataset_matches_what_load_dataset_gives(tmp_path, source):
+    name, kwargs = {"digits": ("digits", {}), "npz": (_npz_file(tmp_path), {}),
+                    "tfds": ("tfds:effsearch_toy", {"data_dir": str(tmp_path)})}[source]
+    if source == "tfds":
+        _prepare_array_record(tmp_path)
+    info = data.describe_dataset(name, val_fraction=0.25, **kwargs)
+    assert info == load_dataset(name, val_fraction=0.25, **kwargs).info
+
+
+def test_a_runner_in_the_parent_of_workers_loads_no_pixels(monkeypatch):
+    """`--workers N`: the parent builds the baseline from the dataset's description."""
+    import optuna
+    from toys import TINY_ARCH
+
+    from search.config import CoefficientSearch, SearchConfig
+    from search.controller import TrialRunner
+    from trainers.proxy import ProxyConfig
+
+    config = SearchConfig(name="s", search=CoefficientSearch(baseline=TINY_ARCH, phi=1.0,
+                                                             tolerance=0.5),
+                          proxy=ProxyConfig(dataset="digits", resolution=8))
+    runner = TrialRunner(config, optuna.create_study())
+    monkeypatch.setattr(data, "load_dataset", lambda *a, **k: pytest.fail("loaded pixels"))
+    assert (runner.baseline.num_classes, runner.baseline.in_channels) == (10, 1)
+
+
+@functools.cache
+def _mixed_builder():
+    """A TFDS dataset whose images differ in size: `Tensor(shape=(None, None, 3))`."""
+    import tensorflow_datasets as tfds
+
+    class EffsearchMixed(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(
+                builder=self, features=tfds.features.FeaturesDict({
+                    # Two unknown dimensions: tfds stores such tensors encoded.
+                    "image": tfds.features.Tensor(shape=(None, None, 3), dtype=np.uint8,
+                                                  encoding="zlib"),
+                    "label": tfds.features.ClassLabel(num_classes=2)}))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(20)}
+
+        def _generate_examples(self, n):
+            rng = np.random.default_rng(0)
+            for i in range(n):
+                size = 10 + 2 * (i % 3)
+                yield i, {"image": rng.integers(0, 255, (size, size + 1, 3), np.uint8),
+                          "label": i % 2}
+
+    return EffsearchMixed
+
+
+def test_tfds_images_of_several_sizes_decode_at_the_size_asked(tmp_path):
+    _mixed_builder()(data_dir=str(tmp_path), file_format="array_record").download_and_prepare()
+    name = "tfds:effsearch_mixed"
+    with pytest.raises(DatasetError, match="images of several sizes.*image_size"):
+        load_dataset(name, data_dir=str(tmp_path))
+    with pytest.raises(DatasetError, match="images of several sizes"):
+        data.describe_dataset(name, data_dir=str(tmp_path))
+    d = load_dataset(name, data_dir=str(tmp_path), image_size=8, val_fraction=0.2)
+    assert d.image_shape == (8, 8, 3) and d.train.images.dtype == np.uint8
+    assert d.info == data.describe_dataset(name, data_dir=str(tmp_path), image_size=8,
+                                           val_fraction=0.2)
+
+
+def test_tfds_too_large_for_the_host_is_refused_before_decoding(tmp_path, monkeypatch):
+    import collections
+
+    import psutil
+
+    _prepare_array_record(tmp_path)
+    memory = collections.namedtuple("memory", "available")
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory(4_000))  # 4 kB free
+    monkeypatch.setattr(data, "_tfds_split", lambda *a: pytest.fail("decoded"))
+    with pytest.raises(DatasetError, match=r"39 images at 8x8\) decodes to .* more than this "
+                                           r"host can hold"):
+        load_dataset("tfds:effsearch_toy", data_dir=str(tmp_path))

@@ -29,6 +29,10 @@ class ProxyConfig:
     dataset: str = "digits"
     data_dir: str | None = None
     val_fraction: float = 0.1
+    # Decode every image to this square size (folders, archives, TFDS): needed where images
+    # differ in size, and what keeps an ImageNet-sized set in host memory (e.g. the largest
+    # resolution a search trains). None: the native size.
+    image_size: int | None = None
     split_seed: int = 0  # fixes the validation split across a whole study
     fraction: float = 1.0  # share of the train split used (proxy budget)
     epochs: int = 5
@@ -69,6 +73,7 @@ class ProxyConfig:
              "dtype must be 'auto', 'float32' or 'bfloat16'"),
             (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),
             (self.resolution is None or self.resolution >= 8, "resolution must be >= 8"),
+            (self.image_size is None or self.image_size >= 8, "image_size must be >= 8"),
             (self.width > 0 and self.depth > 0, "width and depth must be > 0"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (self.imbalance is None or self.imbalance >= 1, "imbalance must be >= 1"),

@@ -59,6 +59,29 @@ class Split:
         return Split(self.images[index], self.labels[index])
 
 
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What describes a dataset without its pixels (`describe_dataset`): what a parent that
+    starts workers needs, and what the memory checks before loading or training weigh."""
+
+    name: str
+    source: str
+    num_classes: int
+    image_shape: tuple[int, int, int]  # as decoded: H, W, C
+    train: int  # after the validation split
+    val: int
+    test: int
+
+    @property
+    def channels(self) -> int:
+        return self.image_shape[-1]
+
+    @property
+    def nbytes(self) -> int:
+        """The decoded uint8 splits' size."""
+        return (self.train + self.val + self.test) * math.prod(self.image_shape)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
     """Train / validation / test splits of one dataset, plus what describes it."""
@@ -89,6 +112,11 @@ class Dataset:
             cached = channel_stats(self.train.images)
             object.__setattr__(self, "_stats", cached)  # frozen: a cache, not a field
         return cached
+
+    @property
+    def info(self) -> DatasetInfo:
+        return DatasetInfo(self.name, self.source, self.num_classes, self.image_shape,
+                           len(self.train), len(self.val), len(self.test) if self.test else 0)
 
     def summary(self) -> dict[str, object]:
         return {"name": self.name, "source": self.source, "num_classes": self.num_classes,
@@ -275,20 +303,55 @@ def _load_npz(path: Path) -> Loaded:
     return train, test, classes, f"npz file {path}"
 
 
+def _describe_npz(path: Path) -> tuple[tuple[int, int, int], int, int, int]:
+    """(image shape, classes, train size, test size) of an .npz file from its image arrays'
+    headers (the labels are read: they are small); a file `_load_npz` would refuse is
+    loaded, for its one-line reason."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {Path(n).stem: n for n in archive.namelist()}
+            shapes = {}
+            for key in ("x_train", "x_test"):
+                if key in members:
+                    with archive.open(members[key]) as f:
+                        version = np.lib.format.read_magic(f)
+                        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                else np.lib.format.read_array_header_2_0)
+                        shapes[key] = read(f)[0]
+        with np.load(path) as data:
+            labels = [data[k] for k in ("y_train", "y_test") if k in data.files]
+        x = shapes["x_train"]
+        if len(x) not in (3, 4) or (len(x) == 4 and x[-1] not in (1, 3, 4)) or not labels:
+            raise ValueError("not the layout _load_npz takes")
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        train, test, classes, _ = _load_npz(path)  # raises its one line, or it is fine
+        return (tuple(train.images.shape[1:]), classes,  # type: ignore[return-value]
+                len(train), len(test) if test else 0)
+    shape = (x[1], x[2], x[3] if len(x) == 4 else 1)
+    classes = int(max(int(y.max()) for y in labels)) + 1
+    return shape, classes, x[0], shapes["x_test"][0] if "x_test" in shapes else 0
+
+
+def _folder_classes(root: Path) -> tuple[str, ...] | None:
+    """A folder's class subfolders, which count even when they hold no image (None for an
+    archive: its classes are the names its members have)."""
+    if not root.is_dir():
+        return None
+    train_root = root / "train" if (root / "train").is_dir() else root
+    classes = tuple(sorted(p.name for p in train_root.iterdir() if p.is_dir()))
+    if len(classes) < 2:
+        raise DatasetError(f"{train_root} must hold one subfolder per class (found "
+                           f"{len(classes)})")
+    return classes
+
+
 def _load_images(root: Path, image_size: int | None) -> Loaded:
     """An image folder or archive of one (trainers/image_archives.py), decoded once: later
     loads, in any process, read the decoded cache."""
-    from trainers import image_archives
-
-    classes = None
-    if root.is_dir():  # a folder's class subfolders count even when they hold no image
-        train_root = root / "train" if (root / "train").is_dir() else root
-        classes = tuple(sorted(p.name for p in train_root.iterdir() if p.is_dir()))
-        if len(classes) < 2:
-            raise DatasetError(f"{train_root} must hold one subfolder per class (found "
-                               f"{len(classes)})")
     try:
-        tree = image_archives.load(root, image_size, classes)
+        tree = image_archives.load(root, image_size, _folder_classes(root))
     except image_archives.ArchiveError as e:
         raise DatasetError(str(e)) from None
     train = Split(tree.train_images, tree.train_labels)
@@ -342,12 +405,16 @@ def _why_not_prepared(builder: Any, data_dir: str | None) -> str:
     return "" if prepared else f"no {builder.data_path / 'dataset_info.json'}"
 
 
-def _tfds_split(builder: Any, name: str, split: str, data_dir: str | None) -> Split | None:
-    """One split of a TFDS dataset in memory; None if the dataset has no such split."""
+def _tfds_split(builder: Any, name: str, split: str, data_dir: str | None, key: str,
+                image_size: int | None) -> Split | None:
+    """One split of a TFDS dataset in memory, its images (feature `key`) decoded one at a
+    time into one preallocated uint8 array, resized to `image_size` squares if given (a list
+    of decoded images, stacked at the end, held every image twice and failed on mixed
+    sizes); None if the dataset has no such split."""
     where = data_dir or "the default TFDS data dir"
     try:
         with _quiet_unprepared_warning():
-            source = builder.as_data_source(split=split)
+            source: Any = builder.as_data_source(split=split)
     except (NotImplementedError, KeyError):
         # NotImplementedError: the builder's file format has no random access: tfrecord,
         # which is also what tfds assumes when nothing is prepared; KeyError: tfds's empty
@@ -356,30 +423,49 @@ def _tfds_split(builder: Any, name: str, split: str, data_dir: str | None) -> Sp
         why = _why_not_prepared(builder, data_dir)
         if why:
             raise _not_prepared(name, data_dir, why) from None
-        items = _tfds_load_with_tf(name, split, data_dir)
+        source = _tfds_load_with_tf(name, split, data_dir)
     except ValueError as e:
         if "split" in str(e).lower():  # "Unknown split 'test'. Should be one of ['train']."
             return None
         raise DatasetError(f"TFDS dataset '{name}' in {where}: {_one_line(e)}") from None
-    else:
-        try:
-            items = [source[i] for i in range(len(source))]
-        except (RuntimeError, OSError) as e:
-            # array_record reports a missing or damaged shard as RuntimeError("open() failed:
-            # ..."), parquet as an OSError: the prepared files are incomplete.
-            raise DatasetError(f"TFDS dataset '{name}' split '{split}' in {where} cannot be "
-                               f"read ({_one_line(e)}); prepare it again") from None
-    if not items:
+    n = len(source)
+    if not n:
         return None
-    image_keys = [k for k, v in items[0].items() if np.ndim(v) >= 2]
-    if "label" not in items[0] or not image_keys:
-        raise DatasetError(f"TFDS dataset '{name}' is not an image classification dataset: "
-                           f"it needs an image and a 'label' feature, it has "
-                           f"{sorted(items[0])}")
-    image_key = "image" if "image" in items[0] else image_keys[0]
-    x = _as_images(np.stack([it[image_key] for it in items]), f"tfds {name}:{split}")
-    return Split(x, _as_labels(np.asarray([it["label"] for it in items]), len(x),
-                               f"tfds {name}:{split}"))
+    images: np.ndarray | None = None
+    labels = np.empty(n, np.int64)
+    try:
+        for i in range(n):
+            item = source[i]
+            image = _fit(np.asarray(item[key]), image_size)
+            if images is None:
+                images = np.empty((n, *image.shape), np.uint8)
+            elif image.shape != images.shape[1:]:
+                raise DatasetError(f"TFDS dataset '{name}' has images of several sizes "
+                                   f"({images.shape[1:]} and {image.shape}): set the size to "
+                                   f"decode them to (ProxyConfig.image_size)")
+            images[i] = image
+            labels[i] = item["label"]
+    except (RuntimeError, OSError) as e:
+        # array_record reports a missing or damaged shard as RuntimeError("open() failed:
+        # ..."), parquet as an OSError: the prepared files are incomplete.
+        raise DatasetError(f"TFDS dataset '{name}' split '{split}' in {where} cannot be "
+                           f"read ({_one_line(e)}); prepare it again") from None
+    assert images is not None
+    x = _as_images(images, f"tfds {name}:{split}")
+    return Split(x, _as_labels(labels, len(x), f"tfds {name}:{split}"))
+
+
+def _fit(image: np.ndarray, size: int | None) -> np.ndarray:
+    """A uint8 H x W x C image as a `size` square (bilinear, as image folders are), or as it
+    is without a size."""
+    if size is None or image.shape[:2] == (size, size):
+        return image
+    from PIL import Image
+
+    channels = image.shape[-1]
+    resized = Image.fromarray(image[..., 0] if channels == 1 else image).resize(
+        (size, size), Image.Resampling.BILINEAR)
+    return np.asarray(resized, np.uint8).reshape(size, size, channels)
 
 
 def _tfds_load_with_tf(name: str, split: str, data_dir: str | None) -> list[dict]:
@@ -409,9 +495,8 @@ def _tfds_reason(error: BaseException) -> str:
     return text
 
 
-def _load_tfds(name: str, data_dir: str | None,
-               shown: str) -> Loaded:
-    """A TFDS dataset by name; `shown` is the name as the user gave it, for messages."""
+def _tfds_builder(name: str, data_dir: str | None, shown: str) -> Any:
+    """The TFDS builder of `name`; `shown` is the name as the user gave it, for messages."""
     import tensorflow_datasets as tfds
     from google.protobuf import json_format  # tfds's dependency; it parses dataset_info.json
 
@@ -427,7 +512,7 @@ def _load_tfds(name: str, data_dir: str | None,
                            f"supported)")
     try:
         with _quiet_unprepared_warning():
-            builder = tfds.builder(name, data_dir=data_dir)
+            return tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
         raise DatasetError(unknown) from None
     except (ValueError, TypeError, AssertionError) as e:
@@ -438,16 +523,92 @@ def _load_tfds(name: str, data_dir: str | None,
         raise DatasetError(f"TFDS dataset '{name}' in {data_dir or 'the default TFDS data dir'}"
                            f" has a damaged dataset_info.json ({_one_line(e)}); prepare it "
                            f"again") from None
-    train = _tfds_split(builder, name, "train", data_dir)
+
+
+def _tfds_features(builder: Any, name: str) -> tuple[str, tuple[int | None, ...], int | None]:
+    """(the image feature's key, its shape, the label's class count or None) from
+    `builder.info`; the image is the feature named "image", else the first 3-D one."""
+    features = builder.info.features
+    label = features["label"] if "label" in features else None  # noqa: SIM401 (no .get)
+    images = {k: tuple(f.shape) for k, f in features.items()
+              if len(getattr(f, "shape", ())) == 3}
+    if label is None or not images:
+        raise DatasetError(f"TFDS dataset '{name}' is not an image classification dataset: "
+                           f"it needs an image and a 'label' feature, it has "
+                           f"{sorted(features)}")
+    key = "image" if "image" in images else next(iter(images))
+    return key, images[key], getattr(label, "num_classes", None)
+
+
+def _decoded_shape(shape: tuple[int | None, ...], image_size: int | None,
+                   name: str) -> tuple[int, int, int]:
+    """The (H, W, C) images decode to: `image_size` squares, else the native size, which a
+    dataset of several image sizes does not have."""
+    height, width, channels = shape
+    if channels is None:
+        raise DatasetError(f"TFDS dataset '{name}' does not say its images' channels")
+    if image_size:
+        return image_size, image_size, channels
+    if height is None or width is None:
+        raise DatasetError(f"TFDS dataset '{name}' has images of several sizes: set the "
+                           f"size to decode them to (ProxyConfig.image_size, e.g. the "
+                           f"proxy's resolution)")
+    return height, width, channels
+
+
+def _split_sizes(builder: Any) -> tuple[int, int]:
+    """(train, test) example counts from `builder.info` (0 for a split it lacks)."""
+    splits = builder.info.splits
+    return tuple(splits[s].num_examples if s in splits else 0  # type: ignore[return-value]
+                 for s in ("train", "test"))
+
+
+def _check_host_memory(nbytes: int, what: str) -> None:
+    """Refuses, in one line, to decode `nbytes` where this host has less memory free."""
+    import psutil
+
+    free = psutil.virtual_memory().available
+    if nbytes > 0.8 * free:  # the rest: the trainer, the compiler and the OS
+        raise DatasetError(f"{what} decodes to {nbytes / 2**30:.1f} GiB, more than this host "
+                           f"can hold ({free / 2**30:.1f} GiB free): decode smaller "
+                           f"(ProxyConfig.image_size) or use a subset")
+
+
+def _describe_tfds(name: str, data_dir: str | None, shown: str,
+                   image_size: int | None) -> tuple[tuple[int, int, int], int, int, int]:
+    builder = _tfds_builder(name, data_dir, shown)
+    why = _why_not_prepared(builder, data_dir)
+    if why:
+        raise _not_prepared(name, data_dir, why)
+    _, shape, classes = _tfds_features(builder, name)
+    train, test = _split_sizes(builder)
+    if not train:
+        raise DatasetError(f"TFDS dataset '{name}' has no train split")
+    return _decoded_shape(shape, image_size, name), classes or 0, train, test
+
+
+def _load_tfds(name: str, data_dir: str | None, shown: str,
+               image_size: int | None = None) -> Loaded:
+    """A TFDS dataset by name; `shown` is the name as the user gave it, for messages."""
+    builder = _tfds_builder(name, data_dir, shown)
+    try:
+        key, shape, classes = _tfds_features(builder, name)
+    except DatasetError:
+        if _why_not_prepared(builder, data_dir):
+            raise _not_prepared(name, data_dir, _why_not_prepared(builder, data_dir)) from None
+        raise
+    decoded = _decoded_shape(shape, image_size, name)
+    sizes = _split_sizes(builder)
+    if sizes[0]:  # what `builder.info` knows: refuse before decoding the first image
+        _check_host_memory(sum(sizes) * math.prod(decoded),
+                           f"TFDS dataset '{name}' ({sum(sizes):,} images at "
+                           f"{decoded[0]}x{decoded[1]})")
+    train = _tfds_split(builder, name, "train", data_dir, key, image_size)
     if train is None:
         raise DatasetError(f"TFDS dataset '{name}' has no train split")
-    test = _tfds_split(builder, name, "test", data_dir)
-    try:
-        label = builder.info.features["label"]
-    except KeyError:
-        label = None
-    classes = (label.num_classes if label is not None and hasattr(label, "num_classes")
-               else int(train.labels.max()) + 1)
+    test = _tfds_split(builder, name, "test", data_dir, key, image_size)
+    if classes is None:
+        classes = int(train.labels.max()) + 1
     return train, test, classes, f"tfds {name} ({data_dir or 'default data_dir'})"
 
 
@@ -467,6 +628,31 @@ def _in_data_dir(name: str) -> Path | None:
     return None
 
 
+def _locate(name: str, data_dir: str | None) -> tuple[str, Any]:
+    """Which source `name` is: ("named", name), ("archive" | "npz" | "folder", path) or
+    ("tfds", (tfds name, data_dir)); the order `load_dataset` documents."""
+    path = Path(name).expanduser()
+    local = _in_data_dir(name)
+    if name in _NAMED:
+        return "named", name
+    if image_archives.is_archive(path):
+        found = path if path.is_file() else local
+        if found is None:
+            raise DatasetError(f"dataset archive not found: {path}")
+        return "archive", found
+    if path.suffix == ".npz" or path.is_file():
+        if not path.exists():
+            raise DatasetError(f"dataset file not found: {path}")
+        return "npz", path
+    if name.strip() and path.is_dir():  # Path("") is ".", but "" names no folder
+        return "folder", path
+    if local is not None:
+        return ("folder" if local.is_dir() else "archive"), local
+    if data_dir and "://" not in data_dir:  # tfds takes "~" literally; gs:// is no path
+        data_dir = str(Path(data_dir).expanduser())
+    return "tfds", (name.removeprefix("tfds:"), data_dir)
+
+
 def load_dataset(name: str = "digits", *, data_dir: str | None = None,
                  val_fraction: float = 0.1, split_seed: int = 0,
                  image_size: int | None = None) -> Dataset:
@@ -480,36 +666,58 @@ def load_dataset(name: str = "digits", *, data_dir: str | None = None,
         val_fraction: share of train held out for validation (the search's selection set).
         split_seed: seed of the val (and, for the bundled sets, test) split; fixed across a
             study.
-        image_size: folders and archives only: resize every image to this square size.
+        image_size: folders, archives and TFDS: decode every image to this square size
+            (images of several sizes need one).
 
     Raises:
-        DatasetError: an unknown or unprepared dataset, or malformed files, with what to do.
+        DatasetError: an unknown or unprepared dataset, or malformed files, with what to do;
+            a TFDS dataset that would not fit in this host's free memory decoded.
     """
     if not 0 < val_fraction < 1:
         raise DatasetError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    path = Path(name).expanduser()
-    local = _in_data_dir(name)
-    if name in _NAMED:
-        train, test, classes, source = _NAMED[name].loader(split_seed)
-    elif image_archives.is_archive(path):
-        found = path if path.is_file() else local
-        if found is None:
-            raise DatasetError(f"dataset archive not found: {path}")
-        train, test, classes, source = _load_images(found, image_size)
-    elif path.suffix == ".npz" or path.is_file():
-        if not path.exists():
-            raise DatasetError(f"dataset file not found: {path}")
-        train, test, classes, source = _load_npz(path)
-    elif name.strip() and path.is_dir():  # Path("") is ".", but "" names no folder
-        train, test, classes, source = _load_images(path, image_size)
-    elif local is not None:
-        train, test, classes, source = _load_images(local, image_size)
+    kind, where = _locate(name, data_dir)
+    if kind == "named":
+        train, test, classes, source = _NAMED[where].loader(split_seed)
+    elif kind in ("archive", "folder"):
+        train, test, classes, source = _load_images(where, image_size)
+    elif kind == "npz":
+        train, test, classes, source = _load_npz(where)
     else:
-        if data_dir and "://" not in data_dir:  # tfds takes "~" literally; gs:// is no path
-            data_dir = str(Path(data_dir).expanduser())
-        train, test, classes, source = _load_tfds(name.removeprefix("tfds:"), data_dir, name)
+        train, test, classes, source = _load_tfds(where[0], where[1], name, image_size)
     if classes < 2:
         raise DatasetError(f"dataset '{name}' has {classes} class; need at least 2")
     train, val = _stratified_split(train, val_fraction, split_seed,
                                    f"dataset '{name}' train split", "a validation split")
     return Dataset(name, train, val, test, classes, source)
+
+
+def describe_dataset(name: str = "digits", *, data_dir: str | None = None,
+                     val_fraction: float = 0.1, split_seed: int = 0,
+                     image_size: int | None = None) -> DatasetInfo:
+    """What `load_dataset` with these arguments would load, without decoding its images: an
+    archive's or folder's names (or its decoded cache's headers), an `.npz` file's array
+    headers, a TFDS dataset's `builder.info`. The built-in sets are small and just loaded.
+
+    Raises:
+        DatasetError: as `load_dataset` would, where describing can tell.
+    """
+    if not 0 < val_fraction < 1:
+        raise DatasetError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    kind, where = _locate(name, data_dir)
+    if kind == "named":
+        return load_dataset(name, val_fraction=val_fraction, split_seed=split_seed).info
+    if kind in ("archive", "folder"):
+        try:
+            shape, classes, train, test = image_archives.describe(where, image_size,
+                                                                  _folder_classes(where))
+        except image_archives.ArchiveError as e:
+            raise DatasetError(str(e)) from None
+        source = f"image {'folder' if kind == 'folder' else 'archive'} {where} ({classes} classes)"
+    elif kind == "npz":
+        shape, classes, train, test = _describe_npz(where)
+        source = f"npz file {where}"
+    else:
+        shape, classes, train, test = _describe_tfds(where[0], where[1], name, image_size)
+        source = f"tfds {where[0]} ({where[1] or 'default data_dir'})"
+    val = math.ceil(val_fraction * train)  # as `_stratified_split` (train_test_split) cuts
+    return DatasetInfo(name, source, classes, shape, train - val, val, test)

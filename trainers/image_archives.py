@@ -75,10 +75,7 @@ def load(path: Path, image_size: int | None = None,
         ArchiveError: one line naming the file, for a corrupt archive, an unreadable image,
             no images, or fewer than two classes.
     """
-    from trainers.runtime import cache_dir
-
-    key = _source_key(path, image_size, classes)
-    entry = cache_dir() / "datasets" / f"{_stem(path)}-{key[:24]}.npz"
+    entry = _entry(path, image_size, classes)
     if entry.exists():
         cached = _read_entry(entry)
         if cached is not None:
@@ -93,6 +90,14 @@ def load(path: Path, image_size: int | None = None,
         decoded = _decode_tree(path, image_size, classes)
         _write_entry(entry, decoded)
         return decoded
+
+
+def _entry(path: Path, image_size: int | None, classes: tuple[str, ...] | None) -> Path:
+    """The cache entry of the tree decoded at `image_size` with `classes`."""
+    from trainers.runtime import cache_dir
+
+    key = _source_key(path, image_size, classes)
+    return cache_dir() / "datasets" / f"{_stem(path)}-{key[:24]}.npz"
 
 
 def _stem(path: Path) -> str:
@@ -154,8 +159,10 @@ def _write_entry(entry: Path, decoded: Decoded) -> None:
 # ----------------------------------------------------------------------------- reading
 
 
-def _members(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
-    """(member path, reader) of every regular file in the folder or archive."""
+def _members(path: Path, contents: bool = True) -> Iterator[tuple[str, Callable[[], bytes]]]:
+    """(member path, reader) of every regular file in the folder or archive. With
+    `contents`, an archive's members are read as they are listed (a .tar.gz is read front to
+    back once); without, only their names are, and a reader opens the archive again."""
     if path.is_dir():
         for file in sorted(p for p in path.rglob("*") if p.is_file()):
             yield file.relative_to(path).as_posix(), file.read_bytes
@@ -164,25 +171,45 @@ def _members(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
             for info in archive.infolist():
                 if not info.is_dir() and Path(info.filename).suffix.lower() in IMAGE_SUFFIXES:
                     # Read now: the archive is closed once the loop ends.
-                    yield info.filename, _constant(archive.read(info))
+                    yield info.filename, (_constant(archive.read(info)) if contents else
+                                          _reopen_zip(path, info.filename))
     else:
         with tarfile.open(path, "r:*") as archive:
-            for member in archive:  # in archive order: a .tar.gz is read front to back once
+            for member in archive:
                 if member.isfile() and Path(member.name).suffix.lower() in IMAGE_SUFFIXES:
+                    if not contents:
+                        yield member.name, _reopen_tar(path, member.name)
+                        continue
                     data = archive.extractfile(member)
                     assert data is not None  # a regular file always has contents
                     yield member.name, _constant(data.read())
+
+
+def _reopen_zip(path: Path, name: str) -> Callable[[], bytes]:
+    def read() -> bytes:
+        with zipfile.ZipFile(path) as archive:
+            return archive.read(name)
+    return read
+
+
+def _reopen_tar(path: Path, name: str) -> Callable[[], bytes]:
+    def read() -> bytes:
+        with tarfile.open(path, "r:*") as archive:
+            data = archive.extractfile(name)
+            assert data is not None
+            return data.read()
+    return read
 
 
 def _constant(content: bytes) -> Callable[[], bytes]:
     return lambda: content
 
 
-def _entries(path: Path) -> list[_Entry]:
+def _entries(path: Path, contents: bool = True) -> list[_Entry]:
     """The tree's images as (split, class, file name, reader), in sorted order."""
     # "./train/cat/1.jpg" (tar -C DIR .) is "train/cat/1.jpg"; hidden files are skipped.
     named = ((posixpath.normpath(name).lstrip("/").split("/"), read)
-             for name, read in _members(path))
+             for name, read in _members(path, contents))
     files = [(parts, read) for parts, read in named
              if Path(parts[-1]).suffix.lower() in IMAGE_SUFFIXES
              and not any(part.startswith(".") for part in parts)]
@@ -202,10 +229,11 @@ def _entries(path: Path) -> list[_Entry]:
     return sorted(entries, key=lambda e: e[:3])
 
 
-def _decode_tree(path: Path, image_size: int | None,
-                 classes: tuple[str, ...] | None) -> Decoded:
+def _tree(path: Path, classes: tuple[str, ...] | None, contents: bool = True
+          ) -> tuple[list[_Entry], list[_Entry], tuple[str, ...]]:
+    """The tree's train and test entries and its classes (default: train's, sorted)."""
     try:
-        entries = _entries(path)
+        entries = _entries(path, contents)
     except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
         raise ArchiveError(f"cannot read {path}: it is not a readable "
                            f"{'folder' if path.is_dir() else 'archive'} ({_reason(e)})") from None
@@ -216,10 +244,46 @@ def _decode_tree(path: Path, image_size: int | None,
     if len(classes) < 2:
         raise ArchiveError(f"{path} must hold one subfolder per class (found "
                            f"{len(classes)}), optionally inside train/ and test/")
-    label = {name: i for i, name in enumerate(classes)}
+    label = set(classes)
     train = [e for e in entries if e[0] == train_split and e[1] in label]
     # test/ may lack a class that train/ has, but not hold one train/ lacks.
     test = [e for e in entries if e[0] == "test" and e[1] in label]
+    return train, test, classes
+
+
+def describe(path: Path, image_size: int | None = None, classes: tuple[str, ...] | None = None
+             ) -> tuple[tuple[int, int, int], int, int, int]:
+    """(decoded image shape, classes, train images, test images) of what `load` would give,
+    without decoding the tree: from the cache entry's array headers if it has one, else from
+    the members' names and the one image whose width sets the decoded size."""
+    entry = _entry(path, image_size, classes)
+    if entry.exists():
+        try:
+            with zipfile.ZipFile(entry) as archive:
+                shapes = {}
+                for key in ("train_images", "test_images"):
+                    if f"{key}.npy" in archive.namelist():
+                        with archive.open(f"{key}.npy") as f:
+                            version = np.lib.format.read_magic(f)
+                            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                    else np.lib.format.read_array_header_2_0)
+                            shapes[key] = read(f)[0]
+            with np.load(entry) as data:
+                count = len(data["classes"])
+            shape = shapes["train_images"]
+            return (tuple(shape[1:]), count, shape[0],  # type: ignore[return-value]
+                    shapes["test_images"][0] if "test_images" in shapes else 0)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            pass  # a torn entry: describe the tree itself
+    train, test, classes = _tree(path, classes, contents=False)
+    size = image_size or _decode(train[:1], None, path)[1]
+    return (size, size, 3), len(classes), len(train), len(test)
+
+
+def _decode_tree(path: Path, image_size: int | None,
+                 classes: tuple[str, ...] | None) -> Decoded:
+    train, test, classes = _tree(path, classes)
+    label = {name: i for i, name in enumerate(classes)}
     size = image_size
     splits: list[tuple[np.ndarray | None, np.ndarray | None]] = []
     for part in (train, test):

@@ -33,11 +33,12 @@ import space
 from space.model import create_model, resolve_depthwise
 from trainers import imbalance, pipeline
 from trainers.config import ProxyConfig, ProxyResult
-from trainers.data import Dataset, Split, load_dataset
+from trainers.data import Dataset, DatasetInfo, Split, describe_dataset, load_dataset
 from trainers.metrics import classification_metrics
 
 __all__ = ["EpochCallback", "ProxyConfig", "ProxyResult", "Stop", "TrainState",
-           "TrainStep", "compute_dtype", "create_train_state", "load_proxy_dataset",
+           "TrainStep", "compute_dtype", "create_train_state", "describe_proxy_dataset",
+           "load_proxy_dataset",
            "make_loss_fn", "make_optimizer", "make_train_step", "runtime_signature",
            "train_and_evaluate", "training_split"]
 
@@ -45,7 +46,15 @@ __all__ = ["EpochCallback", "ProxyConfig", "ProxyResult", "Stop", "TrainState",
 def load_proxy_dataset(config: ProxyConfig) -> Dataset:
     """The dataset a proxy config trains on (its source, split fraction and split seed)."""
     return load_dataset(config.dataset, data_dir=config.data_dir,
-                        val_fraction=config.val_fraction, split_seed=config.split_seed)
+                        val_fraction=config.val_fraction, split_seed=config.split_seed,
+                        image_size=config.image_size)
+
+
+def describe_proxy_dataset(config: ProxyConfig) -> DatasetInfo:
+    """What `load_proxy_dataset` would load, without its pixels (`describe_dataset`)."""
+    return describe_dataset(config.dataset, data_dir=config.data_dir,
+                            val_fraction=config.val_fraction, split_seed=config.split_seed,
+                            image_size=config.image_size)
 
 
 class Stop(Exception):
