@@ -48,10 +48,13 @@ from trainers.proxy import (
     ProxyResult,
     Stop,
     describe_proxy_dataset,
+    input_pipeline,
     load_proxy_dataset,
     runtime_signature,
     train_and_evaluate,
+    training_split,
 )
+from trainers.streaming import LazyImages
 
 HEARTBEAT = "heartbeat"
 PROMOTED_FROM, PROMOTED_RUNG, BRACKET = "promoted_from", "promoted_rung", "bracket"
@@ -691,6 +694,12 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
     runner = runner or TrialRunner(config, study, dataset, wait=wait, poll_s=poll_s)
     mine = (runtime_signature(config.proxy, runner.dataset)  # a replay trains nothing here
             if isinstance(runner, TrialRunner) and runner.train is None else None)
+    if mine is not None:
+        # Before the first trial: splits that cannot go on the devices as the config asks
+        # are one line here, not a failure in every trial.
+        train = training_split(config.proxy, runner.dataset)
+        input_pipeline(config.proxy, runner.dataset.info,
+                       lazy=isinstance(train.images, LazyImages))
     report, rejections_in_a_row, duplicates_in_a_row = WorkerReport(), 0, 0
     grid = registry.SAMPLERS[config.sampler].grid
     announced: set[int] = set()

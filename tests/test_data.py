@@ -448,7 +448,7 @@ def _mixed_builder():
 def test_tfds_images_of_several_sizes_decode_at_the_size_asked(tmp_path):
     _mixed_builder()(data_dir=str(tmp_path), file_format="array_record").download_and_prepare()
     name = "tfds:effsearch_mixed"
-    with pytest.raises(DatasetError, match="images of several sizes.*image_size"):
+    with pytest.raises(DatasetError, match=r"images of several sizes.*image_size"):
         load_dataset(name, data_dir=str(tmp_path))
     with pytest.raises(DatasetError, match="images of several sizes"):
         data.describe_dataset(name, data_dir=str(tmp_path))

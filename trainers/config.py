@@ -35,6 +35,11 @@ class ProxyConfig:
     image_size: int | None = None
     split_seed: int = 0  # fixes the validation split across a whole study
     fraction: float = 1.0  # share of the train split used (proxy budget)
+    # "device": every split on every device (the fastest: batches are indices); "grain":
+    # train batches streamed from the host (trainers/streaming.py), a TFDS dataset read from
+    # its array_record files without decoding it whole; "auto": "device" when the splits fit
+    # the devices' budget, else "grain" (and TFDS read lazily when it would not fit the host).
+    input_pipeline: str = "auto"
     epochs: int = 5
     steps: int | None = None  # overrides epochs; rounded up to whole epochs
     batch_size: int = 128
@@ -74,6 +79,8 @@ class ProxyConfig:
             (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),
             (self.resolution is None or self.resolution >= 8, "resolution must be >= 8"),
             (self.image_size is None or self.image_size >= 8, "image_size must be >= 8"),
+            (self.input_pipeline in ("auto", "device", "grain"),
+             "input_pipeline must be 'auto', 'device' or 'grain'"),
             (self.width > 0 and self.depth > 0, "width and depth must be > 0"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (self.imbalance is None or self.imbalance >= 1, "imbalance must be >= 1"),
@@ -157,6 +164,7 @@ class ProxyResult:
     device_count: int | None = None  # devices the batch was split over
     compute_dtype: str | None = None  # "float32" or "bfloat16"
     depthwise: str | None = None  # "xla" or "shift"
+    input_pipeline: str | None = None  # "device" or "grain" (`trainers.proxy.input_pipeline`)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

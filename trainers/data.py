@@ -56,7 +56,10 @@ class Split:
         return len(self.labels)
 
     def subset(self, index: np.ndarray) -> Split:
-        return Split(self.images[index], self.labels[index])
+        images = self.images
+        # A lazily read split (trainers/streaming.LazyImages) stays lazy.
+        return Split(images.subset(index) if hasattr(images, "subset") else images[index],
+                     self.labels[index])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -455,6 +458,52 @@ def _tfds_split(builder: Any, name: str, split: str, data_dir: str | None, key: 
     return Split(x, _as_labels(labels, len(x), f"tfds {name}:{split}"))
 
 
+def _tfds_lazy_split(builder: Any, name: str, split: str, data_dir: str | None, key: str,
+                     image_size: int | None) -> Split | None:
+    """One split of a TFDS dataset read lazily from its random-access files: its labels in
+    memory, its images decoded per record when indexed (`streaming.LazyImages`)."""
+    from trainers.streaming import LazyImages
+
+    where = data_dir or "the default TFDS data dir"
+    try:
+        with _quiet_unprepared_warning():
+            source = builder.as_data_source(split=split)
+    except (NotImplementedError, KeyError):
+        why = _why_not_prepared(builder, data_dir) or ("prepared as tfrecord, which has no "
+                                                       "random access to stream from")
+        raise _not_prepared(name, data_dir, why) from None
+    except ValueError as e:
+        if "split" in str(e).lower():
+            return None
+        raise DatasetError(f"TFDS dataset '{name}' in {where}: {_one_line(e)}") from None
+    if not len(source):
+        return None
+    try:
+        first = _fit(np.asarray(source[0][key]), image_size)
+        labels = np.fromiter((r["label"] for r in _label_records(builder, split, key, source)),
+                             np.int64, len(source))
+    except (RuntimeError, OSError) as e:
+        raise DatasetError(f"TFDS dataset '{name}' split '{split}' in {where} cannot be "
+                           f"read ({_one_line(e)}); prepare it again") from None
+    images = LazyImages(source, key, first.shape, image_size)  # type: ignore[arg-type]
+    return Split(images, _as_labels(labels, len(images), f"tfds {name}:{split}"))  # type: ignore[arg-type]
+
+
+def _label_records(builder: Any, split: str, key: str, source: Any) -> Iterator[Any]:
+    """The split's records for their labels: with the image left undecoded where tfds can
+    skip it (`SkipDecoding`), else decoded and dropped, one at a time."""
+    import tensorflow_datasets as tfds
+
+    try:
+        skipping = builder.as_data_source(split=split, decoders={key: tfds.decode.SkipDecoding()})
+        yield skipping[0]
+    except Exception:  # a feature tfds cannot skip without TensorFlow: decode each one
+        skipping = source
+        yield source[0]
+    for i in range(1, len(source)):
+        yield skipping[i]
+
+
 def _fit(image: np.ndarray, size: int | None) -> np.ndarray:
     """A uint8 H x W x C image as a `size` square (bilinear, as image folders are), or as it
     is without a size."""
@@ -563,12 +612,18 @@ def _split_sizes(builder: Any) -> tuple[int, int]:
                  for s in ("train", "test"))
 
 
+def _fits_host(nbytes: int) -> bool:
+    import psutil
+
+    return nbytes <= 0.8 * psutil.virtual_memory().available  # the rest: trainer, XLA, OS
+
+
 def _check_host_memory(nbytes: int, what: str) -> None:
     """Refuses, in one line, to decode `nbytes` where this host has less memory free."""
     import psutil
 
     free = psutil.virtual_memory().available
-    if nbytes > 0.8 * free:  # the rest: the trainer, the compiler and the OS
+    if not _fits_host(nbytes):
         raise DatasetError(f"{what} decodes to {nbytes / 2**30:.1f} GiB, more than this host "
                            f"can hold ({free / 2**30:.1f} GiB free): decode smaller "
                            f"(ProxyConfig.image_size) or use a subset")
@@ -587,8 +642,8 @@ def _describe_tfds(name: str, data_dir: str | None, shown: str,
     return _decoded_shape(shape, image_size, name), classes or 0, train, test
 
 
-def _load_tfds(name: str, data_dir: str | None, shown: str,
-               image_size: int | None = None) -> Loaded:
+def _load_tfds(name: str, data_dir: str | None, shown: str, image_size: int | None = None,
+               input_pipeline: str = "device") -> Loaded:
     """A TFDS dataset by name; `shown` is the name as the user gave it, for messages."""
     builder = _tfds_builder(name, data_dir, shown)
     try:
@@ -599,14 +654,17 @@ def _load_tfds(name: str, data_dir: str | None, shown: str,
         raise
     decoded = _decoded_shape(shape, image_size, name)
     sizes = _split_sizes(builder)
-    if sizes[0]:  # what `builder.info` knows: refuse before decoding the first image
-        _check_host_memory(sum(sizes) * math.prod(decoded),
-                           f"TFDS dataset '{name}' ({sum(sizes):,} images at "
-                           f"{decoded[0]}x{decoded[1]})")
-    train = _tfds_split(builder, name, "train", data_dir, key, image_size)
+    nbytes = sum(sizes) * math.prod(decoded)
+    lazy = input_pipeline == "grain" or (input_pipeline == "auto" and sizes[0]
+                                         and not _fits_host(nbytes))
+    if sizes[0] and not lazy:  # what `builder.info` knows: refuse before the first image
+        _check_host_memory(nbytes, f"TFDS dataset '{name}' ({sum(sizes):,} images at "
+                                   f"{decoded[0]}x{decoded[1]})")
+    read = _tfds_lazy_split if lazy else _tfds_split
+    train = read(builder, name, "train", data_dir, key, image_size)
     if train is None:
         raise DatasetError(f"TFDS dataset '{name}' has no train split")
-    test = _tfds_split(builder, name, "test", data_dir, key, image_size)
+    test = read(builder, name, "test", data_dir, key, image_size)
     if classes is None:
         classes = int(train.labels.max()) + 1
     return train, test, classes, f"tfds {name} ({data_dir or 'default data_dir'})"
@@ -655,7 +713,7 @@ def _locate(name: str, data_dir: str | None) -> tuple[str, Any]:
 
 def load_dataset(name: str = "digits", *, data_dir: str | None = None,
                  val_fraction: float = 0.1, split_seed: int = 0,
-                 image_size: int | None = None) -> Dataset:
+                 image_size: int | None = None, input_pipeline: str = "device") -> Dataset:
     """Loads a dataset with a stratified, seeded validation split carved from train.
 
     Args:
@@ -668,6 +726,9 @@ def load_dataset(name: str = "digits", *, data_dir: str | None = None,
             study.
         image_size: folders, archives and TFDS: decode every image to this square size
             (images of several sizes need one).
+        input_pipeline: `ProxyConfig.input_pipeline`: with "grain", a TFDS dataset's images
+            are read lazily from its files (`streaming.LazyImages`), for streaming; with
+            "auto", only when they would not fit the host decoded.
 
     Raises:
         DatasetError: an unknown or unprepared dataset, or malformed files, with what to do;
@@ -683,7 +744,8 @@ def load_dataset(name: str = "digits", *, data_dir: str | None = None,
     elif kind == "npz":
         train, test, classes, source = _load_npz(where)
     else:
-        train, test, classes, source = _load_tfds(where[0], where[1], name, image_size)
+        train, test, classes, source = _load_tfds(where[0], where[1], name, image_size,
+                                                  input_pipeline)
     if classes < 2:
         raise DatasetError(f"dataset '{name}' has {classes} class; need at least 2")
     train, val = _stratified_split(train, val_fraction, split_seed,

@@ -53,7 +53,8 @@ def global_batch(requested: int, examples: int, mesh: Mesh) -> int:
 def put_split(split: Split, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
     """Images (uint8) and labels, replicated on every device of `mesh`."""
     replicated = NamedSharding(mesh, P())
-    return (jax.device_put(split.images, replicated),
+    # np.asarray: a lazily read split (trainers/streaming.LazyImages) is decoded here.
+    return (jax.device_put(np.asarray(split.images), replicated),
             jax.device_put(split.labels, replicated))
 
 
@@ -90,7 +91,16 @@ def prepare_batch(images: jax.Array, labels: jax.Array, index: jax.Array, key: j
 
     `key` None (or `augment` None) means evaluation: resize and normalise only.
     """
-    x = images[index].astype(jnp.float32)
+    return augment_batch(images[index], labels[index], key, resolution=resolution, mean=mean,
+                         std=std, augment=augment, dtype=dtype)
+
+
+def augment_batch(batch: jax.Array, labels: jax.Array, key: jax.Array | None, *,
+                  resolution: int, mean: np.ndarray, std: np.ndarray,
+                  augment: Augment | None, dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
+    """A gathered uint8 batch as normalised model input (jit-able): what `prepare_batch`
+    does after the gather, and what streamed batches (trainers/streaming.py) go through."""
+    x = batch.astype(jnp.float32)
     b, h, w, c = x.shape
     if (h, w) != (resolution, resolution):
         # Antialiased when shrinking, bilinear when growing (8x8 digits to a 16-32 px proxy).
@@ -108,4 +118,4 @@ def prepare_batch(images: jax.Array, labels: jax.Array, index: jax.Array, key: j
         if augment.flip:
             flip = jax.random.bernoulli(flip_key, 0.5, (b, 1, 1, 1))
             x = jnp.where(flip, x[:, :, ::-1, :], x)
-    return x.astype(dtype), labels[index]
+    return x.astype(dtype), labels

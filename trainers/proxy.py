@@ -30,24 +30,24 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import space
+from space import UserError
 from space.model import create_model, resolve_depthwise
-from trainers import imbalance, pipeline
+from trainers import imbalance, pipeline, streaming
 from trainers.config import ProxyConfig, ProxyResult
 from trainers.data import Dataset, DatasetInfo, Split, describe_dataset, load_dataset
 from trainers.metrics import classification_metrics
 
 __all__ = ["EpochCallback", "ProxyConfig", "ProxyResult", "Stop", "TrainState",
            "TrainStep", "compute_dtype", "create_train_state", "describe_proxy_dataset",
-           "load_proxy_dataset",
-           "make_loss_fn", "make_optimizer", "make_train_step", "runtime_signature",
-           "train_and_evaluate", "training_split"]
+           "input_pipeline", "load_proxy_dataset", "make_loss_fn", "make_optimizer",
+           "make_train_step", "runtime_signature", "train_and_evaluate", "training_split"]
 
 
 def load_proxy_dataset(config: ProxyConfig) -> Dataset:
     """The dataset a proxy config trains on (its source, split fraction and split seed)."""
     return load_dataset(config.dataset, data_dir=config.data_dir,
                         val_fraction=config.val_fraction, split_seed=config.split_seed,
-                        image_size=config.image_size)
+                        image_size=config.image_size, input_pipeline=config.input_pipeline)
 
 
 def describe_proxy_dataset(config: ProxyConfig) -> DatasetInfo:
@@ -206,6 +206,8 @@ class _Functions(NamedTuple):
 
     train_epoch: Callable[..., tuple[TrainState, jax.Array]]  # (state, images, labels, index, key)
     evaluate: Callable[..., tuple[jax.Array, jax.Array]]  # (params, rest, images, labels, ...)
+    # Streamed batches: (state, images (steps x batch x H x W x C), labels, keys (steps,)).
+    train_steps: Callable[..., tuple[TrainState, jax.Array]] | None = None
 
 
 def _build_functions(model: nnx.Module, train_step: TrainStep, config: ProxyConfig, *,
@@ -229,6 +231,16 @@ def _build_functions(model: nnx.Module, train_step: TrainStep, config: ProxyConf
         keys = jax.random.split(key, index.shape[0])
         return jax.lax.scan(step, state, (index, keys))
 
+    def train_steps(state, images, labels, keys):
+        # The same step on batches gathered on the host (trainers/streaming.py), with the
+        # keys the in-memory epoch draws for those steps: the same augmentation.
+        def step(state, inputs):
+            batch, y, step_key = inputs
+            x, y = pipeline.augment_batch(batch, y, step_key, augment=augment, **batch_fn)
+            return train_step(state, x, y)
+
+        return jax.lax.scan(step, state, (images, labels, keys))
+
     def evaluate(params, rest, images, labels, index, mask):
         model = nnx.merge(eval_def, params, rest)
 
@@ -244,7 +256,8 @@ def _build_functions(model: nnx.Module, train_step: TrainStep, config: ProxyConf
         _, (pred, loss) = jax.lax.scan(batch, None, (index, mask))
         return pred.reshape(-1), loss.reshape(-1)
 
-    return _Functions(jax.jit(train_epoch, donate_argnums=(0,)), jax.jit(evaluate))
+    return _Functions(jax.jit(train_epoch, donate_argnums=(0,)), jax.jit(evaluate),
+                      jax.jit(train_steps, donate_argnums=(0,)))
 
 
 # ----------------------------------------------------------------------------- the run, by stage
@@ -272,6 +285,7 @@ class _Feed:
     batch: int
     seed: int
     sampling: np.ndarray | None  # per-example draw probabilities (sampling remedies)
+    host: tuple[Any, np.ndarray] | None = None  # streamed: the train images and labels
 
     def epoch(self, epoch: int) -> tuple[jax.Array, ...]:
         """The train epoch's arguments after the state: images, labels, index, key."""
@@ -279,6 +293,30 @@ class _Feed:
                                        weights=self.sampling)
         return (*self.train, jax.device_put(index, self.sharded),
                 jax.random.fold_in(self.key, epoch))
+
+    def run(self, functions: _Functions, state: TrainState,
+            epoch: int) -> tuple[TrainState, jax.Array]:
+        """One epoch: scanned over the splits on the devices, or step by step over batches
+        streamed from the host (the same indices and step keys)."""
+        if self.host is None:
+            return functions.train_epoch(state, *self.epoch(epoch))
+        assert functions.train_steps is not None
+        index = pipeline.epoch_indices(self.examples, self.batch, self.seed, epoch,
+                                       weights=self.sampling)
+        keys = jax.random.split(jax.random.fold_in(self.key, epoch), len(index))
+        losses = []
+        batches = ((x[None], y[None]) for x, y in streaming.host_batches(*self.host, index))
+        for step, (x, y) in enumerate(streaming.on_device(batches, self.sharded)):
+            state, loss = functions.train_steps(state, x, y, keys[step:step + 1])
+            losses.append(loss)
+        return state, jnp.concatenate(losses)
+
+    def step_shapes(self, images: Any) -> tuple[Any, ...]:
+        """The streamed step's batch arguments, for compiling it ahead of time."""
+        return (jax.ShapeDtypeStruct((1, self.batch, *images.shape[1:]), np.uint8,
+                                     sharding=self.sharded),
+                jax.ShapeDtypeStruct((1, self.batch), np.int32, sharding=self.sharded),
+                jax.random.split(self.key, 1))
 
 
 def training_split(config: ProxyConfig, dataset: Dataset) -> Split:
@@ -342,16 +380,45 @@ def _new_result(config: ProxyConfig, dataset: Dataset, *, spec: space.ArchSpec, 
         depthwise=resolve_depthwise(config.depthwise))
 
 
+def input_pipeline(config: ProxyConfig, info: DatasetInfo, *, lazy: bool = False) -> str:
+    """"device" or "grain": what `config.input_pipeline` means for this dataset on these
+    devices (`streaming.device_budget`); `lazy`: the train split is read from its files.
+
+    Raises:
+        UserError: one line, where the splits cannot go as asked: "device" and they do not
+            fit, or the validation split alone does not (it stays on the devices).
+    """
+    budget = streaming.device_budget()
+    per_image = math.prod(info.image_shape)
+    # The validation split, and the test split in chunks of its size (`_test_metrics`).
+    train, val = info.train * per_image, 2 * info.val * per_image
+    if not (config.input_pipeline == "grain" or lazy or not streaming.fits(train + val, budget)):
+        return "device"
+    if budget is not None and not streaming.fits(val, budget):
+        raise UserError(f"the validation split and a test chunk ({val / 2**30:.2f} GiB) do "
+                        f"not fit the devices' budget for data ({budget / 2**30:.2f} GiB "
+                        f"each): decode smaller (image_size) or hold out less (val_fraction)")
+    if config.input_pipeline == "device":  # asked for, and the splits do not fit
+        raise UserError(f"the splits ({(train + val) / 2**30:.2f} GiB) do not fit the devices' "
+                        f"budget for data ({(budget or 0) / 2**30:.2f} GiB each): stream them "
+                        f"(input_pipeline='grain' or 'auto') or decode smaller (image_size)")
+    return "grain"
+
+
 def _feed(config: ProxyConfig, dataset: Dataset, *, split: Split, plan: _Plan, mesh: Mesh,
-          sampling: np.ndarray | None) -> _Feed:
-    """Puts the train and validation splits on the devices, with the val batches."""
+          sampling: np.ndarray | None, pipeline_name: str = "device") -> _Feed:
+    """Puts the validation split, and the train split unless it is streamed, on the devices,
+    with the val batches."""
     sharded = NamedSharding(mesh, PartitionSpec(None, "data"))
     val_index, val_mask = (jax.device_put(a, sharded)
                            for a in pipeline.eval_indices(len(dataset.val), plan.batch))
-    return _Feed(train=pipeline.put_split(split, mesh), val=pipeline.put_split(dataset.val, mesh),
-                 val_index=val_index, val_mask=val_mask, sharded=sharded,
-                 key=jax.random.key(config.seed), examples=len(split), batch=plan.batch,
-                 seed=config.seed, sampling=sampling)
+    streamed = pipeline_name == "grain"
+    empty = Split(np.zeros((0, *split.images.shape[1:]), np.uint8), np.zeros(0, np.int32))
+    return _Feed(train=pipeline.put_split(empty if streamed else split, mesh),
+                 val=pipeline.put_split(dataset.val, mesh), val_index=val_index, val_mask=val_mask,
+                 sharded=sharded, key=jax.random.key(config.seed), examples=len(split),
+                 batch=plan.batch, seed=config.seed, sampling=sampling,
+                 host=(split.images, split.labels.astype(np.int32)) if streamed else None)
 
 
 def _setup(config: ProxyConfig, dataset: Dataset, *, spec: space.ArchSpec, split: Split,
@@ -389,12 +456,19 @@ def _compile(functions: _Functions, state: TrainState, *, feed: _Feed,
     """Compiles the epoch and the evaluator ahead of time; records `compile_s`."""
     t = time.perf_counter()
     # `functions` holds the jitted (not yet compiled) functions here.
-    train_epoch = cast(jax.stages.Wrapped, functions.train_epoch).lower(
-        state, *feed.epoch(0)).compile()
+    train_epoch: Callable[..., Any]
+    train_steps: Callable[..., Any] | None = None
+    if feed.host is None:
+        train_epoch = cast(jax.stages.Wrapped, functions.train_epoch).lower(
+            state, *feed.epoch(0)).compile()
+    else:
+        train_epoch = functions.train_epoch
+        train_steps = cast(jax.stages.Wrapped, functions.train_steps).lower(
+            state, *feed.step_shapes(feed.host[0])).compile()
     evaluate = cast(jax.stages.Wrapped, functions.evaluate).lower(
         state.eval_params, state.rest, *feed.val, feed.val_index, feed.val_mask).compile()
     result.compile_s = time.perf_counter() - t
-    return _Functions(train_epoch, evaluate)
+    return _Functions(train_epoch, evaluate, train_steps)
 
 
 def _val_metrics(functions: _Functions, state: TrainState, *, feed: _Feed,
@@ -423,7 +497,7 @@ def _run_epochs(functions: _Functions, state: TrainState, *, feed: _Feed, datase
     train_time = 0.0
     for epoch in range(plan.epochs):
         t = time.perf_counter()
-        state, losses = functions.train_epoch(state, *feed.epoch(epoch))
+        state, losses = feed.run(functions, state, epoch)
         train_loss = float(jnp.mean(losses))  # also waits for the epoch to finish
         train_time += time.perf_counter() - t
         result.steps += plan.steps_per_epoch
@@ -511,7 +585,10 @@ def train_and_evaluate(config: ProxyConfig, *, dataset: Dataset | None = None,
     try:
         state, functions, sampling = _setup(config, dataset, spec=spec, split=split, plan=plan,
                                             result=result)
-        feed = _feed(config, dataset, split=split, plan=plan, mesh=mesh, sampling=sampling)
+        result.input_pipeline = input_pipeline(
+            config, dataset.info, lazy=isinstance(split.images, streaming.LazyImages))
+        feed = _feed(config, dataset, split=split, plan=plan, mesh=mesh, sampling=sampling,
+                     pipeline_name=result.input_pipeline)
         functions = _compile(functions, state, feed=feed, result=result)
         state = _run_epochs(functions, state, feed=feed, dataset=dataset, plan=plan,
                             result=result, callback=callback, progress=progress)
