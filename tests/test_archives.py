@@ -204,3 +204,22 @@ def test_describe_says_what_load_gives_without_decoding(tmp_path, monkeypatch, n
     decoded.clear()
     assert describe_dataset(str(path), image_size=size, val_fraction=1 / 3) == info
     assert decoded == []  # from the cache entry's headers now
+
+
+def test_statistics_are_measured_once_per_dataset_and_kept_in_the_cache(tmp_path,
+                                                                        monkeypatch):
+    from trainers import data
+
+    archive = pack(make_tree(tmp_path / "tree"), tmp_path / "t.tar.gz")
+    measured = []
+    real = data.channel_stats
+    monkeypatch.setattr(data, "channel_stats", lambda x: measured.append(len(x)) or real(x))
+    first = load_dataset(str(archive), image_size=8, val_fraction=1 / 3)
+    mean, std = first.stats()
+    assert first.stats()[0] is mean and measured == [len(first.train)]
+    again = load_dataset(str(archive), image_size=8, val_fraction=1 / 3)  # another worker
+    assert np.array_equal(again.stats()[0], mean) and np.array_equal(again.stats()[1], std)
+    assert measured == [len(first.train)]  # read from the cache, exactly
+    other = load_dataset(str(archive), image_size=8, val_fraction=0.5)  # another split
+    other.stats()
+    assert len(measured) == 2

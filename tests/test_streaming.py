@@ -108,3 +108,17 @@ def test_budget_is_a_share_of_the_smallest_device(monkeypatch):
 def test_a_bad_input_pipeline_is_refused():
     with pytest.raises(UserError, match="input_pipeline must be"):
         ProxyConfig(input_pipeline="disk")
+
+
+def test_a_lazy_split_measures_its_statistics_on_a_sample(toy, monkeypatch):
+    from trainers import data
+
+    monkeypatch.setenv("EFFSEARCH_CACHE_DIR", str(toy) + "-cache")
+    monkeypatch.setattr(data, "STATS_SAMPLE", 5)
+    lazy = load_dataset("tfds:effsearch_toy", data_dir=toy, val_fraction=0.2,
+                        input_pipeline="grain")
+    measured = []
+    real = data.channel_stats
+    monkeypatch.setattr(data, "channel_stats", lambda x: measured.append(len(x)) or real(x))
+    mean, std = lazy.stats()
+    assert measured == [5] and mean.shape == std.shape == (3,)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import math
 import os
@@ -95,6 +96,9 @@ class Dataset:
     test: Split | None
     num_classes: int
     source: str
+    # The source's identity with the split (content, decode size, val_fraction, split seed),
+    # where it has one: keys the train split's statistics in the cache.
+    key: str | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -107,14 +111,23 @@ class Dataset:
     def stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel mean and std of the train split, in 0-255 units (for normalisation).
 
-        Computed once per dataset (every trial of a worker asks), in chunks: a float64 copy
-        of a CIFAR-10-sized split took 9 s and 2.2 GB in every trial.
+        Computed once per dataset (every trial of a worker asks), in chunks (a float64 copy
+        of a CIFAR-10-sized split took 9 s and 2.2 GB in every trial), and kept in the cache
+        beside decoded datasets when the dataset has a `key`, so that other workers and runs
+        read them. A split read lazily (`streaming.LazyImages`) is measured on
+        `STATS_SAMPLE` images spread over it, not decoded whole.
         """
         cached = self.__dict__.get("_stats")
         if cached is None:
-            cached = channel_stats(self.train.images)
+            cached = _cached_stats(self.key, self._measure_stats)
             object.__setattr__(self, "_stats", cached)  # frozen: a cache, not a field
         return cached
+
+    def _measure_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        images = self.train.images
+        if hasattr(images, "subset") and len(images) > STATS_SAMPLE:  # lazy: a sample
+            images = images[np.linspace(0, len(images) - 1, STATS_SAMPLE).astype(int)]
+        return channel_stats(images)
 
     @property
     def info(self) -> DatasetInfo:
@@ -125,6 +138,36 @@ class Dataset:
         return {"name": self.name, "source": self.source, "num_classes": self.num_classes,
                 "image_shape": list(self.image_shape), "train": len(self.train),
                 "val": len(self.val), "test": len(self.test) if self.test else 0}
+
+
+STATS_SAMPLE = 20_000  # images a lazily read split's statistics are measured on
+
+
+def _cached_stats(key: str | None, measure: Callable[[], tuple[np.ndarray, np.ndarray]]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """`measure()`, or what an earlier one wrote for `key` under the cache; written
+    atomically (JSON floats round-trip exactly)."""
+    import json
+
+    from trainers.runtime import cache_dir
+
+    if key is None:
+        return measure()
+    path = cache_dir() / "datasets" / f"stats-{key[:32]}.json"
+    try:
+        record = json.loads(path.read_text())
+        return np.asarray(record["mean"]), np.asarray(record["std"])
+    except (OSError, ValueError, KeyError):
+        pass
+    mean, std = measure()
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps({"mean": mean.tolist(), "std": std.tolist()}))
+        os.replace(partial, path)
+    except OSError:
+        partial.unlink(missing_ok=True)  # a full or read-only cache: measure again next time
+    return mean, std
 
 
 def channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
@@ -750,7 +793,30 @@ def load_dataset(name: str = "digits", *, data_dir: str | None = None,
         raise DatasetError(f"dataset '{name}' has {classes} class; need at least 2")
     train, val = _stratified_split(train, val_fraction, split_seed,
                                    f"dataset '{name}' train split", "a validation split")
-    return Dataset(name, train, val, test, classes, source)
+    identity = _identity(kind, where, image_size)
+    key = identity and hashlib.sha256(
+        f"{identity}|val={val_fraction!r}|seed={split_seed}|lazy={hasattr(train.images, 'subset')}"
+        .encode()).hexdigest()
+    return Dataset(name, train, val, test, classes, source, key)
+
+
+def _identity(kind: str, where: Any, image_size: int | None) -> str | None:
+    """What a source's decoded train split depends on, for keying its statistics: an image
+    tree's content key, a file's size and modification time, a TFDS variant's folder and
+    version; None for the small built-in sets (measured in milliseconds)."""
+    if kind in ("archive", "folder"):
+        return "images:" + image_archives.source_key(where, image_size, _folder_classes(where))
+    if kind == "npz":
+        stat = where.stat()
+        return f"npz:{where.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    if kind == "tfds":
+        name, data_dir = where
+        try:
+            builder = _tfds_builder(name, data_dir, name)
+            return f"tfds:{builder.data_path}:{builder.info.version}:size={image_size}"
+        except DatasetError:
+            return None
+    return None
 
 
 def describe_dataset(name: str = "digits", *, data_dir: str | None = None,

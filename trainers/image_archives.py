@@ -17,6 +17,7 @@ optional, and it has no archive reader or decoded cache.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import os
@@ -109,6 +110,18 @@ def _stem(path: Path) -> str:
 
 def _source_key(path: Path, image_size: int | None, classes: tuple[str, ...] | None) -> str:
     """What the cached arrays depend on: the source's content, the size, the loader."""
+    if path.is_file():
+        stat = path.stat()
+        return _hashed(path, (stat.st_size, stat.st_mtime_ns), image_size, classes)
+    return _hashed.__wrapped__(path, None, image_size, classes)  # a folder: walked each time
+
+
+@functools.lru_cache(maxsize=16)
+def _hashed(path: Path, version: tuple[int, int] | None, image_size: int | None,
+            classes: tuple[str, ...] | None) -> str:
+    """`_source_key`, once per process for an unchanged archive (`version`: its size and
+    modification time): a worker hashes it to find its cache entry, then again to key the
+    dataset's statistics."""
     digest = hashlib.sha256(f"v{LOADER_VERSION} size={image_size} classes={classes}\n"
                             .encode())
     if path.is_dir():
@@ -249,6 +262,12 @@ def _tree(path: Path, classes: tuple[str, ...] | None, contents: bool = True
     # test/ may lack a class that train/ has, but not hold one train/ lacks.
     test = [e for e in entries if e[0] == "test" and e[1] in label]
     return train, test, classes
+
+
+def source_key(path: Path, image_size: int | None = None,
+               classes: tuple[str, ...] | None = None) -> str:
+    """The tree's identity as its decoded cache keys it (content, decode size, loader)."""
+    return _source_key(path, image_size, classes)
 
 
 def describe(path: Path, image_size: int | None = None, classes: tuple[str, ...] | None = None
