@@ -47,6 +47,13 @@ def test_prepare_batch_resizes_normalises_and_augments(digits):
     xb, _ = pipeline.prepare_batch(images, labels, idx, jax.random.key(0), augment=aug, **kw)
     np.testing.assert_array_equal(xa, xb)  # seeded
     assert xa.shape == x.shape and not np.allclose(xa, x)
+    # The splits go on the devices flat (TPU tiling, accelerator review row 11): the same
+    # batch comes out.
+    flat, _ = pipeline.put_split(digits.train, pipeline.data_mesh())
+    assert flat.shape == (len(digits.train), int(np.prod(digits.image_shape)))
+    xf, _ = pipeline.prepare_batch(flat, labels, idx, jax.random.key(0), augment=aug,
+                                   image_shape=digits.image_shape, **kw)
+    np.testing.assert_array_equal(xf, xa)
 
 
 def test_batch_is_a_multiple_of_the_devices():

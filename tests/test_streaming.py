@@ -122,3 +122,33 @@ def test_a_lazy_split_measures_its_statistics_on_a_sample(toy, monkeypatch):
     monkeypatch.setattr(data, "channel_stats", lambda x: measured.append(len(x)) or real(x))
     mean, std = lazy.stats()
     assert measured == [5] and mean.shape == std.shape == (3,)
+
+
+def test_splits_that_cannot_go_as_asked_stop_a_worker_before_its_first_trial(digits,
+                                                                               monkeypatch):
+    import optuna
+
+    from search import controller
+    from search.config import CoefficientSearch, SearchConfig
+
+    config = SearchConfig(name="s", search=CoefficientSearch(baseline=TINY_ARCH, phi=1.0,
+                                                             tolerance=0.5),
+                          proxy=dataclasses.replace(CONFIG, input_pipeline="device"),
+                          sampler="random", trials=1, halving=None)
+    study = optuna.create_study()
+    monkeypatch.setattr(streaming, "device_budget", lambda: 1_000)  # a 1 kB device
+    with pytest.raises(UserError, match="do not fit the devices' budget"):
+        controller.run_worker(config, study, trials=1, dataset=digits)
+    assert not study.trials
+
+
+def test_tfds_images_of_several_sizes_stream_at_the_size_asked(tmp_path):
+    from test_data import _mixed_builder
+
+    _mixed_builder()(data_dir=str(tmp_path), file_format="array_record").download_and_prepare()
+    lazy = load_dataset("tfds:effsearch_mixed", data_dir=str(tmp_path), image_size=8,
+                        val_fraction=0.2, input_pipeline="grain")
+    assert isinstance(lazy.train.images, streaming.LazyImages)
+    index = pipeline.epoch_indices(len(lazy.train), 4, seed=0, epoch=0)
+    for images, _ in streaming.host_batches(lazy.train.images, lazy.train.labels, index):
+        assert images.shape == (4, 8, 8, 3) and images.dtype == np.uint8

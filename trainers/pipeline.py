@@ -51,10 +51,15 @@ def global_batch(requested: int, examples: int, mesh: Mesh) -> int:
 
 
 def put_split(split: Split, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
-    """Images (uint8) and labels, replicated on every device of `mesh`."""
+    """Images (uint8, flattened to N x H*W*C) and labels, replicated on every device of
+    `mesh`. Flat, because XLA:TPU tiles an array's two minor dimensions to 128 lanes: an
+    N x H x W x 3 array would pad its channels 3 -> 128 (~40x the memory; accelerator
+    review row 11); `prepare_batch` restores the shape after the gather."""
     replicated = NamedSharding(mesh, P())
     # np.asarray: a lazily read split (trainers/streaming.LazyImages) is decoded here.
-    return (jax.device_put(np.asarray(split.images), replicated),
+    images = np.asarray(split.images)
+    flat = images.reshape(len(images), int(np.prod(images.shape[1:])))  # -1 fails at N = 0
+    return (jax.device_put(flat, replicated),
             jax.device_put(split.labels, replicated))
 
 
@@ -86,12 +91,18 @@ def normalisation(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
 
 def prepare_batch(images: jax.Array, labels: jax.Array, index: jax.Array, key: jax.Array | None,
                   *, resolution: int, mean: np.ndarray, std: np.ndarray,
-                  augment: Augment | None, dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
+                  augment: Augment | None, dtype: jnp.dtype,
+                  image_shape: tuple[int, ...] | None = None) -> tuple[jax.Array, jax.Array]:
     """Gathers a batch and turns it into normalised model input at `resolution` (jit-able).
 
+    `images` are N x H x W x C, or flat N x H*W*C (`put_split`) with `image_shape` (H, W, C).
     `key` None (or `augment` None) means evaluation: resize and normalise only.
     """
-    return augment_batch(images[index], labels[index], key, resolution=resolution, mean=mean,
+    batch = images[index]
+    if batch.ndim == 2:
+        assert image_shape is not None, "flat images need their image_shape"
+        batch = batch.reshape(batch.shape[0], *image_shape)
+    return augment_batch(batch, labels[index], key, resolution=resolution, mean=mean,
                          std=std, augment=augment, dtype=dtype)
 
 

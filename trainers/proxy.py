@@ -212,7 +212,8 @@ class _Functions(NamedTuple):
 
 def _build_functions(model: nnx.Module, train_step: TrainStep, config: ProxyConfig, *,
                      resolution: int, mean: np.ndarray, std: np.ndarray, dtype: Any,
-                     eval_offsets: np.ndarray | None) -> _Functions:
+                     eval_offsets: np.ndarray | None,
+                     image_shape: tuple[int, ...]) -> _Functions:
     """The epoch (the train step scanned over batches) and the evaluator, both jitted.
 
     `model` must be in eval mode: the evaluator rebuilds it from its graph.
@@ -220,12 +221,13 @@ def _build_functions(model: nnx.Module, train_step: TrainStep, config: ProxyConf
     eval_def = nnx.graphdef(model)
     augment = pipeline.Augment(config.crop_padding, config.flip)
     batch_fn = dict(resolution=resolution, mean=mean, std=std, dtype=dtype)
+    flat = dict(batch_fn, image_shape=image_shape)  # the on-device splits are flat
 
     def train_epoch(state, images, labels, index, key):
         def step(state, inputs):
             idx, step_key = inputs
             x, y = pipeline.prepare_batch(images, labels, idx, step_key, augment=augment,
-                                          **batch_fn)
+                                          **flat)
             return train_step(state, x, y)
 
         keys = jax.random.split(key, index.shape[0])
@@ -246,7 +248,7 @@ def _build_functions(model: nnx.Module, train_step: TrainStep, config: ProxyConf
 
         def batch(_, inputs):
             idx, valid = inputs
-            x, y = pipeline.prepare_batch(images, labels, idx, None, augment=None, **batch_fn)
+            x, y = pipeline.prepare_batch(images, labels, idx, None, augment=None, **flat)
             logits = model(x)
             if eval_offsets is not None:  # post-hoc logit adjustment
                 logits = logits - eval_offsets
@@ -447,7 +449,8 @@ def _setup(config: ProxyConfig, dataset: Dataset, *, spec: space.ArchSpec, split
     mean, std = pipeline.normalisation(dataset)
     functions = _build_functions(model, train_step, config, resolution=spec.resolution,
                                  mean=mean, std=std, dtype=dtype,
-                                 eval_offsets=remedy.eval_offsets)
+                                 eval_offsets=remedy.eval_offsets,
+                                 image_shape=dataset.image_shape)
     return state, functions, remedy.sampling
 
 
