@@ -152,3 +152,26 @@ def test_tfds_images_of_several_sizes_stream_at_the_size_asked(tmp_path):
     index = pipeline.epoch_indices(len(lazy.train), 4, seed=0, epoch=0)
     for images, _ in streaming.host_batches(lazy.train.images, lazy.train.labels, index):
         assert images.shape == (4, 8, 8, 3) and images.dtype == np.uint8
+
+
+def test_a_workers_trials_share_the_device_copies_of_their_splits(digits, monkeypatch):
+    """Review row 12: one copy of the splits per worker while they stay the same."""
+    from trainers.proxy import training_split
+
+    puts = []
+    real = pipeline.put_split
+    monkeypatch.setattr(pipeline, "put_split", lambda split, mesh: puts.append(split)
+                        or real(split, mesh))
+    config = dataclasses.replace(CONFIG, input_pipeline="device", seed=11)
+    n_train = len(training_split(config, digits))
+
+    def counts():
+        return (sum(len(p) == n_train for p in puts), sum(p is digits.val for p in puts))
+
+    first = train_and_evaluate(config, dataset=digits)
+    train_and_evaluate(dataclasses.replace(config, arch=TINY_ARCH.replace("c16", "c12")),
+                       dataset=digits)
+    assert counts() == (1, 1)
+    train_and_evaluate(dataclasses.replace(config, seed=12), dataset=digits)  # another draw
+    assert counts() == (2, 1)
+    assert first.data_s is not None and first.data_s >= 0

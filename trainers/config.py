@@ -165,6 +165,9 @@ class ProxyResult:
     compute_dtype: str | None = None  # "float32" or "bfloat16"
     depthwise: str | None = None  # "xla" or "shift"
     input_pipeline: str | None = None  # "device" or "grain" (`trainers.proxy.input_pipeline`)
+    # Drawing the train split and putting the splits on the devices (outside init_s and
+    # compile_s); the statistics and the dataset's loading are a worker's, not a trial's.
+    data_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
