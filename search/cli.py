@@ -251,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seeds per ladder rung (default: %(default)s)")
     p.add_argument("--no-references", action="store_true",
                    help="the ladder without the paper's direction and the controls")
+    p.add_argument("--reuse", metavar="TABLE",
+                   help="a direction table trained with the study's recipe: the ladder takes "
+                        "the (network, seed) trainings it holds instead of training them")
     p.add_argument("--top", type=arguments.positive(int),
                    help="how many of the best distinct trials (default: 3 on the ladder; 5, "
                         "and >= 3, for the rank correlation)")

@@ -131,6 +131,7 @@ def run_comparison(proxy: ProxyConfig, baseline: str, methods: Sequence[Method],
                    factors: Sequence[float], seeds: Sequence[int], *,
                    resolution_multiple: int, channel_divisor: int, latency: bool = False,
                    on_trained: Callable[[space.ArchSpec, int, Any], None] | None = None,
+                   reuse: Callable[[str, int], Any] | None = None,
                    **options: Any) -> dict[str, Any]:
     """The comparison with real trainings: `compare` over `proxy`'s data and recipe.
 
@@ -140,6 +141,8 @@ def run_comparison(proxy: ProxyConfig, baseline: str, methods: Sequence[Method],
             to the proxy's data and resolution as a search adapts its baseline.
         latency: also measure each member's forward latency (batch 1) on this device.
         on_trained: called with (spec, seed, result) after each training, for progress.
+        reuse: (arch, seed) -> a recorded training of that network with this recipe, or
+            None: what it returns is not trained again (`search.replay.Table.recorded`).
         options: passed to `compare` (cost_key, metrics, done, on_row).
 
     Returns:
@@ -152,7 +155,9 @@ def run_comparison(proxy: ProxyConfig, baseline: str, methods: Sequence[Method],
     base = dataclasses.replace(proxy, arch=baseline).spec(data.num_classes, data.channels)
 
     def train(spec: space.ArchSpec, seed: int) -> Any:
-        result = train_and_evaluate(proxy.for_spec(spec, seed=seed), dataset=data)
+        result = reuse(space.encode(spec), seed) if reuse else None
+        if result is None:
+            result = train_and_evaluate(proxy.for_spec(spec, seed=seed), dataset=data)
         if on_trained:
             on_trained(spec, seed, result)
         return result

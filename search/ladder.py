@@ -81,8 +81,8 @@ def load(study: optuna.Study) -> dict[str, Any] | None:
 
 def run_ladder(study: optuna.Study, *, factors: Sequence[float], top: int, seeds: int,
                epochs: int | None = None, references: bool = True,
-               on_trained: Callable[[Any, int, Any], None] | None = None
-               ) -> dict[str, Any]:
+               on_trained: Callable[[Any, int, Any], None] | None = None,
+               reuse: Any = None) -> dict[str, Any]:
     """Retrains the study's top directions and the references at each factor, `seeds` seeds.
 
     Args:
@@ -94,6 +94,8 @@ def run_ladder(study: optuna.Study, *, factors: Sequence[float], top: int, seeds
         references: also train the paper's direction and the single-dimension controls (off:
             e.g. when another study on the same baseline and seeds has them).
         on_trained: called with (spec, seed, result) after each training.
+        reuse: a direction table (`search.replay.Table`) trained with the study's recipe:
+            the (network, seed) trainings it holds are its rows, not trained again.
 
     Returns:
         {factors, seeds, top, epochs, metric, cost, tolerance, rows}: one row per (factor,
@@ -129,6 +131,7 @@ def run_ladder(study: optuna.Study, *, factors: Sequence[float], top: int, seeds
               "seeds": seed_list, "top": max(top, record.get("top", 0)),
               "epochs": proxy.epochs, "metric": metric, "cost": search.match or "macs",
               "tolerance": search.tolerance, "rows": record.get("rows", [])}
+    recorded = reuse.recorded(proxy) if reuse is not None else None
     chosen = methods(search, candidates, references=references)
     about = {m.name: info for m, info in chosen}
 
@@ -139,7 +142,7 @@ def run_ladder(study: optuna.Study, *, factors: Sequence[float], top: int, seeds
     run_comparison(proxy, search.baseline, [m for m, _ in chosen], list(map(float, factors)),
                    seed_list, resolution_multiple=search.resolution_multiple,
                    channel_divisor=search.channel_divisor, on_trained=on_trained,
-                   cost_key=record["cost"], metrics=(metric,),
+                   reuse=recorded, cost_key=record["cost"], metrics=(metric,),
                    done=[(r["factor"], r["method"]) for r in record["rows"]], on_row=keep)
     study.set_user_attr(LADDER_ATTR, json.dumps(record))
     return record

@@ -43,7 +43,8 @@ import numpy as np
 TABLE_VERSION = 1
 ROW_FIELDS = ("factor", "part", "seed", "shares", "alpha", "beta", "gamma", "phi", "arch",
               "resolution", "macs", "params", "activations", "match_ratio", "epochs", "curve",
-              "val_top1", "test_top1", "init_s", "compile_s", "wall_s")
+              "val_top1", "test_top1", "val_balanced_accuracy", "init_s", "compile_s",
+              "wall_s")
 
 
 def rows_of_study(trials: Iterable[Any], *, factor: float, part: str, seed: int,
@@ -71,8 +72,28 @@ def rows_of_study(trials: Iterable[Any], *, factor: float, part: str, seed: int,
             **{k: a[k] for k in ("alpha", "beta", "gamma", "phi", "arch", "resolution", "macs",
                                  "params", "activations", "match_ratio")},
             "epochs": epochs, "curve": [c["val_top1"] for c in a["curve"]],
-            **{k: a[k] for k in ("val_top1", "test_top1", "init_s", "compile_s", "wall_s")}})
+            **{k: a[k] for k in ("val_top1", "test_top1", "init_s", "compile_s", "wall_s")},
+            "val_balanced_accuracy": a.get("val_balanced_accuracy")})
     return rows
+
+
+class RecordedResult:
+    """A table row standing in for the `ProxyResult` of its training (the fields a
+    comparison reads); a row recorded before `val_balanced_accuracy` was kept has NaN."""
+
+    status = "ok"
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.row = row
+        self.val_top1, self.test_top1 = row["val_top1"], row["test_top1"]
+        self.val_balanced_accuracy = row.get("val_balanced_accuracy", math.nan)
+        self.wall_s = row["wall_s"]
+
+    def __getattr__(self, name: str) -> Any:  # another metric the study ranked by
+        try:
+            return self.row[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 def table_header(config: Any, tolerance: float) -> dict[str, Any]:
@@ -140,6 +161,35 @@ class Table:
 
     def factors(self) -> list[float]:
         return sorted({r["factor"] for r in self.rows})
+
+    def recorded(self, proxy: Any) -> Callable[[str, int], Any]:
+        """(arch, seed) -> the table's training of that network with that seed, as a result
+        (`RecordedResult`), or None: for retraining only what the table lacks (a ladder
+        reusing the table's rows). The table must have been trained with `proxy`'s recipe
+        (seeds aside); otherwise its rows would not be the trainings asked for.
+
+        Raises:
+            UserError: the header's proxy differs from `proxy`, naming the fields.
+        """
+        from space import UserError
+
+        if "proxy" not in self.header:
+            raise UserError("the table's header holds no proxy: export it again "
+                            "(experiments/export_direction_table.py)")
+        mine = dataclasses.asdict(proxy)
+        theirs = dataclasses.asdict(type(proxy).from_json(self.header["proxy"]))
+        # The arch is each row's, the seed each row's; both pipelines train the same.
+        differ = sorted(k for k in mine if k not in ("arch", "seed", "input_pipeline")
+                        and theirs[k] != mine[k])
+        if differ:
+            raise UserError(f"the table was trained with another recipe ({', '.join(differ)} "
+                            f"differ): its rows are not these trainings")
+        rows = {(r["arch"], r["seed"]): r for r in self.rows}
+
+        def lookup(arch: str, seed: int) -> RecordedResult | None:
+            row = rows.get((arch, seed))
+            return None if row is None else RecordedResult(row)
+        return lookup
 
     def directions(self, factor: float, tolerance: float | None = None) -> list[Direction]:
         """The directions recorded at `factor`; with `tolerance`, only those whose network's

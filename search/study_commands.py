@@ -484,8 +484,9 @@ def cmd_validate(args: argparse.Namespace) -> None:
     from trainers import runtime
 
     if args.factors is None:
-        if args.no_references:
-            raise UserError("--no-references is an option of the scale ladder: give --factors")
+        if args.no_references or args.reuse:
+            raise UserError(f"--{'no-references' if args.no_references else 'reuse'} is an "
+                            f"option of the scale ladder: give --factors")
         if args.epochs is None:
             raise UserError("give --factors (the scale ladder) or --epochs (the proxy's rank "
                             "correlation against a longer training)")
@@ -495,7 +496,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
     if args.factors is not None:
         record = _ladder(study, factors=args.factors, top=args.top or 3, seeds=args.seeds,
                          epochs=args.epochs, references=not args.no_references,
-                         show=not args.json)
+                         show=not args.json, reuse=_table(args.reuse) if args.reuse else None)
         if args.json:
             print_json(record)
         return
@@ -530,9 +531,19 @@ def cmd_validate(args: argparse.Namespace) -> None:
         sys.stderr.write(f"warning: {report['warning']}\n")
 
 
+def _table(path: str) -> Any:
+    """A direction table from a file, or one line saying why it cannot be read."""
+    from search.replay import Table
+
+    try:
+        return Table.load(path)
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"--reuse {path}: not a readable direction table ({e})") from None
+
+
 def _ladder(study: Any, *, factors: list[float], top: int, seeds: int,
             epochs: int | None = None, references: bool = True,
-            show: bool = True) -> dict[str, Any]:
+            show: bool = True, reuse: Any = None) -> dict[str, Any]:
     """Runs the scale ladder with a line per training; prints its table if `show`."""
     from search.ladder import run_ladder
 
@@ -545,7 +556,7 @@ def _ladder(study: Any, *, factors: list[float], top: int, seeds: int,
                             f"{result.test_top1:.4f}", markup=False, highlight=False)
 
     record = run_ladder(study, factors=factors, top=top, seeds=seeds, epochs=epochs,
-                        references=references, on_trained=trained)
+                        references=references, on_trained=trained, reuse=reuse)
     if show:
         console().print(ladder_table(record, f"study '{study.study_name}': scale ladder"))
     return record

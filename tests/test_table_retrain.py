@@ -80,3 +80,36 @@ def test_proxy_takes_an_arch_not_a_config_file(tmp_path, capsys):
     path.write_text("{}")
     assert main(["train", str(tmp_path / "sweep.py"), "--proxy", str(path)]) == 2
     assert "not a config file" in capsys.readouterr().err
+
+
+def test_the_table_stands_in_for_the_trainings_it_holds(table_path):
+    from space import UserError
+
+    table = Table.load(table_path)
+    row = table.rows[0]
+    lookup = table.recorded(PART.proxy)
+    hit = lookup(row["arch"], row["seed"])
+    assert (hit.status, hit.val_top1, hit.test_top1) == ("ok", row["val_top1"],
+                                                         row["test_top1"])
+    assert lookup(row["arch"], row["seed"] + 1) is None and lookup("other", row["seed"]) is None
+    with pytest.raises(UserError, match=r"another recipe \(epochs differ\)"):
+        table.recorded(dataclasses.replace(PART.proxy, epochs=3))
+
+
+def test_a_ladder_reusing_the_table_trains_only_what_it_lacks(table_path, monkeypatch):
+    from search import ladder
+    from trainers import proxy as proxy_lib
+
+    study = optuna.load_study(study_name=PART.name,
+                              storage=storage.open_storage(str(table_path.with_suffix(
+                                  ".journal"))))
+    trained = []
+    real = proxy_lib.train_and_evaluate
+    monkeypatch.setattr(proxy_lib, "train_and_evaluate",
+                        lambda config, **kw: trained.append(config.seed) or real(config, **kw))
+    record = ladder.run_ladder(study, factors=[PART.search.growth], top=1, seeds=2,
+                               references=False, reuse=Table.load(table_path))
+    row = Table.load(table_path).rows[0]
+    assert trained == [row["seed"] + 1]  # the table held the first seed's training
+    (rung,) = record["rows"]
+    assert rung["arch"] == row["arch"] and rung["val_top1"][0] == row["val_top1"]
