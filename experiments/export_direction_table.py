@@ -56,6 +56,7 @@ def export(journal: Path, output: Path, setup: Setup = MNIST) -> Table:
 
 
 def report(table: Table) -> None:
+    reliability = {factor: table.reliability(factor) for factor in table.factors()}
     for factor in table.factors():
         directions = table.directions(factor)
         best = table.best(factor)
@@ -71,6 +72,13 @@ def report(table: Table) -> None:
                   f"search with the default tolerance may train); best of them "
                   f"{_fmt(admissible.shares)}: val {admissible.mean:.4f} +- "
                   f"{admissible.std:.4f}")
+        r = reliability[factor]
+        if r is not None:
+            lo, hi = r.interval or (float("nan"), float("nan"))
+            print(f"  test-retest over {r.networks} distinct networks, seeds {list(r.seeds)}: "
+                  f"Spearman {r.spearman:.3f} ({lo:.2f} to {hi:.2f}), seed std "
+                  f"{r.seed_std:.4f}, spread {r.spread:.4f}; a {len(r.seeds)}-seed mean's "
+                  f"reliability {r.of_mean(len(r.seeds)):.3f}")
         for name, shares in NAMED.items():
             d = table.nearest(shares, factor)
             print(f"  {name:>15} {_fmt(d.shares)}: val {d.mean:.4f} +- {d.std:.4f}, "
@@ -82,8 +90,15 @@ def report(table: Table) -> None:
                  if d.shares in at_high]
         if len(pairs) >= 3:
             a, b = zip(*pairs, strict=True)
+            ra, rb = reliability[low], reliability[high]
+            seeds = min(len(ra.seeds), len(rb.seeds)) if ra and rb else 0
+            ceiling = (f" (noise ceiling {ra.ceiling(rb, seeds):.3f} for {seeds}-seed means)"
+                       if ra and rb else "")
             print(f"\n{low:g}x -> {high:g}x over {len(pairs)} directions: Spearman "
-                  f"{stats.spearmanr(a, b)[0]:.3f}, Kendall {stats.kendalltau(a, b)[0]:.3f}")
+                  f"{stats.spearmanr(a, b)[0]:.3f}, Kendall {stats.kendalltau(a, b)[0]:.3f}"
+                  f"{ceiling}")
+    print("\nbest direction by factor: " + " -> ".join(
+        f"{f:g}x {_fmt(table.best(f).shares)}" for f in table.factors()))
 
 
 def _fmt(shares) -> str:

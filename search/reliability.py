@@ -104,10 +104,16 @@ class Reliability:
         (1.96 standard deviations of a difference of two scores)."""
         return 1.96 * math.sqrt(2) * self.seed_std
 
-    def ceiling(self, other: Reliability) -> float:
+    def of_mean(self, seeds: int) -> float:
+        """The reliability of a ranking by the mean over `seeds` seeds (Spearman-Brown)."""
+        r = max(self.spearman, 0.0)
+        return seeds * r / (1 + (seeds - 1) * r)
+
+    def ceiling(self, other: Reliability, seeds: int = 1) -> float:
         """The highest correlation a ranking at this factor can show with one at `other`'s
-        factor, given both rankings' noise (Spearman's attenuation)."""
-        return math.sqrt(max(self.spearman, 0.0) * max(other.spearman, 0.0))
+        factor, given both rankings' noise (Spearman's attenuation), for rankings by the
+        mean over `seeds` seeds."""
+        return math.sqrt(self.of_mean(seeds) * other.of_mean(seeds))
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self) | {"noise_band": self.noise_band}

@@ -162,6 +162,25 @@ class Table:
     def factors(self) -> list[float]:
         return sorted({r["factor"] for r in self.rows})
 
+    def reliability(self, factor: float, metric: str = "val_top1") -> Any:
+        """The test-retest reliability at `factor` (`search.reliability.Reliability`) over
+        its distinct networks trained with every seed of the factor (directions that round
+        to one network count once), or None with fewer than 3 of them or one seed."""
+        from search.reliability import summarize
+
+        rows = [r for r in self.rows if math.isclose(r["factor"], factor)]
+        seeds = sorted({r["seed"] for r in rows})
+        by_arch: dict[str, dict[int, dict[str, Any]]] = {}
+        for r in rows:
+            by_arch.setdefault(r["arch"], {})[r["seed"]] = r
+        networks = [{"arch": arch, "shares": runs[seeds[0]]["shares"],
+                     "ratio": runs[seeds[0]]["match_ratio"],
+                     "scores": [runs[s][metric] for s in seeds]}
+                    for arch, runs in sorted(by_arch.items()) if len(runs) == len(seeds)]
+        if len(seeds) < 2 or len(networks) < 3:
+            return None
+        return summarize(metric, factor, seeds, networks)
+
     def recorded(self, proxy: Any) -> Callable[[str, int], Any]:
         """(arch, seed) -> the table's training of that network with that seed, as a result
         (`RecordedResult`), or None: for retraining only what the table lacks (a ladder

@@ -238,11 +238,24 @@ def test_export_report_reads_a_two_factor_table(capsys):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
     from export_direction_table import report
 
-    two = Table(synthetic_table(2.0).rows + synthetic_table(4.0, noise=0.01).rows)
+    rows = synthetic_table(2.0).rows + synthetic_table(4.0, noise=0.01).rows
+    two = Table(tuple(dict(r, arch=str(r["shares"])) for r in rows))  # a network each
     report(two)
     out = capsys.readouterr()[0]
     assert "2x: 66 directions" in out and "4x: 66 directions" in out
     assert "paper" in out and "2x -> 4x over 66 directions: Spearman" in out
+    assert "test-retest over 66 distinct networks, seeds [0, 1]" in out
+    assert "noise ceiling" in out and "best direction by factor: 2x (" in out
+
+
+def test_table_reliability_counts_each_network_once():
+    rows = synthetic_table(2.0, noise=0.0).rows
+    # Directions that round to one network (here: pairs of directions) count once.
+    table = Table(tuple(dict(r, arch=str(i // 4)) for i, r in enumerate(rows)))
+    r = table.reliability(2.0)
+    assert r.networks == len({row["arch"] for row in table.rows})
+    assert r.spearman > 0.99 and r.of_mean(2) >= r.spearman  # noise-free: seeds agree
+    assert Table(tuple(x for x in rows if x["seed"] == 0)).reliability(2.0) is None
 
 
 def test_hypervolume_gap(table):
