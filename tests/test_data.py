@@ -9,6 +9,12 @@ from trainers import data
 from trainers.data import DatasetError, load_dataset
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Decoded datasets and statistics go to a cache of the test's own."""
+    monkeypatch.setenv("EFFSEARCH_CACHE_DIR", str(tmp_path / "cache"))
+
+
 def test_digits_is_real_offline_data_with_disjoint_seeded_splits():
     d = load_dataset("digits")
     assert d.num_classes == 10 and d.image_shape == (8, 8, 1)
@@ -470,3 +476,14 @@ def test_tfds_too_large_for_the_host_is_refused_before_decoding(tmp_path, monkey
     with pytest.raises(DatasetError, match=r"39 images at 8x8\) decodes to .* more than this "
                                            r"host can hold"):
         load_dataset("tfds:effsearch_toy", data_dir=str(tmp_path))
+
+
+def test_tfds_decodes_once_for_every_worker(tmp_path, monkeypatch):
+    _prepare_array_record(tmp_path)
+    first = load_dataset("tfds:effsearch_toy", data_dir=str(tmp_path), val_fraction=0.2)
+    monkeypatch.setattr(data, "_tfds_split", lambda *a: pytest.fail("decoded again"))
+    again = load_dataset("tfds:effsearch_toy", data_dir=str(tmp_path), val_fraction=0.2)
+    for part in ("train", "val", "test"):
+        a, b = getattr(first, part), getattr(again, part)
+        assert np.array_equal(a.images, b.images) and np.array_equal(a.labels, b.labels)
+    assert list((tmp_path / "cache" / "datasets").glob("tfds-effsearch_toy-*.npz"))

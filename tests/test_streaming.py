@@ -18,6 +18,11 @@ CONFIG = ProxyConfig(arch=TINY_ARCH, dataset="digits", resolution=8, epochs=1, b
                      fraction=0.5)
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EFFSEARCH_CACHE_DIR", str(tmp_path / "cache"))
+
+
 @pytest.fixture(scope="module")
 def digits():
     return load_dataset("digits")

@@ -501,6 +501,38 @@ def _tfds_split(builder: Any, name: str, split: str, data_dir: str | None, key: 
     return Split(x, _as_labels(labels, len(x), f"tfds {name}:{split}"))
 
 
+def _tfds_decoded(builder: Any, name: str, data_dir: str | None, key: str,
+                  image_size: int | None) -> tuple[Split | None, Split | None]:
+    """The train and test splits decoded, through the decoded cache of image trees
+    (`image_archives.cached`, keyed by the prepared variant's folder, version, file sizes and
+    the decode size): workers started together decode a TFDS dataset once, not each."""
+    files = sorted(Path(builder.data_path).glob("*")) if Path(builder.data_path).is_dir() else []
+    identity = hashlib.sha256(
+        f"tfds v{image_archives.LOADER_VERSION} {builder.data_path} {builder.info.version} "
+        f"size={image_size} {[(f.name, f.stat().st_size) for f in files]}".encode()).hexdigest()
+    if not files:  # nothing prepared on disk (e.g. tfds's mock data): no cache entry
+        return (_tfds_split(builder, name, "train", data_dir, key, image_size),
+                _tfds_split(builder, name, "test", data_dir, key, image_size))
+
+    def decode() -> image_archives.Decoded:
+        train = _tfds_split(builder, name, "train", data_dir, key, image_size)
+        if train is None:
+            raise DatasetError(f"TFDS dataset '{name}' has no train split")
+        test = _tfds_split(builder, name, "test", data_dir, key, image_size)
+        return image_archives.Decoded(train.images, train.labels,
+                                      test.images if test else None,
+                                      test.labels if test else None, ())
+
+    from trainers.runtime import cache_dir
+
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    tree = image_archives.cached(cache_dir() / "datasets" / f"tfds-{stem}-{identity[:24]}.npz",
+                                 decode)
+    test = (Split(tree.test_images, tree.test_labels)
+            if tree.test_images is not None and tree.test_labels is not None else None)
+    return Split(tree.train_images, tree.train_labels), test
+
+
 def _tfds_lazy_split(builder: Any, name: str, split: str, data_dir: str | None, key: str,
                      image_size: int | None) -> Split | None:
     """One split of a TFDS dataset read lazily from its random-access files: its labels in
@@ -703,11 +735,13 @@ def _load_tfds(name: str, data_dir: str | None, shown: str, image_size: int | No
     if sizes[0] and not lazy:  # what `builder.info` knows: refuse before the first image
         _check_host_memory(nbytes, f"TFDS dataset '{name}' ({sum(sizes):,} images at "
                                    f"{decoded[0]}x{decoded[1]})")
-    read = _tfds_lazy_split if lazy else _tfds_split
-    train = read(builder, name, "train", data_dir, key, image_size)
+    if lazy:
+        train = _tfds_lazy_split(builder, name, "train", data_dir, key, image_size)
+        test = _tfds_lazy_split(builder, name, "test", data_dir, key, image_size)
+    else:
+        train, test = _tfds_decoded(builder, name, data_dir, key, image_size)
     if train is None:
         raise DatasetError(f"TFDS dataset '{name}' has no train split")
-    test = read(builder, name, "test", data_dir, key, image_size)
     if classes is None:
         classes = int(train.labels.max()) + 1
     return train, test, classes, f"tfds {name} ({data_dir or 'default data_dir'})"

@@ -76,19 +76,25 @@ def load(path: Path, image_size: int | None = None,
         ArchiveError: one line naming the file, for a corrupt archive, an unreadable image,
             no images, or fewer than two classes.
     """
-    entry = _entry(path, image_size, classes)
+    return cached(_entry(path, image_size, classes),
+                  lambda: _decode_tree(path, image_size, classes))
+
+
+def cached(entry: Path, decode: Callable[[], Decoded]) -> Decoded:
+    """The decoded splits in cache `entry`, or `decode()`'s, written there atomically by one
+    process under a file lock: workers started together wait for it and read it."""
     if entry.exists():
-        cached = _read_entry(entry)
-        if cached is not None:
-            return cached
+        found = _read_entry(entry)
+        if found is not None:
+            return found
     entry.parent.mkdir(parents=True, exist_ok=True)
     import filelock
 
     with filelock.FileLock(f"{entry}.lock"):  # workers started together decode once
-        cached = _read_entry(entry) if entry.exists() else None
-        if cached is not None:
-            return cached
-        decoded = _decode_tree(path, image_size, classes)
+        found = _read_entry(entry) if entry.exists() else None
+        if found is not None:
+            return found
+        decoded = decode()
         _write_entry(entry, decoded)
         return decoded
 
