@@ -114,9 +114,9 @@ def main() -> None:
                         help="default: results/<dataset>/direction_table.jsonl")
     args = parser.parse_args()
     results = HERE / "results" / args.dataset
-    table = export(args.journal or results / "effsearch.journal",
-                   args.output or results / "direction_table.jsonl", SETUPS[args.dataset])
-    print(f"wrote {args.output}: {len(table.rows)} trainings")
+    output = args.output or results / "direction_table.jsonl"
+    table = export(args.journal or results / "effsearch.journal", output, SETUPS[args.dataset])
+    print(f"wrote {output}: {len(table.rows)} trainings")
     report(table)
 
 
