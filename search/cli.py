@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="alpha*beta^2*gamma^2 of a typed triple; it must be within "
                         f"{model_commands.COEFFS_TOLERANCE:.0%} (default: %(default)s)")
     p.add_argument("--phi", default="0-7", help="'0-7', '0,0.5,1' or '2' (default: %(default)s)")
+    p.add_argument("--family-json", metavar="FILE", type=arguments.output(".json"),
+                   help="also write the family file: the coefficients, the baseline, the "
+                        "rounding and every member resolved stage by stage, with its costs")
     p.add_argument("--resolution-multiple", type=arguments.positive(int),
                    help="round scaled resolutions to this multiple (default: the coefficients "
                         f"file's, else {space.DEFAULT_RESOLUTION_MULTIPLE})")
@@ -219,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "ladder, else knee for a Pareto study and best otherwise)")
     p.add_argument("-o", "--output", required=True, type=arguments.output(".json"),
                    help="the .json file to write")
+    p.add_argument("--family", metavar="PHIS", type=arguments.parse_phis,
+                   help="write a family file instead: the coefficients and every member of "
+                        "these phis ('0-7', '0,1,2') resolved stage by stage, with its costs")
     p.set_defaults(func=_study_command("cmd_export"))
 
     p = sub.add_parser("reliability", help="test-retest: do two training seeds rank the "

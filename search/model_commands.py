@@ -108,8 +108,15 @@ def _family(args: argparse.Namespace) -> tuple[str, space.ArchSpec, space.Coeffi
 
 def cmd_scale(args: argparse.Namespace) -> None:
     name, baseline, coeffs = _family(args)
-    rows = family_rows(baseline, coeffs, parse_phis(args.phi), args.resolution_multiple,
-                       args.channel_divisor)
+    phis = parse_phis(args.phi)
+    rows = family_rows(baseline, coeffs, phis, args.resolution_multiple, args.channel_divisor)
+    if args.family_json:
+        from space.family_file import family_record, save_family
+
+        save_family(family_record(coeffs, phis, baseline=baseline,
+                                  resolution_multiple=args.resolution_multiple,
+                                  channel_divisor=args.channel_divisor), args.family_json)
+        sys.stderr.write(f"wrote {args.family_json}: {len(phis)} members\n")
     chosen = None
     if args.fit:
         key, budget = parse_fit(args.fit)

@@ -401,9 +401,18 @@ def cmd_export(args: argparse.Namespace) -> None:
         raise UserError(f"--pick knee needs a Pareto study; '{study.study_name}' is scored on "
                         f"{objective['metric']} alone (its trials are matched in cost): use "
                         f"--pick best or a trial number")
+    if args.family and not isinstance(kinds.from_stored(config), kinds.CoefficientSearch):
+        raise UserError(f"--family writes a scaled family; study '{study.study_name}' is a "
+                        f"{config['kind']} search, which exports one network")
     row = records.pick(records.trial_rows(study), how, records.cost_field(config))
     extra = {"picked_by": why} | ({"ladder": ladder_lib.summary(ladder)} if ladder else {})
     path = records.export(study, row, args.output, storage.public_location(url), extra)
+    if args.family:  # the coefficients just written, with every member resolved
+        from space import load_coefficients
+        from space.family_file import family_record, save_family
+
+        coeffs = load_coefficients(path)
+        save_family(family_record(coeffs, args.family), path)
     sys.stdout.write(f"wrote {path}: trial {row.trial} ({why}), "
                      f"{kinds.from_stored(config).describe(row)}, {row.metric} "
                      f"{row.score:.4f}, {row.macs / 1e6:.2f}M MACs\n")

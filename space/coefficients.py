@@ -160,6 +160,10 @@ def load_coefficients(path: str | Path) -> Coefficients:
     """
     path = Path(path)
     record = read_json_file(path, "coefficients", CoefficientsError)
+    if isinstance(record, dict) and record.get("format") == "effsearch.family":
+        from space.family_file import coefficients_of  # a family file holds coefficients too
+
+        return coefficients_of(record, str(path))
     if not isinstance(record, dict) or record.get("format") != FILE_FORMAT:
         raise CoefficientsError(f"{path} is not an effsearch coefficients file "
                                 f"(expected \"format\": \"{FILE_FORMAT}\")")

@@ -135,3 +135,16 @@ def test_ladder_trains_matched_members_with_seeds_and_resumes(coef_study, tmp_pa
     assert main(["validate", "coef", *where, "--factors", "2", "--seeds", "3",
                  "--epochs", "1"]) == 2
     assert "has a ladder with seeds [0, 1]" in capsys.readouterr()[1]
+
+
+def test_export_family_writes_the_members_of_the_exported_direction(
+        coef_study, tmp_path):  # noqa: F811
+    from space.family_file import load_family
+
+    _, where = copy_of(coef_study, tmp_path)
+    out = tmp_path / "family.json"
+    assert main(["export", "coef", *where, "--family", "0-3", "-o", str(out)]) == 0
+    coeffs, members = load_family(out)
+    assert [m["phi"] for m in members] == [0, 1, 2, 3]
+    assert coeffs.provenance["trial"] == space.load_coefficients(out).provenance["trial"]
+    assert members[0]["arch"] == coeffs.baseline  # phi 0: the searched baseline
