@@ -356,16 +356,7 @@ def _describe_npz(path: Path) -> tuple[tuple[int, int, int], int, int, int]:
     import zipfile
 
     try:
-        with zipfile.ZipFile(path) as archive:
-            members = {Path(n).stem: n for n in archive.namelist()}
-            shapes = {}
-            for key in ("x_train", "x_test"):
-                if key in members:
-                    with archive.open(members[key]) as f:
-                        version = np.lib.format.read_magic(f)
-                        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                else np.lib.format.read_array_header_2_0)
-                        shapes[key] = read(f)[0]
+        shapes = image_archives.npz_shapes(path, ("x_train", "x_test"))
         with np.load(path) as data:
             labels = [data[k] for k in ("y_train", "y_test") if k in data.files]
         x = shapes["x_train"]

@@ -276,6 +276,22 @@ def source_key(path: Path, image_size: int | None = None,
     return _source_key(path, image_size, classes)
 
 
+def npz_shapes(path: Path, keys: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    """The shapes of the arrays `keys` that an .npz file holds, from their headers alone
+    (nothing decompressed beyond them)."""
+    shapes = {}
+    with zipfile.ZipFile(path) as archive:
+        members = {Path(n).stem: n for n in archive.namelist()}
+        for key in keys:
+            if key in members:
+                with archive.open(members[key]) as f:
+                    version = np.lib.format.read_magic(f)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shapes[key] = read(f)[0]
+    return shapes
+
+
 def describe(path: Path, image_size: int | None = None, classes: tuple[str, ...] | None = None
              ) -> tuple[tuple[int, int, int], int, int, int]:
     """(decoded image shape, classes, train images, test images) of what `load` would give,
@@ -284,15 +300,7 @@ def describe(path: Path, image_size: int | None = None, classes: tuple[str, ...]
     entry = _entry(path, image_size, classes)
     if entry.exists():
         try:
-            with zipfile.ZipFile(entry) as archive:
-                shapes = {}
-                for key in ("train_images", "test_images"):
-                    if f"{key}.npy" in archive.namelist():
-                        with archive.open(f"{key}.npy") as f:
-                            version = np.lib.format.read_magic(f)
-                            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                    else np.lib.format.read_array_header_2_0)
-                            shapes[key] = read(f)[0]
+            shapes = npz_shapes(entry, ("train_images", "test_images"))
             with np.load(entry) as data:
                 count = len(data["classes"])
             shape = shapes["train_images"]
