@@ -66,8 +66,8 @@ def test_torchvision_stand_in_lets_timm_import_and_refuses_use():
     code = textwrap.dedent("""
         import sys
         sys.modules["torchvision"] = None  # as if missing: importing it raises ImportError
-        from trainers import torch_bench
-        assert torch_bench.use_torchvision_stand_in_if_broken()
+        from space.torchvision_stand_in import use_torchvision_stand_in_if_broken
+        assert use_torchvision_stand_in_if_broken()
         from torchvision.ops.misc import FrozenBatchNorm2d
         import torchvision.transforms.functional as F
         assert F.InterpolationMode.BILINEAR is not None
