@@ -220,11 +220,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pick", help="best, knee or a trial number (default: the best search "
                                   "direction at the ladder's largest factor if the study has a "
                                   "ladder, else knee for a Pareto study and best otherwise)")
-    p.add_argument("-o", "--output", required=True, type=arguments.output(".json"),
-                   help="the .json file to write")
+    p.add_argument("-o", "--output", type=arguments.output(".json"),
+                   help="the .json file to write (required unless --format prints code)")
     p.add_argument("--family", metavar="PHIS", type=arguments.parse_phis,
                    help="write a family file instead: the coefficients and every member of "
-                        "these phis ('0-7', '0,1,2') resolved stage by stage, with its costs")
+                        "these phis ('0-7', '0,1,2') resolved stage by stage, with its costs "
+                        "and each library's builder arguments")
+    p.add_argument("--format", choices=("json", "timm", "keras-hub", "torchvision", "keras"),
+                   default="json",
+                   help="json (default): the file -o names; timm or keras-hub: print Python "
+                        "that builds the picked network (or --phi's member) in that library "
+                        "alone, exact to the parameter (-o also writes the file)")
+    p.add_argument("--phi", type=float,
+                   help="with --format: the member phi of the picked coefficients' family "
+                        "(default: the network the trial trained)")
     p.set_defaults(func=_study_command("cmd_export"))
 
     p = sub.add_parser("reliability", help="test-retest: do two training seeds rank the "

@@ -380,9 +380,26 @@ def _cell(value: Any, column: str) -> str:
 # ----------------------------------------------------------------------------- export
 
 
+# Formats `export` refuses, and why: neither library computes effsearch's (TF's) network.
+REFUSED_FORMATS = {
+    "torchvision": "torchvision's EfficientNet pads symmetrically (PyTorch style) where "
+                   "effsearch's networks pad TF-SAME, and rounds channels to 8: use --format "
+                   "timm, which builds them exactly",
+    "keras": "Keras applications' EfficientNet refuses inputs under 32 px and rounds "
+             "filters to 8: use --format keras-hub, which builds effsearch's networks exactly",
+}
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from search import ladder as ladder_lib
 
+    if args.format in REFUSED_FORMATS:
+        raise UserError(f"--format {args.format}: {REFUSED_FORMATS[args.format]}")
+    if args.format == "json" and args.output is None:
+        raise UserError("export needs -o FILE.json (or --format timm|keras-hub to print code)")
+    if args.phi is not None and args.format == "json":
+        raise UserError("--phi picks the member a --format snippet builds; the .json file "
+                        "holds the whole family (--family PHIS lists members)")
     study, url = _open(args)
     config = records.study_config(study)
     objective = config["objective"]
@@ -404,18 +421,36 @@ def cmd_export(args: argparse.Namespace) -> None:
     if args.family and not isinstance(kinds.from_stored(config), kinds.CoefficientSearch):
         raise UserError(f"--family writes a scaled family; study '{study.study_name}' is a "
                         f"{config['kind']} search, which exports one network")
+    if args.phi is not None and not isinstance(kinds.from_stored(config),
+                                               kinds.CoefficientSearch):
+        raise UserError(f"--phi picks a member of a scaled family; study "
+                        f"'{study.study_name}' is a {config['kind']} search, which found one "
+                        f"network")
     row = records.pick(records.trial_rows(study), how, records.cost_field(config))
     extra = {"picked_by": why} | ({"ladder": ladder_lib.summary(ladder)} if ladder else {})
-    path = records.export(study, row, args.output, storage.public_location(url), extra)
-    if args.family:  # the coefficients just written, with every member resolved
-        from space import load_coefficients
-        from space.family_file import family_record, save_family
+    with contextlib.ExitStack() as stack:
+        if args.output is None:  # a snippet alone: the export file only to read back
+            import tempfile
 
-        coeffs = load_coefficients(path)
-        save_family(family_record(coeffs, args.family), path)
-    sys.stdout.write(f"wrote {path}: trial {row.trial} ({why}), "
-                     f"{kinds.from_stored(config).describe(row)}, {row.metric} "
-                     f"{row.score:.4f}, {row.macs / 1e6:.2f}M MACs\n")
+            folder = stack.enter_context(tempfile.TemporaryDirectory())
+            target = Path(folder) / "export.json"
+        else:
+            target = Path(args.output)
+        path = records.export(study, row, target, storage.public_location(url), extra)
+        if args.family:  # the coefficients just written, with every member resolved
+            from space import load_coefficients
+            from space.family_file import family_record, save_family
+
+            coeffs = load_coefficients(path)
+            save_family(family_record(coeffs, args.family), path)
+        summary = (f"trial {row.trial} ({why}), {kinds.from_stored(config).describe(row)}, "
+                   f"{row.metric} {row.score:.4f}, {row.macs / 1e6:.2f}M MACs")
+        if args.format != "json":
+            _print_snippet(args, study.study_name, row, path)
+    if args.output is not None:
+        # With a snippet on stdout, what was written goes to stderr (stdout stays code).
+        out = sys.stdout if args.format == "json" else sys.stderr
+        out.write(f"wrote {path}: {summary}\n")
     if ladder:
         largest = max(ladder["factors"])
         metric = ladder["metric"]
@@ -425,6 +460,30 @@ def cmd_export(args: argparse.Namespace) -> None:
             sys.stderr.write(f"note: at {largest:g}x the reference '{leader['method']}' beats "
                              f"every searched direction ({metric} {leader[metric + '_mean']:.4f}"
                              f" +- {leader[metric + '_std']:.4f}); it is not exported\n")
+
+
+def _print_snippet(args: argparse.Namespace, study_name: str, row: records.TrialRow,
+                   path: Path) -> None:
+    """Python that builds the picked network, or --phi's member of its family, in the library
+    --format names, without effsearch."""
+    import space
+
+    if args.phi is None:
+        spec, which = space.decode(row.arch), f"trial {row.trial}'s network"
+    else:
+        spec = space.scale(None, space.load_coefficients(path), args.phi)
+        which = f"phi={args.phi:g} of trial {row.trial}'s family"
+    total = space.cost(spec)
+    title = (f"effsearch study '{study_name}', {which}: {total.macs / 1e6:.2f}M MACs, "
+             f"{total.params / 1e6:.3f}M params, {spec.resolution} px")
+    if args.format == "timm":
+        from space.timm_export import timm_snippet
+
+        sys.stdout.write(timm_snippet(spec, title))
+    else:
+        from space.keras_hub_export import keras_hub_snippet
+
+        sys.stdout.write(keras_hub_snippet(spec, title))
 
 
 # ----------------------------------------------------------------------------- reliability

@@ -1,6 +1,7 @@
 """space: the EfficientNet search space: specs, arch strings, named models, scaling, cost, model.
 
 Imports nothing from `trainers` or `search`. JAX/Flax are imported only when a model is built,
+and timm, PyTorch and keras-hub only when a model is built in them (`to_timm`, `to_keras_hub`),
 so cost and scaling queries stay fast.
 """
 
@@ -60,6 +61,37 @@ def resolve(name_or_arch: str) -> ArchSpec:
     return decode(name_or_arch)
 
 
+def to_timm(spec: ArchSpec, model: Any = None, **kwargs: Any) -> Any:
+    """`spec` as a timm EfficientNet, exact to the parameter and the logit; `model` (an effsearch
+    model of `spec`) gives its weights. See `space.timm_export.to_timm`."""
+    from space.timm_export import to_timm as build
+
+    return build(spec, model, **kwargs)
+
+
+def from_timm(arch_def: Any, *args: Any, **kwargs: Any) -> ArchSpec:
+    """A timm arch definition as an effsearch spec; see `space.timm_export.from_timm`."""
+    from space.timm_export import from_timm as read
+
+    return read(arch_def, *args, **kwargs)
+
+
+def to_keras_hub(spec: ArchSpec, model: Any = None) -> Any:
+    """`spec` as a keras-hub EfficientNet on the JAX backend, exact to the parameter and the
+    logit; `model` gives its weights. See `space.keras_hub_export.to_keras_hub`."""
+    from space.keras_hub_export import to_keras_hub as build
+
+    return build(spec, model)
+
+
+def from_keras_hub(source: Any) -> ArchSpec:
+    """A keras-hub EfficientNet (or its config) as an effsearch spec; see
+    `space.keras_hub_export.from_keras_hub`."""
+    from space.keras_hub_export import from_keras_hub as read
+
+    return read(source)
+
+
 def build_model(spec: ArchSpec, *, rngs: Any, dtype: Any = None, **kwargs: Any) -> Any:
     """Builds the Flax NNX model of `spec`; see `space.model.EfficientNet` for the options."""
     from space.model import EfficientNet
@@ -72,8 +104,9 @@ __all__ = [
     "PROXY_BASELINE", "PROXY_RESOLUTION_MULTIPLE",
     "ArchSpec", "ArchStringError", "BlockSpec", "Coefficients", "CoefficientsError", "Cost",
     "PartCost", "SpecError", "UserError", "apply_multipliers", "build_model", "compound", "cost",
-    "cost_breakdown", "decode", "decode_block", "encode", "get_model_spec", "is_model_name",
+    "cost_breakdown", "decode", "decode_block", "encode", "from_keras_hub", "from_timm",
+    "get_model_spec", "is_model_name",
     "list_models", "load_arch", "load_coefficients", "parse_coefficients", "resolve",
     "round_filters", "round_repeats", "round_resolution", "save_arch", "save_coefficients",
-    "scale",
+    "scale", "to_keras_hub", "to_timm",
 ]

@@ -4,8 +4,9 @@ A coefficients file (`space.coefficients`) holds alpha, beta, gamma and the fami
 found on (baseline and rounding); rebuilding a member takes effsearch's own rounding. A family
 file adds, for each member phi asked for, the network those rules give, spelled out stage by
 stage (block kind, repeats, kernel, stride, expansion, input, expanded, output and SE
-channels), with its stem, head, resolution and analytic MACs, params and activations, so that
-another library (or a person) can build exactly that network without effsearch's rounding code.
+channels), with its stem, head, resolution and analytic MACs, params and activations, and the
+arguments that build it exactly in timm and keras-hub (`builders`), so that another library
+(or a person) can build exactly that network without effsearch's rounding code.
 
     effsearch export STUDY --family 0-7 -o family.json
     effsearch scale --coeffs 1.2,1.1,1.15 --phi 0-7 --family-json family.json
@@ -24,6 +25,7 @@ from typing import Any
 from space.arch_string import decode, encode
 from space.coefficients import Coefficients, CoefficientsError
 from space.cost import cost
+from space.errors import UserError
 from space.spec import ArchSpec
 
 FAMILY_FORMAT = "effsearch.family"
@@ -57,7 +59,22 @@ def member_record(spec: ArchSpec, phi: float) -> dict[str, Any]:
             "stem_channels": spec.stem_channels, "head_channels": spec.head_channels,
             "dropout": spec.dropout, "drop_connect_rate": spec.drop_connect_rate,
             "stages": stage_record(spec), "macs": total.macs, "params": total.params,
-            "activations": total.activations}
+            "activations": total.activations, "builders": builder_record(spec)}
+
+
+def builder_record(spec: ArchSpec) -> dict[str, Any]:
+    """Each library's arguments that build `spec` exactly (`space.timm_export`,
+    `space.keras_hub_export`), or why that library cannot."""
+    from space.keras_hub_export import keras_hub_builder_args
+    from space.timm_export import timm_builder_args
+
+    builders: dict[str, Any] = {}
+    for name, args_of in (("timm", timm_builder_args), ("keras_hub", keras_hub_builder_args)):
+        try:
+            builders[name] = args_of(spec)
+        except UserError as e:
+            builders[name] = {"refused": str(e)}
+    return builders
 
 
 def family_record(coeffs: Coefficients, phis: Sequence[float], *,

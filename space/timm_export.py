@@ -122,6 +122,10 @@ def _import_timm() -> Any:
         import timm
     except ImportError:
         raise TimmExportError(f"timm is not installed; {INSTALL}") from None
+    # The builder arguments are timm 1.x's (checked against 1.0.31); another major may differ.
+    if not timm.__version__.startswith("1."):
+        raise TimmExportError(f"timm {timm.__version__} is installed; the export is built for "
+                              f"timm 1.x: {INSTALL}")
     return timm
 
 

@@ -58,3 +58,23 @@ def test_scale_writes_the_family_file_and_reads_it_back(tmp_path, capsys):
     assert main(["scale", "--coeffs", str(path), "--phi", "0-3", "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert [r["arch"] for r in again["family"]] == [m["arch"] for m in members]
+
+
+def test_members_carry_each_librarys_builder_arguments():
+    """timm's and keras-hub's arguments for each member, or the one line saying why not
+    (keras-hub has no exact block for a float expansion)."""
+    from space.keras_hub_export import keras_hub_builder_args
+    from space.timm_export import from_timm, timm_builder_args
+
+    coeffs = space.Coefficients(1.2, 1.1, 1.15, baseline=TINY_SE_ARCH.replace("e2", "e2.5"))
+    for member in family_record(coeffs, [0, 1])["members"]:
+        spec = space.decode(member["arch"])
+        timm = member["builders"]["timm"]
+        assert timm == json.loads(json.dumps(timm_builder_args(spec)))
+        assert from_timm(timm["arch_def"], timm["stem_size"], timm["num_features"],
+                         spec.resolution, timm["num_classes"], dropout=timm["drop_rate"],
+                         drop_path_rate=timm["drop_path_rate"]) == spec
+        assert "expansion 2.5" in member["builders"]["keras_hub"]["refused"]
+    plain = family_record(COEFFS, [1])["members"][0]
+    assert plain["builders"]["keras_hub"] == json.loads(json.dumps(
+        keras_hub_builder_args(space.decode(plain["arch"]))))

@@ -3,6 +3,7 @@ seeds; `export` defaults to the ladder's best search direction."""
 
 import json
 import math
+import os
 import shutil
 
 import pytest
@@ -148,3 +149,54 @@ def test_export_family_writes_the_members_of_the_exported_direction(
     assert [m["phi"] for m in members] == [0, 1, 2, 3]
     assert coeffs.provenance["trial"] == space.load_coefficients(out).provenance["trial"]
     assert members[0]["arch"] == coeffs.baseline  # phi 0: the searched baseline
+
+
+@pytest.mark.parametrize("library", ["timm", "keras-hub"])
+def test_export_format_prints_a_snippet_that_builds_the_member(
+        coef_study, tmp_path, capsys, library):  # noqa: F811
+    """`export --format timm|keras-hub [--phi P]`: Python on stdout (nothing else there) that
+    builds the picked network, or a member of its family, in that library alone; run here."""
+    import subprocess
+    import sys
+
+    from space.torchvision_stand_in import use_torchvision_stand_in_if_broken
+
+    use_torchvision_stand_in_if_broken()  # timm imports torchvision, which cannot load here
+    os.environ.setdefault("KERAS_BACKEND", "jax")  # keras-hub's models on effsearch's JAX
+    pytest.importorskip({"timm": "timm", "keras-hub": "keras_hub"}[library],
+                        reason=f"{library} is not installed (the {library} extra)")
+    _, where = copy_of(coef_study, tmp_path)
+    out = tmp_path / "coeffs.json"
+    assert main(["export", "coef", *where, "--format", library, "--phi", "2",
+                 "-o", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert printed.err.startswith(f"wrote {out}")  # stdout holds only the snippet
+    spec = space.scale(None, space.load_coefficients(out), 2)
+    assert "phi=2 of trial" in printed.out.splitlines()[0]
+    snippet = tmp_path / "member.py"
+    snippet.write_text(printed.out)
+    # The torchvision stand-in: on this CPU machine timm cannot import torchvision.
+    code = ("import os; os.environ.setdefault('KERAS_BACKEND', 'jax'); "
+            "from space.torchvision_stand_in import use_torchvision_stand_in_if_broken; "
+            f"use_torchvision_stand_in_if_broken(); exec(open({str(snippet)!r}).read())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith(
+        f"{space.cost(spec).params:,} params at {spec.resolution} px")
+    # Without --phi: the network the picked trial trained; without -o: no file.
+    assert main(["export", "coef", *where, "--format", library]) == 0
+    printed = capsys.readouterr()
+    assert "'s network:" in printed.out.splitlines()[0] and printed.err == ""
+
+
+@pytest.mark.parametrize(("argv", "match"), [
+    (["--format", "torchvision"], "pads symmetrically"),
+    (["--format", "keras"], "under 32 px"),
+    (["--format", "json"], "needs -o"),
+    (["--phi", "2", "-o", "x.json"], "--phi picks the member"),
+])
+def test_export_refusals_are_one_line(coef_study, tmp_path, capsys, argv, match):  # noqa: F811
+    _, where = copy_of(coef_study, tmp_path)
+    assert main(["export", "coef", *where, *argv]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1
