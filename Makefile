@@ -16,7 +16,7 @@ run: $(BIN)/.installed
 	$(BIN)/effsearch search experiments/quickstart.py
 	$(BIN)/effsearch front quickstart
 
-# The fast tier (about 13 minutes on 2 cores, session 11); `test-slow` adds subprocess workers, kills,
+# The fast tier (about 13 minutes on 2 cores); `test-slow` adds subprocess workers, kills,
 # PostgreSQL and multi-training tests. CI runs both.
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -n 2 -m "not slow"

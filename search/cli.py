@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
                    default="json",
                    help="json (default): the file -o names; timm or keras-hub: print Python "
                         "that builds the picked network (or --phi's member) in that library "
-                        "alone, exact to the parameter (-o also writes the file)")
+                        "alone, exact to the parameter (-o then also writes the .json export)")
     p.add_argument("--phi", type=float,
                    help="with --format: the member phi of the picked coefficients' family "
                         "(default: the network the trial trained)")

@@ -397,6 +397,8 @@ def cmd_export(args: argparse.Namespace) -> None:
         raise UserError(f"--format {args.format}: {REFUSED_FORMATS[args.format]}")
     if args.format == "json" and args.output is None:
         raise UserError("export needs -o FILE.json (or --format timm|keras-hub to print code)")
+    if args.family and args.output is None:
+        raise UserError("--family writes a family file: give it -o FILE.json")
     if args.phi is not None and args.format == "json":
         raise UserError("--phi picks the member a --format snippet builds; the .json file "
                         "holds the whole family (--family PHIS lists members)")
@@ -443,14 +445,16 @@ def cmd_export(args: argparse.Namespace) -> None:
 
             coeffs = load_coefficients(path)
             save_family(family_record(coeffs, args.family), path)
-        summary = (f"trial {row.trial} ({why}), {kinds.from_stored(config).describe(row)}, "
-                   f"{row.metric} {row.score:.4f}, {row.macs / 1e6:.2f}M MACs")
+        if args.output is not None:
+            # Said before a snippet, which may still be refused; with a snippet on stdout,
+            # what was written goes to stderr (stdout stays code).
+            out = sys.stdout if args.format == "json" else sys.stderr
+            out.write(f"wrote {path}: trial {row.trial} ({why}), "
+                      f"{kinds.from_stored(config).describe(row)}, {row.metric} "
+                      f"{row.score:.4f}, {row.macs / 1e6:.2f}M MACs\n")
+            out.flush()
         if args.format != "json":
             _print_snippet(args, study.study_name, row, path)
-    if args.output is not None:
-        # With a snippet on stdout, what was written goes to stderr (stdout stays code).
-        out = sys.stdout if args.format == "json" else sys.stderr
-        out.write(f"wrote {path}: {summary}\n")
     if ladder:
         largest = max(ladder["factors"])
         metric = ladder["metric"]

@@ -189,7 +189,7 @@ def to_keras_hub(spec: ArchSpec, model: Any = None) -> Any:
             or `model` built for another spec.
     """
     args = keras_hub_builder_args(spec)
-    if model is not None and model.spec != spec:
+    if model is not None and getattr(model, "spec", None) != spec:
         raise KerasHubExportError("to_keras_hub: the model was built for another spec")
     keras_hub = _import_keras_hub()
     size = args["image_size"]
@@ -268,7 +268,9 @@ def from_keras_hub(source: Any) -> ArchSpec:
 
     Args:
         source: an `EfficientNetImageClassifier`, an `EfficientNetBackbone`, a backbone's
-            `get_config()`, or `keras_hub_builder_args()`'s dict. The resolution is the image
+            `get_config()` (keras-hub 0.32's lacks `stackwise_nores_option` and
+            `num_features`, which a config dict must then carry; a built backbone is read from
+            its layers), or `keras_hub_builder_args()`'s dict. The resolution is the image
             converter's size (or "image_size", or a fixed input shape's), num_classes and
             dropout the classifier's; what the source lacks takes `ArchSpec`'s defaults.
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -75,6 +76,21 @@ def needs_exact_expansion(spec: ArchSpec) -> bool:
                for _, c_in, _, stage in spec.blocks())
 
 
+def check_se_widths(spec: ArchSpec) -> None:
+    """Refuses (one line) a spec whose SE widths timm cannot build: timm sizes SE from the
+    expanded width, `expanded * (ratio / expansion)`, which equals effsearch's `in * ratio`
+    only while `expanded == in * expansion`; a fractional expansion rounds that away (stem 12,
+    e1.2: timm 2 SE channels, effsearch 3)."""
+    for idx, c_in, _, stage in spec.blocks():
+        if stage.se_ratio > 0:
+            timm = se_round(stage.expanded(c_in) * (stage.se_ratio / stage.expansion))
+            if timm != stage.se_channels(c_in):
+                raise TimmExportError(
+                    f"block {idx}: timm sizes its SE from the expanded width and would build "
+                    f"{timm} channels where the spec has {stage.se_channels(c_in)} (expansion "
+                    f"{stage.expansion:g} at {c_in} input channels)")
+
+
 def pretrained_cfg(spec: ArchSpec, mean: Sequence[float] = IMAGENET_MEAN,
                    std: Sequence[float] = IMAGENET_STD) -> dict[str, Any]:
     """The `pretrained_cfg` timm's `resolve_data_config` reads: the member's resolution and
@@ -92,7 +108,11 @@ def timm_builder_args(spec: ArchSpec) -> dict[str, Any]:
     Callables are named: `round_chs_fn` "int" (the identity on channel counts), `act_layer`
     "swish", `norm_layer` BatchNorm2d with `bn_eps`/`bn_momentum`, `se_rd_round_fn`
     effsearch's truncation; `exact_expansion` says the build needs effsearch's expanded widths.
+
+    Raises:
+        TimmExportError: SE widths timm cannot build (`check_se_widths`).
     """
+    check_se_widths(spec)
     return {"arch_def": timm_arch_def(spec), "num_classes": spec.num_classes,
             "num_features": spec.head_channels, "in_chans": spec.in_channels,
             "stem_size": spec.stem_channels, "fix_stem": True, "round_chs_fn": "int",
@@ -129,18 +149,24 @@ def _import_timm() -> Any:
     return timm
 
 
+_PATCH_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _effsearch_expansion() -> Iterator[None]:
     """timm's expanded widths rounded as effsearch's while a model is built: timm's
-    `InvertedResidual` calls `make_divisible(in * exp_ratio)` with no divisor argument."""
+    `InvertedResidual` calls `make_divisible(in * exp_ratio)` with no divisor argument. The
+    patch is module-wide: the lock keeps two builds in this process from interleaving it (a
+    timm model built meanwhile in another thread without `to_timm` would still see it)."""
     from timm.models import _efficientnet_blocks as blocks
 
-    original = blocks.make_divisible
-    blocks.make_divisible = lambda value, *_, **__: max(1, int(value + 0.5))
-    try:
-        yield
-    finally:
-        blocks.make_divisible = original
+    with _PATCH_LOCK:
+        original = blocks.make_divisible
+        blocks.make_divisible = lambda value, *_, **__: max(1, int(value + 0.5))
+        try:
+            yield
+        finally:
+            blocks.make_divisible = original
 
 
 def _check_widths(spec: ArchSpec, net: Any) -> None:
@@ -167,6 +193,9 @@ def to_timm(spec: ArchSpec, model: Any = None, *, mean: Sequence[float] = IMAGEN
             statistics are copied in; None keeps timm's initialisation.
         mean, std: the normalisation timm's data config gives (`pretrained_cfg`).
 
+    Where torchvision cannot be imported (CPU-only machines), timm's import of it is served
+    by `space.torchvision_stand_in` for the rest of the process.
+
     Raises:
         TimmExportError: timm or PyTorch missing, a model of another spec, or a build that
             is not the spec (one line).
@@ -178,6 +207,7 @@ def to_timm(spec: ArchSpec, model: Any = None, *, mean: Sequence[float] = IMAGEN
 
     if model is not None and getattr(model, "spec", None) != spec:
         raise TimmExportError("the model to copy weights from was built for another spec")
+    check_se_widths(spec)
     exact = _effsearch_expansion() if needs_exact_expansion(spec) else contextlib.nullcontext()
     with exact:
         net = EfficientNet(
@@ -250,7 +280,8 @@ def from_timm(arch_def: Sequence[Sequence[str]], stem_size: int = 32, num_featur
               dropout: float = 0.2, drop_path_rate: float = 0.2) -> ArchSpec:
     """A timm arch definition (as `to_timm` takes, repeats resolved) as an effsearch spec.
 
-    `from_timm(**timm_builder_args(spec))`-style round trips give `spec` back. Read the
+    With `timm_builder_args(spec)`'s arch_def, stem_size, num_features, num_classes,
+    in_chans, drop_rate and drop_path_rate and the spec's resolution it gives `spec` back. Read the
     network as TF-SAME padded (timm's `tf_` models); timm's other EfficientNets pad
     symmetrically, which effsearch's model does not compute.
 
@@ -277,19 +308,24 @@ def from_timm(arch_def: Sequence[Sequence[str]], stem_size: int = 32, num_featur
 def _from_timm_block(text: str) -> BlockSpec:
     kind, _, rest = text.partition("_")
     tokens = rest.split("_")
+    expansions = [t[1:] for t in tokens if t[:1] == "e" and t[1:2].isdigit()]
+    try:
+        expansion = float(expansions[0]) if expansions else 1.0
+    except ValueError:
+        raise TimmExportError(f"timm block '{text}': bad expansion '{expansions[0]}'") from None
     if kind == "ir":
-        expansion = next((t[1:] for t in tokens if t[:1] == "e" and t[1:2].isdigit()), "1")
-        if float(expansion) == 1:
+        if expansion == 1:
             raise TimmExportError(f"timm block '{text}': an ir block with e1 keeps a 1x1 "
                                   "expansion conv that effsearch's expansion-1 block lacks; "
                                   "write it as ds")
-    elif kind == "ds":
-        if any(t[:1] == "e" and t[1:2].isdigit() for t in tokens):
-            raise TimmExportError(f"timm block '{text}': a ds block takes no expansion")
-        rest += "_e1"
+    elif kind == "ds":  # timm ignores an expansion on ds blocks and writes e1 on its own
+        if expansion != 1:
+            raise TimmExportError(f"timm block '{text}': a ds block does not expand")
+        if not expansions:
+            rest += "_e1"
     else:
         raise TimmExportError(f"timm block '{text}': effsearch builds MBConv blocks only "
-                              "(timm's ir and ds); '{kind}' has no equivalent")
+                              f"(timm's ir and ds); '{kind}' has no equivalent")
     try:
         return decode_block(f"mb_{rest}")
     except ArchStringError as e:

@@ -194,6 +194,7 @@ def test_export_format_prints_a_snippet_that_builds_the_member(
     (["--format", "keras"], "under 32 px"),
     (["--format", "json"], "needs -o"),
     (["--phi", "2", "-o", "x.json"], "--phi picks the member"),
+    (["--format", "timm", "--family", "0-2"], "give it -o"),
 ])
 def test_export_refusals_are_one_line(coef_study, tmp_path, capsys, argv, match):  # noqa: F811
     _, where = copy_of(coef_study, tmp_path)

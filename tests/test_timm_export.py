@@ -141,8 +141,7 @@ def test_timms_own_b0_definition_reads_as_b0():
                 ["ir_r2_k5_s2_e6_c40_se0.25"], ["ir_r3_k3_s2_e6_c80_se0.25"],
                 ["ir_r3_k5_s1_e6_c112_se0.25"], ["ir_r4_k5_s2_e6_c192_se0.25"],
                 ["ir_r1_k3_s1_e6_c320_se0.25"]]
-    with pytest.raises(TimmExportError, match="takes no expansion"):
-        from_timm(arch_def)  # timm writes ds blocks with e1, which it ignores: say so
+    assert from_timm(arch_def) == space.get_model_spec("b0")  # timm's ds with e1, ignored
     arch_def[0] = ["ds_r1_k3_s1_c16_se0.25"]
     assert from_timm(arch_def) == space.get_model_spec("b0")
     assert timm_arch_def(space.get_model_spec("b0")) == arch_def
@@ -150,8 +149,10 @@ def test_timms_own_b0_definition_reads_as_b0():
 
 @pytest.mark.parametrize(("arch_def", "match"), [
     ([["ir_r1_k3_s1_e1_c16"]], "expansion conv"),
-    ([["er_r1_k3_s1_e4_c16"]], "MBConv blocks only"),
+    ([["er_r1_k3_s1_e4_c16"]], "'er' has no equivalent"),
     ([["ir_r1_k3_s1_e4_c16_nre"]], "unknown token"),
+    ([["ds_r1_k3_s1_e6_c16"]], "does not expand"),
+    ([["ir_r1_k3_s1_e6x_c16"]], "bad expansion"),
     (["ir_r1_k3_s1_e4_c16"], "list of lists"),
     ([], "no blocks"),
 ])
@@ -204,3 +205,14 @@ def test_readme_example_trains(tmp_path, monkeypatch):
     assert scope["spec"] == spec
     assert torch.isfinite(scope["loss"])
     assert sum(p.numel() for p in scope["model"].parameters()) == space.cost(spec).params
+
+
+def test_se_widths_timm_cannot_build_are_refused_everywhere():
+    """timm sizes SE from the expanded width: at a fractional expansion that can differ from
+    effsearch's in * ratio (stem 12, e1.2: 2 against 3), and the builder arguments (family
+    files, snippets) refuse as `to_timm` does."""
+    spec = space.decode("stem12-mb_r1_k3_s1_e1.2_c16_se0.25-head32-res32-cls10")
+    for build in (to_timm, timm_builder_args, lambda s: timm_snippet(s, "x")):
+        with pytest.raises(TimmExportError, match="would build 2 channels where the spec "
+                                                  "has 3"):
+            build(spec)
