@@ -89,6 +89,10 @@ CASES = [
     # outputs into folders that do not exist, checked before any work
     (["export", "-o", "{tmp}/missing/c.json"], r"folder '.*missing' does not exist"),
     (["export", "-o", "{tmp}/c.txt"], r"'.*c.txt' must end in .json"),
+    (["export", "--format", "onnx"], r"argument --format: invalid choice: 'onnx'"),
+    (["export", "--format", "timm", "--phi", "two"], r"argument --phi: invalid float value"),
+    (["export", "--format", "torchvision"], r"torchvision's EfficientNet pads symmetrically"),
+    (["export"], r"export needs -o FILE.json"),
     (["front", "--plot", "{tmp}/missing/f.png"], r"folder '.*missing' does not exist"),
     (["front", "--plot", "{tmp}/f.pdf"], r"must end in .png or .html"),
     (["compare", "{tmp}/ok.py", "--plot", "{tmp}/missing/f.png"], r"does not exist"),
