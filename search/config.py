@@ -109,7 +109,9 @@ class SearchConfig:
             "median", "sha", "hyperband".
         ladder: cost factors (e.g. (4, 8)) at which `effsearch search` confirms the study's
             `ladder_top` best directions with `ladder_seeds` seeds once the search is done
-            (`effsearch validate --factors`; coefficient searches only).
+            (`effsearch validate --factors`; coefficient searches only). A search with
+            factor rungs (`CoefficientSearch.factors`) has none: it confirms its
+            `ladder_top` best directions at its largest factor with `ladder_seeds` seeds.
         ladder_top: directions the ladder confirms.
         ladder_seeds: seeds per direction and factor.
         heartbeat_s: how often a running trial says it is alive.
@@ -177,6 +179,7 @@ class SearchConfig:
                             f"(min_epochs={self.halving.min_epochs})")
         self.search.validate_objective(self.objective.kind, self.objective.cost,
                                        self.objective.target)
+        self._check_factors()
         object.__setattr__(self, "ladder", tuple(float(f) for f in self.ladder))
         if self.ladder:
             if not isinstance(self.search, CoefficientSearch):
@@ -186,6 +189,24 @@ class SearchConfig:
                 raise UserError(f"ladder factors must be >= 1, got {self.ladder}")
         if self.ladder_top < 1 or self.ladder_seeds < 1:
             raise UserError("ladder_top and ladder_seeds must be >= 1")
+
+    def _check_factors(self) -> None:
+        """What factor rungs (`CoefficientSearch.factors`) cannot be combined with."""
+        factors = getattr(self.search, "factors", ())
+        if not factors:
+            return
+        if self.objective.kind != "metric":
+            raise UserError(f"factors rank directions by {self.objective.metric} at each "
+                            f"factor, where every trial costs the same: a "
+                            f"{self.objective.kind} objective would mix costs across factors "
+                            f"(use Objective(kind='metric'))")
+        if self.pruner is not None:
+            raise UserError("factors decide with their own rungs (and halving inside the "
+                            "lowest factor); drop the pruner")
+        if self.ladder:
+            raise UserError(f"factors replace the ladder: a study with factors {factors} "
+                            f"confirms its best directions at {factors[-1]:g}x itself "
+                            f"(ladder_top directions, ladder_seeds seeds); drop ladder")
 
     @property
     def kind(self) -> str:

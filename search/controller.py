@@ -33,12 +33,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 import space
+from search import factor_rungs, registry
 from search import halving as halving_lib
-from search import registry
 from search.config import SearchConfig, dumps
-from search.halving import Halving
+from search.halving import BRACKET, PROMOTED_FROM, PROMOTED_RUNG, Halving
 from search.kinds import Candidate
-from search.kinds.base import LATTICE
+from search.kinds.base import FACTOR, LATTICE
 from search.records import CONFIG_ATTR, study_config
 from search.terminal import Stopped
 from space import UserError
@@ -57,7 +57,6 @@ from trainers.proxy import (
 from trainers.streaming import LazyImages
 
 HEARTBEAT = "heartbeat"
-PROMOTED_FROM, PROMOTED_RUNG, BRACKET = "promoted_from", "promoted_rung", "bracket"
 WORKER_MACHINE, WORKER_PID = "worker_machine", "worker_pid"
 MAX_REJECTIONS_IN_A_ROW = 500
 MAX_DUPLICATES_IN_A_ROW = 50  # proposals of networks already trained before a worker gives up
@@ -301,7 +300,7 @@ def retry(study: optuna.Study, trial: FrozenTrial, max_retries: int) -> bool:
         return False
     attrs = {k: v for k, v in trial.user_attrs.items()
              if k in ("reference", "coefficients", LATTICE, PROMOTED_FROM, PROMOTED_RUNG,
-                      BRACKET)}
+                      BRACKET, FACTOR)}
     attrs.update(retry_of=trial.number, retries=retries + 1)
     study.enqueue_trial(trial.params, user_attrs=attrs)
     return True
@@ -415,8 +414,11 @@ class TrialRunner:
             trial.set_user_attr(key, value)
 
         promoted_rung = int(trial.user_attrs.get(PROMOTED_RUNG, 0))
+        climb = factor_rungs.is_climb(trial.user_attrs, factor_rungs.factors_of(config))
         twin = None
-        if PROMOTED_FROM not in trial.user_attrs:
+        # A halving promotion retrains its own network; a climb to a larger factor is a new
+        # network, which another direction's climb may have trained already.
+        if PROMOTED_FROM not in trial.user_attrs or climb:
             self._await_running_twin(trial, attrs["arch"])
             twin = self._twin(trial.number, attrs["arch"])
         if twin is not None:
@@ -430,7 +432,7 @@ class TrialRunner:
             return TrialState.COMPLETE, list(twin.values)
 
         rungs: list[int] = []
-        if config.halving:
+        if config.halving and not climb:  # halving works inside the lowest factor
             bracket = int(trial.user_attrs.get(BRACKET, config.halving.bracket(trial.number)))
             trial.set_user_attr(BRACKET, bracket)
             # A promotion was judged at the rungs up to its promotion already.
@@ -510,7 +512,7 @@ class TrialRunner:
         """
         def running() -> bool:
             return any(t.number < trial.number and t.state == TrialState.RUNNING
-                       and t.user_attrs.get("arch") == arch and PROMOTED_FROM not in t.user_attrs
+                       and t.user_attrs.get("arch") == arch and PROMOTED_RUNG not in t.user_attrs
                        for t in current_trials(self.study, self.config))
 
         if running():
@@ -592,6 +594,7 @@ class WorkerReport:
     rejected: int = 0
     failed: int = 0
     promoted: int = 0  # stopped trials that halving resumed and this worker retrained
+    climbed: int = 0  # directions this worker trained again at a larger factor
     duplicates: int = 0  # proposals of a network already trained (its result reused)
     stopped: str | None = None  # why the worker stopped before the budget was reached
 
@@ -717,9 +720,15 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
         done = counted >= trials and not waiting
         # Promotions first (ASHA): a stopped trial that the rung now sends on is worth more
         # than a new one. Once the budget is spent and nothing runs, every decision is due.
-        due = promotions(config, trials_now, final=done and not running)
+        final = done and not running
+        due = promotions(config, trials_now, final=final)
         if due:
             promote(study, config, *due[0])
+            continue
+        # Then climbs to a larger factor, once no epoch promotion is pending below them.
+        climbs = factor_rungs.promotions(config, trials_now, final=final)
+        if climbs:
+            factor_rungs.promote(study, *climbs[0])
             continue
         if done:
             if running:
@@ -781,6 +790,8 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
             report.failed += 1
         elif duplicate:
             report.duplicates += 1
+        elif factor_rungs.is_climb(attrs, factor_rungs.factors_of(config)):
+            report.climbed += 1
         elif PROMOTED_FROM in attrs:
             report.promoted += 1
         else:

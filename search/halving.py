@@ -32,6 +32,9 @@ import numpy as np
 from search.pareto import rank_order
 from space import UserError
 
+# User attrs of a promotion: the trial it continues, the rung it passed, its bracket.
+PROMOTED_FROM, PROMOTED_RUNG, BRACKET = "promoted_from", "promoted_rung", "bracket"
+
 
 @dataclasses.dataclass(frozen=True)
 class Halving:

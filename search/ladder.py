@@ -20,7 +20,7 @@ from typing import Any
 
 import optuna
 
-from search import kinds
+from search import factor_rungs, kinds
 from search.comparison import Method, run_comparison, single_dimension_methods
 from search.kinds import CoefficientSearch
 from search.records import TrialRow, study_config, trial_rows
@@ -30,9 +30,12 @@ from trainers.config import ProxyConfig
 LADDER_ATTR = "effsearch.ladder"
 
 
-def top_directions(rows: Sequence[TrialRow], top: int) -> list[TrialRow]:
-    """The `top` best full-budget trials by score, one per distinct network."""
-    ranked = sorted((r for r in rows if r.state == "complete" and r.full_budget),
+def top_directions(rows: Sequence[TrialRow], top: int,
+                   factor: float | None = None) -> list[TrialRow]:
+    """The `top` best full-budget trials by score, one per distinct network; with `factor`,
+    among those trained at that factor (a study with factor rungs)."""
+    ranked = sorted((r for r in rows if r.state == "complete" and r.full_budget
+                     and (factor is None or r.factor == factor)),
                     key=lambda r: (-r.score, r.trial))
     unique: dict[str, TrialRow] = {}
     for row in ranked:
@@ -114,7 +117,9 @@ def run_ladder(study: optuna.Study, *, factors: Sequence[float], top: int, seeds
                         f"'{study.study_name}' is a {search.name} search")
     if top < 1 or seeds < 1 or not factors:
         raise UserError("the ladder needs --top >= 1, --seeds >= 1 and at least one factor")
-    candidates = top_directions(trial_rows(study), top)
+    rows = trial_rows(study)
+    # With factor rungs, the directions that reached the largest factor are the candidates.
+    candidates = top_directions(rows, top, factor_rungs.largest_reached(rows))
     if not candidates:
         raise UserError(f"study '{study.study_name}' has no trial trained for the full budget")
     proxy = ProxyConfig(**config["proxy"])
@@ -131,7 +136,14 @@ def run_ladder(study: optuna.Study, *, factors: Sequence[float], top: int, seeds
               "seeds": seed_list, "top": max(top, record.get("top", 0)),
               "epochs": proxy.epochs, "metric": metric, "cost": search.match or "macs",
               "tolerance": search.tolerance, "rows": record.get("rows", [])}
-    recorded = reuse.recorded(proxy) if reuse is not None else None
+    # The search's own full-budget trainings are trainings of this recipe too (with its seed,
+    # the first of the ladder's): with factor rungs, the confirmation's first seed.
+    same_budget = proxy.epochs == config["proxy"]["epochs"]
+    own = factor_rungs.own_trainings(study.get_trials(deepcopy=False)) if same_budget else None
+    table = reuse.recorded(proxy) if reuse is not None else None
+
+    def recorded(arch: str, seed: int) -> Any:
+        return (own(arch, seed) if own else None) or (table(arch, seed) if table else None)
     chosen = methods(search, candidates, references=references)
     about = {m.name: info for m, info in chosen}
 

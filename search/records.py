@@ -54,6 +54,7 @@ class TrialRow:
     width_share: float | None = None
     resolution_share: float | None = None
     phi: float | None = None  # where the direction was trained
+    factor: float | None = None  # the cost factor it was trained at (a study with factors)
     match_ratio: float | None = None  # its matched cost over the baseline's
     match_error: float | None = None  # match_ratio / the study's factor - 1
     macs_ratio: float | None = None
@@ -61,7 +62,8 @@ class TrialRow:
     baseline_arch: str | None = None
     reference: str | None = None  # "paper", "depth-only", ..., "seed"
     duplicate_of: int | None = None  # reuses that trial's result (same rounded network)
-    promoted_from: int | None = None  # halving resumed that stopped trial (retrained)
+    promoted_from: int | None = None  # halving resumed that stopped trial (retrained), or
+    # (with factors) that trial's direction was promoted to this larger factor
     latency_ms: float | None = None
     # the proxy's result
     val_top1: float | None = None
@@ -168,7 +170,9 @@ def trial_line(trial: optuna.trial.FrozenTrial, metric: str) -> str | None:
     else:
         how = "done"
     label = f" [{attrs['reference']}]" if attrs.get("reference") else ""
-    if "promoted_from" in attrs:
+    if "promoted_from" in attrs and "promoted_rung" not in attrs and "factor" in attrs:
+        label += f" (trial {attrs['promoted_from']}'s direction at {attrs['factor']:g}x)"
+    elif "promoted_from" in attrs:
         label += f" (promotion of trial {attrs['promoted_from']})"
     return f"{head}{label} {how}: {', '.join(parts)}"
 

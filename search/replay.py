@@ -338,7 +338,8 @@ class ReplayTrainer:
 
     Args:
         table: the recorded trainings.
-        factor: the study's cost factor (its `CoefficientSearch.growth`).
+        factor: the study's cost factor (its `CoefficientSearch.growth`); a trial queued at
+            another factor (factor rungs) is looked up there.
         seed: the replay's seed (the training-seed draws; the sampler has its own).
         clock: simulated time; None runs without one (every trial costs nothing).
         tolerance: look up only directions within the search's cost tolerance (a proposal
@@ -351,6 +352,7 @@ class ReplayTrainer:
         self.tolerance = tolerance
         self.spent_s = 0.0  # recorded seconds of every replayed trial, summed
         self.spent_epochs = 0
+        self.spent_macs = 0.0  # compute: MACs x epochs (per image) of every replayed epoch
 
     def __call__(self, proxy: Any, trial: Any, callback: Callable[[int, dict], None]) -> Any:
         from trainers.config import ProxyResult  # no JAX
@@ -358,7 +360,8 @@ class ReplayTrainer:
 
         a = trial.user_attrs
         shares = (a["depth_share"], a["width_share"], a["resolution_share"])
-        direction = self.table.nearest(shares, self.factor, self.tolerance)
+        direction = self.table.nearest(shares, float(a.get("factor", self.factor)),
+                                       self.tolerance)
         # A promotion continues its original's training and a retry redoes it: same seed.
         original = int(a.get("promoted_from", a.get("retry_of", trial.number)))
         row = direction.rows[np.random.default_rng([self.seed, original]).integers(
@@ -368,7 +371,7 @@ class ReplayTrainer:
         self._spend(setup, 0)
         curve, epochs = [], min(proxy.epochs, row["epochs"])
         for epoch in range(1, epochs + 1):
-            self._spend(per_epoch, 1)
+            self._spend(per_epoch, 1, row["macs"])
             metrics = {"epoch": epoch, "val_top1": row["curve"][epoch - 1]}
             curve.append(metrics)
             try:
@@ -389,9 +392,10 @@ class ReplayTrainer:
             resolution=row["resolution"], peak_memory_bytes=None, device="replay",
             seed=int(row["seed"]), dataset={"name": "replay"}, config={})
 
-    def _spend(self, seconds: float, epochs: int) -> None:
+    def _spend(self, seconds: float, epochs: int, macs: float = 0.0) -> None:
         self.spent_s += seconds
         self.spent_epochs += epochs
+        self.spent_macs += macs * epochs
         if self.clock is not None:
             self.clock.sleep(seconds)
 
@@ -415,9 +419,11 @@ class ReplayOutcome:
     # Of `trainings`, what promotions spent again on the epochs their stopped originals had
     # trained (a promotion retrains from scratch): what checkpointed promotions would save.
     retrained: float = 0.0
+    compute: float = 0.0  # MACs x epochs summed over every replayed epoch (per image)
 
 
-# (simulated time, full-budget trainings spent, recorded seconds spent) when the trial ended
+# (simulated time, full-budget trainings spent, recorded seconds spent, MACs x epochs spent)
+# when the trial ended
 END_ATTR = "replay.end"
 
 
@@ -427,9 +433,10 @@ def replay(config: Any, table: Table, *, seed: int, workers: int = 1, dataset: A
 
     The sampler and design are seeded with `seed` (through the config); training seeds are
     drawn from it too. The recommendation is the full-budget trial with the best recorded
-    validation score (what `effsearch export` picks from a single-objective study), judged
-    by its direction's mean over the table's seeds against the directions the search may
-    train (within its cost tolerance).
+    validation score (what `effsearch export` picks from a single-objective study; with factor
+    rungs, at the largest factor reached), judged by its direction's mean over the table's
+    seeds against the directions the search may train (within its cost tolerance), at the
+    study's factor (with factor rungs, its largest).
 
     Args:
         storage: an Optuna storage holding the study (default: a new in-memory one). A study
@@ -440,15 +447,19 @@ def replay(config: Any, table: Table, *, seed: int, workers: int = 1, dataset: A
     import optuna
 
     from search import controller
+    from search.factor_rungs import factors_of
 
     config = dataclasses.replace(config, seed=seed)
     factor = config.search.growth
+    factors = factors_of(config) or (factor,)
     short = {r["epochs"] for r in table.rows if r["epochs"] < config.proxy.epochs}
-    if short or not table.directions(factor):
+    missing = [f for f in factors if not table.directions(f)]
+    if short or missing:
         raise ValueError(f"the table cannot stand in for this search: it has "
                          f"{'rows of ' + str(sorted(short)) + ' epochs' if short else 'no rows'}"
-                         f" at {factor:g}x, the search trains {config.proxy.epochs} epochs at "
-                         f"{factor:g}x")
+                         f" at {', '.join(f'{f:g}x' for f in missing or factors)}, the search "
+                         f"trains {config.proxy.epochs} epochs at "
+                         f"{', '.join(f'{f:g}x' for f in factors)}")
     storage = storage if storage is not None else optuna.storages.InMemoryStorage()
     study, created = controller.open_study(config, storage, config.name)
     if created:
@@ -461,6 +472,7 @@ def replay(config: Any, table: Table, *, seed: int, workers: int = 1, dataset: A
     if ends:  # resumed: continue the simulated time and the spend where they stopped
         trainer.spent_epochs = round(max(e[1] for e in ends) * epochs)
         trainer.spent_s = max(e[2] for e in ends)
+        trainer.spent_macs = max((e[3] for e in ends if len(e) > 3), default=0.0)
         if clock is not None:
             clock.now = max(e[0] for e in ends)
     lock = threading.Lock()
@@ -472,7 +484,7 @@ def replay(config: Any, table: Table, *, seed: int, workers: int = 1, dataset: A
             with lock:
                 now = clock.now if clock else trainer.spent_s
                 trial.set_user_attr(END_ATTR, [now, trainer.spent_epochs / epochs,
-                                               trainer.spent_s])
+                                               trainer.spent_s, trainer.spent_macs])
 
     def work(index: int = 0) -> None:
         if clock is not None:
@@ -496,7 +508,7 @@ def replay(config: Any, table: Table, *, seed: int, workers: int = 1, dataset: A
             t.start()
         for t in threads:
             t.join()
-    return _outcome(study, table, factor, epochs, trainer,
+    return _outcome(study, table, factors, epochs, trainer,
                     clock.now if clock else trainer.spent_s, replay_tolerance(config))
 
 
@@ -535,27 +547,31 @@ def replay_tolerance(config: Any) -> float | None:
     return config.search.tolerance if config.search.match else None
 
 
-def _outcome(study: Any, table: Table, factor: float, epochs: int, trainer: ReplayTrainer,
-             elapsed_s: float, tolerance: float | None) -> ReplayOutcome:
+def _outcome(study: Any, table: Table, factors: Sequence[float], epochs: int,
+             trainer: ReplayTrainer, elapsed_s: float, tolerance: float | None
+             ) -> ReplayOutcome:
+    """The recommendation as it stood after each trial: the best full-budget score at the
+    largest factor reached so far, judged at the study's largest factor."""
     from optuna.trial import TrialState
 
-    from search.controller import PROMOTED_FROM, PROMOTED_RUNG
+    from search.halving import PROMOTED_RUNG
 
     ended = sorted((t for t in study.get_trials(deepcopy=False) if END_ATTR in t.user_attrs),
                    key=lambda t: tuple(t.user_attrs[END_ATTR]))
-    trace, best, best_val, full = [], None, -math.inf, []
+    judge = factors[-1]
+    trace, best, best_key, full = [], None, (-math.inf, -math.inf), []
     for t in ended:
         a = t.user_attrs
         shares = (a["depth_share"], a["width_share"], a["resolution_share"])
         if a.get("budget") == epochs and t.state == TrialState.COMPLETE:
             full.append(shares)
-            if a["val_top1"] > best_val:
-                best_val, best = a["val_top1"], shares
-        _, spent_trainings, spent_s = a[END_ATTR]
+            key = (float(a.get("factor", factors[0])), a["val_top1"])
+            if key > best_key:
+                best_key, best = key, shares
+        spent_trainings, spent_s = a[END_ATTR][1:3]
         trace.append((spent_trainings, spent_s,
-                      None if best is None else table.regret(best, factor, tolerance)))
-    regret = table.regret(best, factor, tolerance) if best is not None else 1.0
-    retrained = sum(t.user_attrs[PROMOTED_RUNG] for t in ended
-                    if PROMOTED_FROM in t.user_attrs) / epochs
+                      None if best is None else table.regret(best, judge, tolerance)))
+    regret = table.regret(best, judge, tolerance) if best is not None else 1.0
+    retrained = sum(t.user_attrs.get(PROMOTED_RUNG, 0) for t in ended) / epochs
     return ReplayOutcome(best, regret, trainer.spent_epochs / epochs, trainer.spent_s,
-                         elapsed_s, tuple(full), tuple(trace), retrained)
+                         elapsed_s, tuple(full), tuple(trace), retrained, trainer.spent_macs)

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from search import arguments, kinds, records, registry, reliability, slots, storage
+from search import arguments, factor_rungs, kinds, records, registry, reliability, slots, storage
 from search.devices import (
     assignment,
     check_workers,
@@ -222,17 +222,25 @@ def cmd_search(args: argparse.Namespace) -> None:
              else f" --workdir {args.workdir}" if args.workdir else "")
     rows = records.trial_rows(study)
     rejected = sum("rejected" in t.user_attrs for t in study.get_trials(deepcopy=False))
-    promoted = sum(r.promoted_from is not None for r in rows)
+    factors = factor_rungs.factors_of(config)
+    climbed = sum(r.promoted_from is not None and r.duplicate_of is None
+                  and factor_rungs.is_climb({"factor": r.factor}, factors) for r in rows)
+    promoted = sum(r.promoted_from is not None and r.duplicate_of is None for r in rows) - climbed
     duplicates = sum(r.duplicate_of is not None for r in rows)
-    best = max(rows, key=lambda r: r.score, default=None)
+    largest = factor_rungs.largest_reached(rows)
+    best = max((r for r in rows if largest is None or r.factor == largest),
+               key=lambda r: r.score, default=None)
     sys.stderr.write(
         f"study '{name}' in {storage.redact(url)}: "
-        f"{_count(len(rows) - promoted - duplicates, 'trial')} trained"
+        f"{_count(len(rows) - promoted - climbed - duplicates, 'trial')} trained"
         + (f" (and {promoted} resumed by halving's promotion)" if promoted else "")
+        + (f", {_count(climbed, 'direction')} trained again at larger factors"
+           if climbed else "")
         + (f", {_count(duplicates, 'proposal')} of networks already trained"
            if duplicates else "")
         + f", {rejected} rejected before training, {time.time() - start:.0f} s"
-        + (f"; best {best.metric} {best.score:.4f} (trial {best.trial})" if best
+        + (f"; best {best.metric} {best.score:.4f} (trial {best.trial}"
+           + (f", at {largest:g}x" if largest is not None else "") + ")" if best
            else "") + "\n")
     grid = registry.SAMPLERS[config.sampler].grid
     counted = sum(controller.counts_toward_budget(t, grid) for t in study.get_trials()
@@ -246,6 +254,12 @@ def cmd_search(args: argparse.Namespace) -> None:
         runtime.start(args.allow_cpu)
         _ladder(study, factors=list(config.ladder), top=config.ladder_top,
                 seeds=config.ladder_seeds)
+    elif factors and largest is not None and config.ladder_seeds > 1:
+        # Factor rungs: the best directions at the largest factor, confirmed with seeds (the
+        # search's own training is the first; references are not retrained).
+        runtime.start(args.allow_cpu)
+        _ladder(study, factors=[largest], top=config.ladder_top, seeds=config.ladder_seeds,
+                references=False)
     sys.stderr.write(f"next: effsearch front {name}{where}\n")
 
 
@@ -285,9 +299,11 @@ def cmd_front(args: argparse.Namespace) -> None:
     ranked = records.front(rows, cost)
     pareto = config["objective"]["kind"] == "pareto"
     factor = getattr(kind, "growth", None)  # a coefficient search's cost factor
-    if not pareto:  # one objective: the ranking by score (rank 0 = best; ties share one)
-        ranked = [dataclasses.replace(r, rank=sum(o.score > r.score for o in ranked))
-                  for r in sorted(ranked, key=lambda r: (-r.score, r.trial))]
+    if not pareto:  # one objective: the ranking by score (rank 0 = best; ties share one),
+        # within each cost factor (factor rungs), the largest first
+        ranked = [dataclasses.replace(r, rank=sum(o.score > r.score and o.factor == r.factor
+                                                  for o in ranked))
+                  for r in sorted(ranked, key=lambda r: (-(r.factor or 0), -r.score, r.trial))]
     shown = ranked if args.all or not pareto else [r for r in ranked if r.rank == 0]
     # With --all, then the trials `records.front` does not compare (stopped early: their
     # scores are at fewer epochs), unranked.
@@ -295,8 +311,8 @@ def cmd_front(args: argparse.Namespace) -> None:
     stopped = sorted((r for r in rows if args.all and r.trial not in compared),
                      key=lambda r: (-(r.budget or 0), -r.score, r.trial))
     shown = shown + stopped
-    keys = ("trial", *kind.columns, "score", "val_top1", "macs", "params", "latency_ms",
-            "resolution", "budget", "rank", "reference", "duplicate_of")
+    keys = ("trial", "factor", *kind.columns, "score", "val_top1", "macs", "params",
+            "latency_ms", "resolution", "budget", "rank", "reference", "duplicate_of")
     # Measured by `effsearch reliability --store`: which scores seed noise cannot tell from
     # the best one.
     stored = study.user_attrs.get(reliability.ATTR) if not pareto else None
@@ -304,10 +320,12 @@ def cmd_front(args: argparse.Namespace) -> None:
     if noise is not None and noise.metric != config["objective"]["metric"]:
         noise = None  # measured on another metric: it says nothing of these scores
     within: dict[int, bool] = {}
-    if noise and ranked:
+    # With factor rungs, only the rows at the factor the noise was measured at.
+    measured = [r for r in ranked if noise and r.factor in (None, noise.factor)]
+    if noise and measured:
         band = noise.noise_band
-        top = max(r.score for r in ranked)
-        within = {r.trial: top - r.score <= band for r in ranked}
+        top = max(r.score for r in measured)
+        within = {r.trial: top - r.score <= band for r in measured}
     if args.json:
         out = [{k: r.get(k) for k in keys} | {"metric": r.metric, "arch": r.arch}
                | ({"within_noise": within.get(r.trial)} if within else {}) for r in shown]
@@ -320,10 +338,13 @@ def cmd_front(args: argparse.Namespace) -> None:
                      f"({_count(len(ranked), 'full-budget trial')})")
         else:
             matched = getattr(kind, "match", None)
+            factors = getattr(kind, "factors", ())
+            at = ", ".join(f"{f:g}x" for f in factors) if factors else f"{factor:g}x"
             title = (f"study '{study.study_name}': ranking by {metric} ("
                      f"{_count(len(ranked), 'full-budget trial')}, one seed each" + (
-                         f", matched at {factor:g}x the baseline's {matched}" if matched
-                         else "") + ")")
+                         f", matched at {at} the baseline's {matched}" if matched
+                         else "") + (", each factor ranked on its own" if factors else "")
+                     + ")")
         if reused and not args.all:
             title += f"; {_count(reused, 'more proposal')} of a trained network left out (--all)"
         if stopped:
@@ -374,6 +395,8 @@ def _cell(value: Any, column: str) -> str:
         return ""
     if column in ("macs", "params"):
         return f"{value / 1e6:.3f}M"
+    if column == "factor":
+        return f"{value:g}x"
     return records.fmt(value)
 
 
@@ -414,6 +437,12 @@ def cmd_export(args: argparse.Namespace) -> None:
             why = (f"best mean {ladder['metric']} at {max(ladder['factors']):g}x on the ladder: "
                    f"{best[ladder['metric'] + '_mean']:.4f} +- "
                    f"{best[ladder['metric'] + '_std']:.4f}, {len(ladder['seeds'])} seeds")
+        elif (largest := factor_rungs.largest_reached(rows := records.trial_rows(study))):
+            top = max((r for r in rows if r.factor == largest and r.state == "complete"
+                       and r.full_budget), key=lambda r: (r.score, -r.trial))
+            how = str(top.trial)
+            why = (f"best {top.metric} at {largest:g}x, the largest factor reached (one seed, "
+                   f"not confirmed: `effsearch search` confirms it when ladder_seeds > 1)")
         else:
             how = why = "knee" if objective["kind"] == "pareto" else "best"
     if how == "knee" and objective["kind"] != "pareto":

@@ -21,6 +21,9 @@ Design = list[tuple[dict[str, Any], dict[str, Any]]]
 """Trials enqueued up front: (Optuna params, user attrs such as {"reference": "paper"})."""
 LATTICE = "lattice"
 """User attr of a grid point (its step): the kind keeps its shares exact; a retry keeps it."""
+FACTOR = "factor"
+"""User attr of the cost factor a trial trains at (a search with factor rungs,
+`search.factor_rungs`); set when it is queued at a larger factor, and a retry keeps it."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import space
-from search.kinds.base import LATTICE, Candidate, Design, SearchKind
+from search.kinds.base import FACTOR, LATTICE, Candidate, Design, SearchKind
 from search.manifold import DIMENSIONS, Manifold, Simplex, paper_reference, shares_of
 from space import Coefficients, UserError
 from space.family import MATCHABLE, match_phi
@@ -59,6 +60,13 @@ class CoefficientSearch(SearchKind):
         resolution_multiple: scaled resolutions round to this (proxies at 16-32 px need 2).
         channel_divisor: scaled channels round to this multiple; the official 8 makes any
             beta below ~1.25 a no-op on a 16-32 channel proxy baseline, so use 2 there.
+        factors: cost factors as a fidelity (`search.factor_rungs`), e.g. (2, 4, 8): every
+            direction is first trained at the lowest, which must be the search's own factor
+            target^phi (so phi and target say where the search starts), and the best
+            1/factor_eta of those completed at each factor are trained again, from scratch,
+            at the next one. Empty: one factor, target^phi. Needs `match`.
+        factor_eta: keep the best max(1, n // factor_eta) of the n directions completed at a
+            factor for the next one.
     """
 
     name: ClassVar[str] = "coefficients"
@@ -77,9 +85,16 @@ class CoefficientSearch(SearchKind):
     references: tuple[str, ...] = REFERENCES
     resolution_multiple: int = space.PROXY_RESOLUTION_MULTIPLE
     channel_divisor: int = space.DEFAULT_CHANNEL_DIVISOR
+    factors: tuple[float, ...] = ()
+    factor_eta: int = 3
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dimensions", tuple(self.dimensions))
+        try:
+            object.__setattr__(self, "factors", tuple(float(f) for f in self.factors))
+        except (TypeError, ValueError):
+            raise UserError(f"factors must be numbers, e.g. (2, 4, 8), got "
+                            f"{self.factors!r}") from None
         object.__setattr__(self, "references", tuple(self.references))
         if self.parameterization not in PARAMETERIZATIONS:
             raise UserError(f"parameterization must be one of {', '.join(PARAMETERIZATIONS)}, "
@@ -100,6 +115,26 @@ class CoefficientSearch(SearchKind):
                                 f"{ref!r}")
         if self.resolution_multiple < 1 or self.channel_divisor < 1:
             raise UserError("resolution_multiple and channel_divisor must be >= 1")
+        self._check_factors()
+
+    def _check_factors(self) -> None:
+        if not self.factors:
+            return
+        factors = self.factors
+        if len(factors) < 2 or not all(math.isfinite(f) and f > 1 for f in factors) or any(
+                b <= a for a, b in itertools.pairwise(factors)):
+            raise UserError(f"factors must be two or more increasing cost factors > 1, e.g. "
+                            f"(2, 4, 8), got {factors}")
+        if not math.isclose(factors[0], self.growth, rel_tol=1e-9):
+            phi = math.log(factors[0]) / math.log(self.target)
+            raise UserError(f"factors start where the search trains, target^phi = "
+                            f"{self.growth:g}x, got {factors[0]:g}x first: set phi={phi:g} "
+                            f"or start factors at {self.growth:g}")
+        if self.match is None:
+            raise UserError("factors compare directions at matched costs: set match "
+                            "(e.g. 'macs')")
+        if self.factor_eta < 2:
+            raise UserError(f"factor_eta must be >= 2, got {self.factor_eta}")
 
     @property
     def directions(self) -> Simplex | Manifold:
@@ -163,23 +198,26 @@ class CoefficientSearch(SearchKind):
         rounding = {"resolution_multiple": self.resolution_multiple,
                     "channel_divisor": self.channel_divisor}
         base = space.cost(baseline)
+        growth = self.growth
+        if self.factors:  # a direction queued at a larger factor trains there
+            growth = float(trial.user_attrs.get(FACTOR, growth))
+            attrs[FACTOR] = growth
         if self.match:
-            spec, phi, ratio = match_phi(baseline, coeffs, self.growth, cost_key=self.match,
+            spec, phi, ratio = match_phi(baseline, coeffs, growth, cost_key=self.match,
                                          **rounding)
-            error = ratio / self.growth - 1
+            error = ratio / growth - 1
             attrs.update(phi=phi, match_ratio=ratio, match_error=error)
             if abs(error) > self.tolerance:
                 return Candidate(spec, attrs, rejected=(
                     f"its closest rounded network costs {ratio:.3g}x the baseline's "
-                    f"{self.match}, {error:+.1%} from {self.growth:g}x (tolerance "
+                    f"{self.match}, {error:+.1%} from {growth:g}x (tolerance "
                     f"{self.tolerance:.0%})"))
         else:
             phi = self.phi
             spec = space.scale(baseline, coeffs, phi, **rounding)
             attrs["phi"] = phi
         ratio = space.cost(spec).macs / base.macs
-        attrs.update(ideal_ratio=self.growth, macs_ratio=ratio,
-                     realized_vs_ideal=ratio / self.growth)
+        attrs.update(ideal_ratio=growth, macs_ratio=ratio, realized_vs_ideal=ratio / growth)
         return Candidate(spec, attrs)
 
     def cost_target(self, cost: str, baseline_cost: float) -> float:
@@ -209,7 +247,9 @@ class CoefficientSearch(SearchKind):
         proxy = config["proxy"]
         return {"baseline": self.baseline, "baseline_arch": row.baseline_arch,
                 "phi": row.phi if row.phi is not None else self.phi, "target": self.target,
-                "matched": self.match, "cost_factor": self.growth,
+                "matched": self.match,
+                "cost_factor": row.factor if row.factor is not None else self.growth,
+                **({"factors": list(self.factors)} if self.factors else {}),
                 "baseline_width": proxy["width"], "baseline_depth": proxy["depth"],
                 "baseline_resolution": proxy["resolution"],
                 "realized_vs_ideal_macs": row.realized_vs_ideal}

@@ -1,0 +1,125 @@
+"""The cost factor as a fidelity: rungs that climb matched cost factors (issue 26).
+
+The paper chose its coefficients at 2x the baseline's cost and reused them up to ~100x
+unchecked; a ranking at 2x need not hold at 8x (ResNet-RS, Bello et al. 2021; Tay et al.
+2022). Epoch halving makes a short training the cheap fidelity of a long one; here a small
+network is the cheap fidelity of a larger one of the same direction. JAHS-Bench-201
+tabulates model size as a fidelity; no tool schedules over matched-cost sizes, hence this
+module.
+
+A study with `CoefficientSearch(factors=(2, 4, 8))` trains every direction at the lowest
+factor (target^phi), with epoch halving there as usual. The directions completed (full
+budget) at a factor form that factor's rung, and asynchronous successive halving's rule
+(`search.halving.top`) sends the best max(1, n // factor_eta) of them on: each is queued
+again at the next factor, where its member matched at that cost is another network, trained
+from scratch for the full budget (and if another direction's member there is the same
+network, that training stands for both). No decision is made before a rung holds factor_eta
+results; a direction is promoted later, whenever it enters the top share as weaker ones
+arrive; and once the budget is spent and nothing runs, the pending decisions are made with
+the rungs as they are, the lowest factor first.
+
+Budget: `trials` counts distinct networks at the lowest factor; the climbs, like halving's
+promotions, do not count. After the search the best `ladder_top` directions at the largest
+factor are confirmed with `ladder_seeds` seeds (the search's training is the first seed), and
+`export` defaults to the best mean there.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search import halving
+from search.halving import PROMOTED_FROM
+from search.kinds.base import FACTOR
+
+
+def factors_of(config: Any) -> tuple[float, ...]:
+    """The study's factor rungs, ascending; () for a search without them."""
+    return tuple(getattr(config.search, "factors", ()))
+
+
+def factor_of(attrs: dict[str, Any], factors: Sequence[float]) -> float:
+    """The cost factor a trial trains at (its `FACTOR` attr; else the lowest)."""
+    return float(attrs.get(FACTOR, factors[0]))
+
+
+def is_climb(attrs: dict[str, Any], factors: Sequence[float]) -> bool:
+    """Whether a trial trains a direction promoted above the lowest factor: it has no epoch
+    rungs (halving works inside the lowest factor only)."""
+    return bool(factors) and factor_of(attrs, factors) > factors[0] * (1 + 1e-9)
+
+
+def rung(trials: Sequence[FrozenTrial], factor: float,
+         factors: Sequence[float]) -> list[FrozenTrial]:
+    """The directions completed at `factor`: full-budget trials trained there, one per network
+    (a proposal of a network already trained reuses its result and is not a second entry)."""
+    return [t for t in trials if t.state == TrialState.COMPLETE and t.values
+            and "duplicate_of" not in t.user_attrs
+            and math.isclose(factor_of(t.user_attrs, factors), factor)]
+
+
+def promotions(config: Any, trials: Sequence[FrozenTrial], *,
+               final: bool = False) -> list[tuple[FrozenTrial, float]]:
+    """Directions the rule now sends to the next factor, with that factor, lowest first.
+
+    At each factor but the largest, the best max(1, n // factor_eta) of its n completed
+    directions go on (`halving.top`; no decision with fewer than factor_eta results unless
+    `final`); those not yet queued at the next factor (queued, running or done) are returned.
+    A direction whose climb was rejected (no network within the tolerance there) is left out
+    of the decision.
+    """
+    factors = factors_of(config)
+    if not factors:
+        return []
+    sent = {t.user_attrs[PROMOTED_FROM] for t in trials
+            if PROMOTED_FROM in t.user_attrs and t.state != TrialState.FAIL}
+    # A direction with no network within the tolerance at the next factor cannot climb: it
+    # leaves that decision, so that the next best goes in its place.
+    stuck = {t.user_attrs[PROMOTED_FROM] for t in trials
+             if PROMOTED_FROM in t.user_attrs and "rejected" in t.user_attrs}
+    out = []
+    for low, high in itertools.pairwise(factors):
+        here = [t for t in rung(trials, low, factors) if t.number not in stuck]
+        chosen = halving.top([list(t.values) for t in here], config.objective.directions,
+                             config.search.factor_eta, final=final)
+        out += [(here[i], high) for i in chosen if here[i].number not in sent]
+    return out
+
+
+def promote(study: optuna.Study, trial: FrozenTrial, factor: float) -> None:
+    """Queues `trial`'s direction at `factor`: a new network, trained from scratch."""
+    attrs = {k: v for k, v in trial.user_attrs.items() if k in ("reference", "coefficients")}
+    attrs.update({PROMOTED_FROM: trial.number, FACTOR: factor})
+    study.enqueue_trial(trial.params, user_attrs=attrs)
+
+
+def largest_reached(rows: Sequence[Any]) -> float | None:
+    """The largest factor at which a row (`records.TrialRow`) was trained to the full
+    budget, or None (no factor rungs, or nothing trained)."""
+    reached = [r.factor for r in rows
+               if r.factor is not None and r.state == "complete" and r.full_budget]
+    return max(reached, default=None)
+
+
+def own_trainings(trials: Sequence[FrozenTrial]) -> Callable[[str, int], Any]:
+    """(arch, seed) -> a full-budget training of the study itself (`replay.RecordedResult`),
+    or None: the confirmation's first seed is the search's own training, not trained again."""
+    from search.replay import RecordedResult
+
+    done = {}
+    for t in trials:
+        a = t.user_attrs
+        if t.state == TrialState.COMPLETE and "arch" in a and "seed" in a \
+                and a.get("budget") == a.get("max_budget"):
+            done.setdefault((a["arch"], int(a["seed"])), a)
+
+    def lookup(arch: str, seed: int) -> Any:
+        attrs = done.get((arch, seed))
+        return None if attrs is None else RecordedResult(dict(attrs))
+    return lookup
