@@ -212,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.add_argument("--plot", metavar="FILE", type=arguments.output(".png", ".html"),
                    help="write the figure: front.png or front.html")
+    p.add_argument("--forecast", metavar="FACTOR", type=arguments.positive(float, 1),
+                   help="a study with factor rungs: forecast the best directions at this cost "
+                        "factor (default: twice the largest trained; the table shows it)")
     p.set_defaults(func=_study_command("cmd_front"))
 
     p = sub.add_parser("export", help="write a result: coefficients (or a baseline arch) as JSON")

@@ -371,6 +371,8 @@ def cmd_front(args: argparse.Namespace) -> None:
         ladder = ladder_lib.load(study)
         if ladder:
             console().print(ladder_table(ladder, f"study '{study.study_name}': scale ladder"))
+        if getattr(kind, "factors", ()):
+            _print_forecast(study.study_name, records.trial_rows(study), kind, args.forecast)
         elif not pareto and ranked and factor is not None:
             sys.stderr.write(f"note: one seed a trial: differences of a point or two may be "
                              f"noise; `effsearch validate {study.study_name} --factors "
@@ -383,6 +385,38 @@ def cmd_front(args: argparse.Namespace) -> None:
                                           f"{len(ranked)} trials")
         path = save_front(plot, args.plot, table_html=html_table(ranked, (*keys, "arch")))
         sys.stderr.write(f"wrote {path}\n")
+
+
+def _default_forecast(rows: list[records.TrialRow]) -> float | None:
+    largest = factor_rungs.largest_reached(rows)
+    return None if largest is None else 2 * largest
+
+
+def _print_forecast(name: str, rows: list[records.TrialRow], kind: Any,
+                    factor: float | None) -> None:
+    """The forecast of the best directions at `factor` (default: twice the largest trained)
+    from a study's factor rungs, or one line saying why there is none."""
+    from search.forecast import study_forecast
+
+    factor = factor or _default_forecast(rows)
+    if factor is None:
+        return
+    result = study_forecast(rows, kind, factor)
+    if isinstance(result, str):
+        sys.stderr.write(f"no forecast at {factor:g}x: {result}\n")
+        return
+    fitted = ", ".join(f"{f:g}x: {n}" for f, n in result.fitted_on.items())
+    table = Table(title=f"study '{name}': forecast at {factor:g}x ({result.model} fit, "
+                        f"{result.parameters} parameters, on {fitted} trainings; 95% "
+                        f"bootstrap interval, {result.resamples} resamples)",
+                  caption="a forecast, not a measurement: train the best at that factor "
+                          "before relying on it")
+    for col in ("depth", "width", "resolution", "predicted", "95% interval", "P(best)"):
+        table.add_column(col, justify="right")
+    for row in result.summary(top=5)["directions"]:
+        table.add_row(*(f"{v:.2f}" for v in row["shares"]), f"{row['predicted']:.4f}",
+                      f"{row['low']:.4f} - {row['high']:.4f}", f"{row['p_best']:.0%}")
+    console().print(table)
 
 
 def _count(n: int, noun: str) -> str:
@@ -459,6 +493,15 @@ def cmd_export(args: argparse.Namespace) -> None:
                         f"network")
     row = records.pick(records.trial_rows(study), how, records.cost_field(config))
     extra = {"picked_by": why} | ({"ladder": ladder_lib.summary(ladder)} if ladder else {})
+    kind = kinds.from_stored(config)
+    if getattr(kind, "factors", ()):
+        from search.forecast import study_forecast
+
+        rows = records.trial_rows(study)
+        target = _default_forecast(rows)
+        result = study_forecast(rows, kind, target) if target else "nothing trained"
+        extra["forecast"] = ({"factor": target, "none": result} if isinstance(result, str)
+                             else result.summary())
     with contextlib.ExitStack() as stack:
         if args.output is None:  # a snippet alone: the export file only to read back
             import tempfile

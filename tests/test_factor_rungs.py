@@ -21,7 +21,6 @@ from search.kinds.base import FACTOR
 from search.replay import Table, replay
 from space import UserError
 from trainers.data import load_dataset
-from trainers.proxy import ProxyConfig
 
 FACTORS = (4.0, 8.0, 16.0)
 
@@ -201,6 +200,34 @@ def test_a_table_without_a_factor_cannot_stand_in(digits):
     with pytest.raises(ValueError, match="no rows at 16x"):
         replay(factor_config(), table_at(FACTORS[:2], [(0.2, 0.5, 0.3)] * 2), seed=0,
                dataset=digits)
+
+
+def test_front_and_export_of_a_factor_study_show_factors_and_the_forecast(
+        tmp_path, digits, capsys):
+    """A replayed study in a journal, read back as a user would: front ranks each factor on
+    its own and prints the forecast at twice the largest factor; export defaults to the best
+    at the largest factor (unconfirmed: a replay runs no confirmation) with the forecast."""
+    table = table_at((*FACTORS, 32.0), [(0.2, 0.6, 0.2), (0.2, 0.45, 0.35), (0.2, 0.3, 0.5),
+                                         (0.2, 0.2, 0.6)])
+    config = factor_config(halving=None, trials=14)
+    store = storage.open_storage(str(tmp_path / "s.journal"))
+    replay(config, table, seed=0, dataset=digits, storage=store)
+    work = ["--storage", str(tmp_path / "s.journal")]
+    assert main(["front", "replay", *work, "--forecast", "32"]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # as rich wrapped it, unwrapped
+    assert "each factor ranked on its own" in text and "forecast at 32x" in text
+    assert main(["front", "replay", *work, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    for factor in FACTORS:  # ranks start at 0 within each factor
+        assert min(r["rank"] for r in shown if r["factor"] == factor) == 0
+    path = tmp_path / "c.json"
+    assert main(["export", "replay", *work, "-o", str(path)]) == 0
+    assert "at 16x, the largest factor reached (one seed" in capsys.readouterr().out
+    provenance = json.loads(path.read_text())["provenance"]
+    assert provenance["cost_factor"] == 16.0 and provenance["forecast"]["factor"] == 32.0
+    forecast = provenance["forecast"]
+    assert forecast["model"] == "separable" and len(forecast["directions"]) == 5
+    assert all(d["low"] <= d["predicted"] <= d["high"] for d in forecast["directions"])
 
 
 # ----------------------------------------------------------------------------- for real

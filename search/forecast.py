@@ -1,0 +1,218 @@
+"""A forecast of the best scaling direction at a cost factor not trained (issue 26, part 2).
+
+Two fits of accuracy over directions (shares s of the log-cost: depth, width, resolution) and
+cost factors f, both linear least squares (scipy), both judged by extrapolation (fit on the
+table's 2x and 4x, predict 8x: experiments/README.md), never by fit:
+
+- "separable" (7 parameters), after SoViT's per-dimension laws (Alabdulmohsin et al. 2023):
+  each dimension's log-size x_d = s_d * log2(f) adds a concave a_d * x_d - b_d * x_d^2
+  (b_d >= 0: diminishing returns, fitted with bounds); accuracy = c + sum_d (a_d x_d - b_d
+  x_d^2). At a factor, the best split equalises the dimensions' marginal returns, and as f
+  grows it moves toward the dimensions that saturate slowest: the best direction may change
+  with scale, which is what a forecast is for. Needs two factors (at one, sum_d x_d is fixed
+  and c and the a_d are not identified).
+- "iso-cost" (6 per factor), after Chinchilla's approach 2 (Hoffmann et al. 2022): a
+  quadratic over the simplex at each factor, its coefficients extrapolated linearly in log2(f)
+  from the two largest factors. Needs six directions at each of them: a table, rarely a
+  study's upper rungs.
+
+The interval is a case bootstrap: the trainings are resampled with replacement (within each
+factor), refitted and the candidates predicted again; each direction gets the 2.5-97.5%
+percentiles of its predicted accuracy and the share of resamples in which it is the best.
+Two factors identify little: the interval says how little.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import optimize
+
+MODELS = ("separable", "iso-cost")
+Point = tuple[tuple[float, float, float], float, float]  # (shares, factor, score)
+
+
+@dataclasses.dataclass(frozen=True)
+class Forecast:
+    """What a fit predicts at `factor` for each candidate direction.
+
+    Attributes:
+        factor: the cost factor predicted.
+        model: "separable" or "iso-cost".
+        parameters: the fit's free parameters.
+        fitted_on: the factors of the trainings fitted, and how many at each.
+        candidates: the directions predicted (shares), best predicted first.
+        predicted: the fit's accuracy for each candidate (on all trainings).
+        low, high: its 95% bootstrap percentiles.
+        p_best: the share of bootstrap refits in which it is predicted best.
+        resamples: bootstrap refits.
+    """
+
+    factor: float
+    model: str
+    parameters: int
+    fitted_on: dict[float, int]
+    candidates: tuple[tuple[float, float, float], ...]
+    predicted: tuple[float, ...]
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    p_best: tuple[float, ...]
+    resamples: int
+
+    @property
+    def best(self) -> tuple[float, float, float]:
+        return self.candidates[0]
+
+    def summary(self, top: int = 5) -> dict[str, Any]:
+        """The forecast as JSON: settings and the `top` best candidates."""
+        return {"factor": self.factor, "model": self.model, "parameters": self.parameters,
+                "fitted_on": {f"{f:g}": n for f, n in self.fitted_on.items()},
+                "resamples": self.resamples,
+                "directions": [{"shares": list(s), "predicted": p, "low": lo, "high": hi,
+                                "p_best": pb}
+                               for s, p, lo, hi, pb in zip(self.candidates, self.predicted,
+                                                           self.low, self.high, self.p_best,
+                                                           strict=True)][:top]}
+
+
+def _separable_features(shares: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    x = shares * np.log2(factors)[:, None]
+    return np.hstack([np.ones((len(x), 1)), x, -(x**2)])
+
+
+def _quadratic_features(shares: np.ndarray) -> np.ndarray:
+    w, r = shares[:, 1], shares[:, 2]  # depth = 1 - w - r
+    return np.stack([np.ones_like(w), w, r, w * w, w * r, r * r], axis=1)
+
+
+class _Fit:
+    """One fitted model: `predict(shares, factor)`."""
+
+    def __init__(self, model: str, shares: np.ndarray, factors: np.ndarray,
+                 scores: np.ndarray) -> None:
+        self.model = model
+        if model == "separable":
+            features = _separable_features(shares, factors)
+            lower = np.r_[np.full(4, -np.inf), np.zeros(3)]  # b_d >= 0: concave
+            self.theta = optimize.lsq_linear(features, scores, bounds=(lower, np.inf)).x
+            return
+        self.at: dict[float, np.ndarray] = {}
+        for f in sorted(set(factors.tolist()))[-2:]:
+            mine = factors == f
+            self.at[f] = np.linalg.lstsq(_quadratic_features(shares[mine]), scores[mine],
+                                         rcond=None)[0]
+
+    def predict(self, shares: np.ndarray, factor: float) -> np.ndarray:
+        if self.model == "separable":
+            return _separable_features(shares, np.full(len(shares), factor)) @ self.theta
+        (f1, t1), (f2, t2) = sorted(self.at.items())
+        slope = (t2 - t1) / (math.log2(f2) - math.log2(f1))
+        theta = t2 + slope * (math.log2(factor) - math.log2(f2))
+        return _quadratic_features(shares) @ theta
+
+
+def parameters(model: str) -> int:
+    return {"separable": 7, "iso-cost": 12}[model]
+
+
+def check(points: Sequence[Point], model: str) -> str | None:
+    """Why `points` cannot be fitted by `model`, or None."""
+    if model not in MODELS:
+        return f"the forecast model must be one of {', '.join(MODELS)}, got {model!r}"
+    counts: dict[float, set[tuple[float, ...]]] = {}
+    for shares, factor, _ in points:
+        counts.setdefault(factor, set()).add(tuple(round(s, 6) for s in shares))
+    if len(counts) < 2:
+        return (f"a forecast needs trainings at two factors at least; there are "
+                f"{'none' if not counts else 'only ' + ', '.join(f'{f:g}x' for f in counts)}")
+    if model == "separable" and len(points) < parameters(model):
+        return f"the separable fit has 7 parameters and only {len(points)} trainings"
+    if model == "iso-cost":
+        thin = [f for f in sorted(counts)[-2:] if len(counts[f]) < 6]
+        if thin:
+            return (f"the iso-cost fit needs six directions at each of its two largest "
+                    f"factors; {', '.join(f'{f:g}x' for f in thin)} has fewer")
+    return None
+
+
+def forecast(points: Sequence[Point], factor: float,
+             candidates: Sequence[tuple[float, float, float]], *, model: str = "separable",
+             resamples: int = 200, seed: int = 0) -> Forecast:
+    """Fits `points` (shares, factor, score; one per training) and predicts `candidates` at
+    `factor`, with a case bootstrap within each fitted factor.
+
+    Raises:
+        ValueError: the points cannot be fitted by the model (`check` says why).
+    """
+    why = check(points, model)
+    if why:
+        raise ValueError(why)
+    shares = np.array([p[0] for p in points], dtype=float)
+    factors = np.array([p[1] for p in points], dtype=float)
+    scores = np.array([p[2] for p in points], dtype=float)
+    grid = np.array(candidates, dtype=float)
+    central = _Fit(model, shares, factors, scores).predict(grid, factor)
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(factors == f) for f in np.unique(factors)]
+    draws = np.empty((resamples, len(grid)))
+    for i in range(resamples):
+        pick = np.concatenate([rng.choice(g, len(g)) for g in groups])
+        draws[i] = _Fit(model, shares[pick], factors[pick], scores[pick]).predict(grid, factor)
+    wins = np.bincount(draws.argmax(axis=1), minlength=len(grid)) / resamples
+    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    order = np.lexsort((-wins, -central))  # best predicted first
+    return Forecast(
+        factor=float(factor), model=model, parameters=parameters(model),
+        fitted_on={float(f): int((factors == f).sum()) for f in np.unique(factors)},
+        candidates=tuple(tuple(float(v) for v in grid[i]) for i in order),  # type: ignore[misc]
+        predicted=tuple(float(central[i]) for i in order),
+        low=tuple(float(low[i]) for i in order), high=tuple(float(high[i]) for i in order),
+        p_best=tuple(float(wins[i]) for i in order), resamples=resamples)
+
+
+def study_points(rows: Sequence[Any]) -> list[Point]:
+    """(shares, factor, score) of a study's full-budget trainings (`records.TrialRow`s of a
+    study with factor rungs), one per network."""
+    return [((r.depth_share, r.width_share, r.resolution_share), r.factor, r.score)
+            for r in rows if r.state == "complete" and r.full_budget and r.factor is not None
+            and r.duplicate_of is None and r.depth_share is not None]
+
+
+def matchable(search: Any, baseline_arch: str, factor: float) -> list[tuple[float, ...]]:
+    """The search's lattice directions (its `grid_step`) whose rounded network at `factor`
+    is within the search's tolerance of that cost: what could be trained there."""
+    import space
+    from search.manifold import shares_of
+    from space.family import match_phi
+
+    simplex = search.directions
+    baseline = space.resolve(baseline_arch)
+    out = []
+    for params in simplex.grid(search.grid_step):
+        coeffs = simplex.coefficients(params)
+        _, _, ratio = match_phi(baseline, coeffs, factor, cost_key=search.match,
+                                      resolution_multiple=search.resolution_multiple,
+                                      channel_divisor=search.channel_divisor)
+        if abs(ratio / factor - 1) <= search.tolerance:
+            out.append(tuple(float(v) for v in shares_of(coeffs).values()))
+    return out
+
+
+def study_forecast(rows: Sequence[Any], search: Any, factor: float, *,
+                   model: str = "separable", resamples: int = 200) -> Forecast | str:
+    """The forecast at `factor` from a study's trainings at its factor rungs, over the lattice
+    directions matchable there; or why there is none (one line)."""
+    points = study_points(rows)
+    why = check(points, model)
+    if why:
+        return why
+    baseline = next(r.baseline_arch for r in rows if r.baseline_arch)
+    candidates = matchable(search, baseline, factor)
+    if not candidates:
+        return (f"no direction of the {search.grid_step:g} lattice has a network within "
+                f"{search.tolerance:.0%} of {factor:g}x")
+    return forecast(points, factor, candidates, model=model, resamples=resamples)
