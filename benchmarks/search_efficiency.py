@@ -3,6 +3,7 @@
     python benchmarks/search_efficiency.py --seeds 30 [--trials 20] [--snap 0.1] [--json]
     python benchmarks/search_efficiency.py --methods gp --seeds 30   # GP: an hour, not minutes
     python benchmarks/search_efficiency.py --table T.jsonl --methods tpe,random --seeds 5
+    python benchmarks/search_efficiency.py --table T.jsonl --target-factor 8 --seeds 30 --json
 
 Every method runs the real effsearch search (`search.replay`: the same samplers, references,
 design, halving and worker loop) against a direction table (default experiments/results/
@@ -327,11 +328,22 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="replays run in this many processes (default: one per core)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--target-factor", type=float, metavar="F",
+                        help="compare the six ways to a direction for factor F instead "
+                             "(benchmarks/factor_efficiency.py): the table needs rows at F")
     args = parser.parse_args()
     if not args.table.exists():
         sys.exit(f"no table at {args.table}: build it with "
                  f"experiments/build_direction_table.sh, then "
                  f"python experiments/export_direction_table.py")
+    if args.target_factor is not None:
+        import factor_efficiency
+
+        table = Table.load(args.table)
+        rows = factor_efficiency.run(table, table_search(table, args.trials),
+                                     args.target_factor, args.seeds, args.jobs)
+        print(json.dumps(rows, indent=1) if args.json else factor_efficiency.markdown(rows))
+        return
     rows = run(Table.load(args.table), args.methods.split(","), args.seeds, args.trials,
                args.pareto, args.plot, args.jobs, args.snap,
                _halving(args.halving) if args.halving else None,

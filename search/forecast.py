@@ -16,6 +16,11 @@ table's 2x and 4x, predict 8x: experiments/README.md), never by fit:
   from the two largest factors. Needs six directions at each of them: a table, rarely a
   study's upper rungs.
 
+Trainings that halving stopped early count too, for the separable fit: each shorter budget
+adds one offset (accuracy after 1 epoch is lower by a constant, the directions' differences
+are taken to be the same), so a study whose halving sends few trainings to the full budget
+still gives enough points; predictions are at the full budget.
+
 The interval is a case bootstrap: the trainings are resampled with replacement (within each
 factor), refitted and the candidates predicted again; each direction gets the 2.5-97.5%
 percentiles of its predicted accuracy and the share of resamples in which it is the best.
@@ -33,7 +38,8 @@ import numpy as np
 from scipy import optimize
 
 MODELS = ("separable", "iso-cost")
-Point = tuple[tuple[float, float, float], float, float]  # (shares, factor, score)
+# (shares, factor, score) of a full-budget training, or (shares, factor, score, epochs)
+Point = tuple[Any, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,9 +85,14 @@ class Forecast:
                                                            strict=True)][:top]}
 
 
-def _separable_features(shares: np.ndarray, factors: np.ndarray) -> np.ndarray:
+def _separable_features(shares: np.ndarray, factors: np.ndarray,
+                        short: np.ndarray | None = None) -> np.ndarray:
+    """[1, x_d, -x_d^2] with x_d = s_d log2(f), then one indicator per shorter budget."""
     x = shares * np.log2(factors)[:, None]
-    return np.hstack([np.ones((len(x), 1)), x, -(x**2)])
+    columns = [np.ones((len(x), 1)), x, -(x**2)]
+    if short is not None:
+        columns.append(short)
+    return np.hstack(columns)
 
 
 def _quadratic_features(shares: np.ndarray) -> np.ndarray:
@@ -93,13 +104,16 @@ class _Fit:
     """One fitted model: `predict(shares, factor)`."""
 
     def __init__(self, model: str, shares: np.ndarray, factors: np.ndarray,
-                 scores: np.ndarray) -> None:
+                 scores: np.ndarray, short: np.ndarray) -> None:
+        """`short`: one indicator column per budget shorter than the full one."""
         self.model = model
         if model == "separable":
-            features = _separable_features(shares, factors)
-            lower = np.r_[np.full(4, -np.inf), np.zeros(3)]  # b_d >= 0: concave
-            self.theta = optimize.lsq_linear(features, scores, bounds=(lower, np.inf)).x
+            features = _separable_features(shares, factors, short)
+            lower = np.r_[np.full(4, -np.inf), np.zeros(3), np.full(short.shape[1], -np.inf)]
+            self.theta = optimize.lsq_linear(features, scores, bounds=(lower, np.inf)).x[:7]
             return
+        full = ~short.any(axis=1)
+        shares, factors, scores = shares[full], factors[full], scores[full]
         self.at: dict[float, np.ndarray] = {}
         for f in sorted(set(factors.tolist()))[-2:]:
             mine = factors == f
@@ -115,22 +129,39 @@ class _Fit:
         return _quadratic_features(shares) @ theta
 
 
-def parameters(model: str) -> int:
-    return {"separable": 7, "iso-cost": 12}[model]
+def _budgets(points: Sequence[Point]) -> tuple[np.ndarray, int]:
+    """(one indicator column per budget below the longest, the longest budget)."""
+    epochs = np.array([p[3] if len(p) > 3 else -1 for p in points])
+    longest = int(epochs.max()) if len(epochs) else -1
+    shorter = sorted(set(epochs[epochs < longest].tolist()))
+    return np.array([[e == b for b in shorter] for e in epochs], dtype=float).reshape(
+        len(points), len(shorter)), longest
+
+
+def parameters(model: str, points: Sequence[Point] = ()) -> int:
+    """The fit's free parameters: 7 (separable; one more per shorter budget among `points`)
+    or 12 (iso-cost)."""
+    if model == "iso-cost":
+        return 12
+    return 7 + _budgets(points)[0].shape[1] if points else 7
 
 
 def check(points: Sequence[Point], model: str) -> str | None:
     """Why `points` cannot be fitted by `model`, or None."""
     if model not in MODELS:
         return f"the forecast model must be one of {', '.join(MODELS)}, got {model!r}"
+    if model == "iso-cost" and points:  # full-budget trainings only
+        short, _ = _budgets(points)
+        points = [p for p, s in zip(points, short, strict=True) if not s.any()]
     counts: dict[float, set[tuple[float, ...]]] = {}
-    for shares, factor, _ in points:
+    for shares, factor, *_ in points:
         counts.setdefault(factor, set()).add(tuple(round(s, 6) for s in shares))
     if len(counts) < 2:
         return (f"a forecast needs trainings at two factors at least; there are "
                 f"{'none' if not counts else 'only ' + ', '.join(f'{f:g}x' for f in counts)}")
-    if model == "separable" and len(points) < parameters(model):
-        return f"the separable fit has 7 parameters and only {len(points)} trainings"
+    if model == "separable" and len(points) < parameters(model, points):
+        return (f"the separable fit has {parameters(model, points)} parameters and only "
+                f"{len(points)} trainings")
     if model == "iso-cost":
         thin = [f for f in sorted(counts)[-2:] if len(counts[f]) < 6]
         if thin:
@@ -143,7 +174,7 @@ def forecast(points: Sequence[Point], factor: float,
              candidates: Sequence[tuple[float, float, float]], *, model: str = "separable",
              resamples: int = 200, seed: int = 0) -> Forecast:
     """Fits `points` (shares, factor, score; one per training) and predicts `candidates` at
-    `factor`, with a case bootstrap within each fitted factor.
+    `factor`, with a case bootstrap within each fitted factor (`resamples` 0: none).
 
     Raises:
         ValueError: the points cannot be fitted by the model (`check` says why).
@@ -154,19 +185,25 @@ def forecast(points: Sequence[Point], factor: float,
     shares = np.array([p[0] for p in points], dtype=float)
     factors = np.array([p[1] for p in points], dtype=float)
     scores = np.array([p[2] for p in points], dtype=float)
+    short, _ = _budgets(points)
     grid = np.array(candidates, dtype=float)
-    central = _Fit(model, shares, factors, scores).predict(grid, factor)
+    central = _Fit(model, shares, factors, scores, short).predict(grid, factor)
     rng = np.random.default_rng(seed)
     groups = [np.flatnonzero(factors == f) for f in np.unique(factors)]
     draws = np.empty((resamples, len(grid)))
     for i in range(resamples):
         pick = np.concatenate([rng.choice(g, len(g)) for g in groups])
-        draws[i] = _Fit(model, shares[pick], factors[pick], scores[pick]).predict(grid, factor)
-    wins = np.bincount(draws.argmax(axis=1), minlength=len(grid)) / resamples
-    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+        draws[i] = _Fit(model, shares[pick], factors[pick], scores[pick],
+                        short[pick]).predict(grid, factor)
+    if resamples:
+        wins = np.bincount(draws.argmax(axis=1), minlength=len(grid)) / resamples
+        low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    else:  # the point forecast alone (the replay benchmark's thousands of fits)
+        wins = np.eye(len(grid))[central.argmax()]
+        low = high = central
     order = np.lexsort((-wins, -central))  # best predicted first
     return Forecast(
-        factor=float(factor), model=model, parameters=parameters(model),
+        factor=float(factor), model=model, parameters=parameters(model, points),
         fitted_on={float(f): int((factors == f).sum()) for f in np.unique(factors)},
         candidates=tuple(tuple(float(v) for v in grid[i]) for i in order),  # type: ignore[misc]
         predicted=tuple(float(central[i]) for i in order),
@@ -175,11 +212,12 @@ def forecast(points: Sequence[Point], factor: float,
 
 
 def study_points(rows: Sequence[Any]) -> list[Point]:
-    """(shares, factor, score) of a study's full-budget trainings (`records.TrialRow`s of a
-    study with factor rungs), one per network."""
-    return [((r.depth_share, r.width_share, r.resolution_share), r.factor, r.score)
-            for r in rows if r.state == "complete" and r.full_budget and r.factor is not None
-            and r.duplicate_of is None and r.depth_share is not None]
+    """(shares, factor, score, epochs) of a study's trainings (`records.TrialRow`s of a study
+    with factor rungs): full-budget, or stopped by halving at a rung; one per training."""
+    return [((r.depth_share, r.width_share, r.resolution_share), r.factor, r.score, r.budget)
+            for r in rows if r.factor is not None and r.duplicate_of is None
+            and r.depth_share is not None and r.budget is not None
+            and (r.full_budget if r.state == "complete" else r.state == "pruned")]
 
 
 def matchable(search: Any, baseline_arch: str, factor: float) -> list[tuple[float, ...]]:

@@ -420,6 +420,9 @@ class ReplayOutcome:
     # trained (a promotion retrains from scratch): what checkpointed promotions would save.
     retrained: float = 0.0
     compute: float = 0.0  # MACs x epochs summed over every replayed epoch (per image)
+    # (shares, factor, recorded val top-1, epochs) of each training, full-budget or stopped
+    # by halving (a proposal of a network already trained is not another training)
+    scores: tuple[tuple[tuple[float, float, float], float, float, int], ...] = ()
 
 
 # (simulated time, full-budget trainings spent, recorded seconds spent, MACs x epochs spent)
@@ -559,13 +562,17 @@ def _outcome(study: Any, table: Table, factors: Sequence[float], epochs: int,
     ended = sorted((t for t in study.get_trials(deepcopy=False) if END_ATTR in t.user_attrs),
                    key=lambda t: tuple(t.user_attrs[END_ATTR]))
     judge = factors[-1]
-    trace, best, best_key, full = [], None, (-math.inf, -math.inf), []
+    trace, best, best_key, full, scores = [], None, (-math.inf, -math.inf), [], []
     for t in ended:
         a = t.user_attrs
         shares = (a["depth_share"], a["width_share"], a["resolution_share"])
+        factor = float(a.get("factor", factors[0]))
+        if "duplicate_of" not in a and t.state in (TrialState.COMPLETE, TrialState.PRUNED) \
+                and "val_top1" in a:
+            scores.append((shares, factor, a["val_top1"], a["budget"]))
         if a.get("budget") == epochs and t.state == TrialState.COMPLETE:
             full.append(shares)
-            key = (float(a.get("factor", factors[0])), a["val_top1"])
+            key = (factor, a["val_top1"])
             if key > best_key:
                 best_key, best = key, shares
         spent_trainings, spent_s = a[END_ATTR][1:3]
@@ -574,4 +581,5 @@ def _outcome(study: Any, table: Table, factors: Sequence[float], epochs: int,
     regret = table.regret(best, judge, tolerance) if best is not None else 1.0
     retrained = sum(t.user_attrs.get(PROMOTED_RUNG, 0) for t in ended) / epochs
     return ReplayOutcome(best, regret, trainer.spent_epochs / epochs, trainer.spent_s,
-                         elapsed_s, tuple(full), tuple(trace), retrained, trainer.spent_macs)
+                         elapsed_s, tuple(full), tuple(trace), retrained, trainer.spent_macs,
+                         tuple(scores))

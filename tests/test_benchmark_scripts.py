@@ -281,3 +281,47 @@ def test_search_efficiency_replays_the_search_its_table_header_describes(tmp_pat
     Table(table.rows).save(path)  # a table from before headers carried the search
     with pytest.raises(SystemExit, match="export it again"):
         bench.table_search(Table.load(path), trials=7)
+
+
+def test_target_factor_compares_the_six_ways_to_a_direction(tmp_path):
+    """`--target-factor`: six methods on a synthetic table at 2x, 4x and 8x whose best
+    direction moves with the factor; one JSON array on stdout and nothing else."""
+    from test_factor_rungs import table_at
+    from test_replay import config
+
+    from search.replay import Table, table_header
+
+    base = config()
+    part = dataclasses.replace(base, search=dataclasses.replace(base.search, phi=1.0))
+    factors = (2.0, 4.0, 8.0)
+    table = table_at(factors, [(0.2, 0.6, 0.2), (0.2, 0.45, 0.35), (0.2, 0.3, 0.5)])
+    path = tmp_path / "t.jsonl"
+    Table(table.rows).save(path, **table_header(part, tolerance=0.5))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"),
+                           "--table", str(path), "--target-factor", "8", "--seeds", "3",
+                           "--trials", "8", "--json", "--jobs", "1"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import json
+
+    rows = json.loads(done.stdout)
+    assert [r["kind"] for r in rows] == ["2x", "2x+ladder", "factors", "target-only", "paper",
+                                         "forecast"]
+    by = {r["kind"]: r for r in rows}
+    for r in rows:
+        assert {"method", "seeds", "compute_mean", "within_se_share", "target_regret_mean",
+                "target_regret_se"} <= set(r) and r["seeds"] == 3
+        assert 0 <= r["within_se_share"] <= 1 and 0 <= r["target_regret_mean"] <= 1
+    assert by["paper"]["compute_mean"] == 0 and by["target-only"]["compute_vs_target_only"] == 1
+    # The ladder and the factor rungs train at larger factors than the search they follow.
+    assert by["2x+ladder"]["compute_mean"] > by["2x"]["compute_mean"]
+    assert by["factors"]["compute_mean"] > by["2x"]["compute_mean"]
+    forecast = by["forecast"]
+    assert -1 <= forecast["forecast_spearman"] <= 1 and forecast["forecast_fitted"] == 3
+    assert 0 < forecast["noise_ceiling"] <= 1
+    low, high = forecast["noise_ceiling_interval"]
+    assert low <= high
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"),
+                          "--table", str(path), "--target-factor", "16"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "rows at 2x, 4x, 8x only" in bad.stderr

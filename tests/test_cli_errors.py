@@ -95,6 +95,8 @@ CASES = [
     (["export"], r"export needs -o FILE.json"),
     (["front", "--plot", "{tmp}/missing/f.png"], r"folder '.*missing' does not exist"),
     (["front", "--plot", "{tmp}/f.pdf"], r"must end in .png or .html"),
+    (["front", "--forecast", "x16"], r"--forecast: expected a number, got 'x16'"),
+    (["front", "--forecast", "0.5"], r"--forecast: must be >= 1"),
     (["compare", "{tmp}/ok.py", "--plot", "{tmp}/missing/f.png"], r"does not exist"),
     (["compare", "{tmp}/ok.py", "-o", "{tmp}/missing/r.json"], r"does not exist"),
     # numbers

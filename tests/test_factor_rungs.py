@@ -39,7 +39,8 @@ def table_at(factors, peaks) -> Table:
                                                                    strict=True))
             scale = score / r["curve"][-1]
             curve = [c * scale for c in r["curve"]]
-            rows.append(r | {"curve": curve, "val_top1": curve[-1], "test_top1": curve[-1]})
+            rows.append(r | {"curve": curve, "val_top1": curve[-1], "test_top1": curve[-1],
+                             "arch": f"net-{factor:g}-{r['shares']}"})
     return Table(tuple(rows))
 
 

@@ -79,3 +79,19 @@ def test_what_cannot_be_fitted_says_why(points, model, match):
     assert match in check(points, model)
     with pytest.raises(ValueError, match=match):
         forecast(points, 16, LATTICE, model=model)
+
+
+def test_trainings_stopped_early_count_with_an_offset_per_budget():
+    """Halving leaves most trainings at 1 or 3 of 4 epochs: with an offset per budget they
+    still inform the fit, and the forecast matches the one from full budgets alone."""
+    rng = np.random.default_rng(1)
+    full = [(s, f, separable_law(s, f), 4) for f in (2, 4) for s in LATTICE[::3]]
+    short = [(s, f, separable_law(s, f) - drop + 0.001 * rng.standard_normal(), e)
+             for f in (2, 4) for s in LATTICE for e, drop in ((1, 0.2), (3, 0.05))]
+    mixed = forecast(full[:4] + full[-4:] + short, 16, LATTICE, resamples=20)
+    assert mixed.parameters == 9  # 7 and two offsets
+    assert "8 parameters and only 6" in check(full[:4] + full[-1:] + [(LATTICE[0], 2, 0.5, 1)],
+                                              "separable")
+    alone = forecast(points_of(separable_law, (2, 4), noise=0.0), 16, LATTICE, resamples=0)
+    assert np.abs(np.array(mixed.best) - np.array(alone.best)).max() <= 0.1 + 1e-9
+    assert mixed.predicted[0] == pytest.approx(alone.predicted[0], abs=0.005)

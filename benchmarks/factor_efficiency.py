@@ -1,0 +1,235 @@
+"""Which search finds the best direction at the factor a user trains at, for how much compute.
+
+Run as `python benchmarks/search_efficiency.py --table T --target-factor 8 --seeds N --json`
+(issue 26, part 3). Six methods, each replayed against a direction table with several
+factors (search.replay: the real controller, a direction looked up at a factor as the
+nearest recorded there), the search built from the table's header with SearchConfig's
+defaults (halving on), once per seed:
+
+- "2x": the default search at the table's lowest factor, then export.
+- "2x+ladder": the same, then the ladder at every table factor above it up to the target
+  (SearchConfig's ladder_top directions and the paper's and single-dimension references,
+  ladder_seeds seeds each); the export is the best candidate's mean at the target.
+- "factors": the search with factor rungs at the table's factors up to the target
+  (search/factor_rungs.py); the export is its best training at the largest factor (the
+  confirmation with seeds is not replayed: it would add ladder_seeds - 1 trainings at the
+  target per confirmed direction).
+- "target-only": the default search at the target factor alone.
+- "paper": the paper's 1.2/1.1/1.15, no search.
+- "forecast": factor rungs up to the factor below the target, the separable forecast
+  (search/forecast.py) at the target over the table's directions there, and one training of
+  the forecast's best at the target.
+
+Compute is MACs x epochs per image summed over every training (search, ladder, forecast
+confirmation). Regret is judged at the target on the table's seed means: normalized
+((best - its mean) / (best - worst)) and as a share of seeds within one pooled seed standard
+error of the best. The ladder picks by the table's own seed means, the same rows the judge
+reads, so its regret is optimistic: fresh seeds would pick with their own noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from search.config import SearchConfig
+from search.forecast import check, forecast
+from search.manifold import paper_reference, shares_of
+from search.replay import ReplayOutcome, Table, replay_many, replay_tolerance
+
+KINDS = ("2x", "2x+ladder", "factors", "target-only", "paper", "forecast")
+
+
+def pooled_se(table: Table, factor: float, tolerance: float | None) -> float:
+    """One standard error of the best direction's mean: the seed std pooled over the
+    directions (root mean variance) over the square root of the best's seed count."""
+    variances = [d.std**2 for d in table.directions(factor, tolerance) if len(d.rows) > 1]
+    best = table.best(factor, tolerance)
+    return math.sqrt(float(np.mean(variances))) / math.sqrt(len(best.rows)) if variances \
+        else 0.0
+
+
+def noise_ceiling(table: Table, factor: float, resamples: int = 1000,
+                  seed: int = 0) -> tuple[float, tuple[float, float]] | None:
+    """sqrt of the test-retest reliability at `factor` of a ranking by the mean of the
+    table's seeds (Spearman-Brown), with a bootstrap 95% interval over networks: the highest
+    Spearman a forecast can reach against the table's means. None with one seed."""
+    noise = table.reliability(factor)
+    if noise is None:
+        return None
+    seeds = len(noise.seeds)
+    scores = np.array([r["scores"] for r in noise.rows])
+
+    def ceiling(rows: np.ndarray) -> float:
+        rho = np.mean([stats.spearmanr(rows[:, i], rows[:, j])[0]
+                       for i in range(seeds) for j in range(i + 1, seeds)])
+        rho = max(float(np.nan_to_num(rho)), 0.0)
+        return math.sqrt(seeds * rho / (1 + (seeds - 1) * rho))
+
+    rng = np.random.default_rng(seed)
+    draws = [ceiling(scores[rng.integers(len(scores), size=len(scores))])
+             for _ in range(resamples)]
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return math.sqrt(noise.of_mean(seeds)), (float(low), float(high))
+
+
+def configs(base: SearchConfig, table: Table, target: float) -> dict[str, SearchConfig]:
+    """The replayed searches: (a) at the lowest factor, (c) with factor rungs up to the
+    target, (d) at the target alone, (f) rungs below the target (or (a)'s, if only one)."""
+    factors = [f for f in table.factors() if f <= target + 1e-9]
+    search, two = base.search, base.search.target
+
+    def with_search(name: str, **changes: Any) -> SearchConfig:
+        return dataclasses.replace(base, name=f"replay-{name}",
+                                   search=dataclasses.replace(search, **changes))
+
+    out = {"2x": base, "factors": with_search("factors", factors=tuple(factors)),
+           "target-only": with_search("target", phi=math.log(target) / math.log(two))}
+    below = factors[:-1]
+    # With one factor below the target there is nothing to extrapolate from: the forecast
+    # falls back to that search's best (`_forecast`).
+    out["forecast"] = (with_search("forecast", factors=tuple(below)) if len(below) >= 2
+                       else base)
+    return out
+
+
+def _ladder(outcome: ReplayOutcome, table: Table, base: SearchConfig, target: float,
+            tolerance: float | None) -> tuple[tuple[float, ...] | None, float]:
+    """(the ladder's pick, the ladder's compute) after a search at the lowest factor."""
+    low = table.factors()[0]
+    epochs = base.proxy.epochs
+    ranked = sorted((s for s in outcome.scores if math.isclose(s[1], low) and s[3] == epochs),
+                    key=lambda s: -s[2])
+    top: list[tuple[float, ...]] = []
+    for shares, *_ in ranked:
+        nearest = table.nearest(shares, target, tolerance).shares
+        if nearest not in top:
+            top.append(nearest)
+        if len(top) == base.ladder_top:
+            break
+    if not top:
+        return None, 0.0
+    references = [tuple(shares_of(paper_reference(base.search.target)).values()),
+                  (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)]
+    compute = 0.0
+    for factor in (f for f in table.factors() if low < f <= target + 1e-9):
+        for shares in [*top, *references]:
+            row = table.nearest(shares, factor, tolerance).rows[0]
+            compute += row["macs"] * epochs * base.ladder_seeds
+    pick = max(top, key=lambda s: table.nearest(s, target, tolerance).mean)
+    return pick, compute
+
+
+def _forecast(outcome: ReplayOutcome, table: Table, base: SearchConfig, target: float,
+              tolerance: float | None) -> tuple[tuple[float, ...] | None, float, float | None]:
+    """(the forecast's pick, the compute of confirming it with one training at the target,
+    the forecast's Spearman against the table's means at the target); falls back to the
+    search's best training at its largest factor (Spearman None) when the fit cannot be made."""
+    points = list(outcome.scores)
+    directions = table.directions(target, tolerance)
+    if check(points, "separable") is not None:
+        pick = outcome.recommended
+        return pick, (table.nearest(pick, target, tolerance).rows[0]["macs"]
+                      * base.proxy.epochs if pick else 0.0), None
+    result = forecast(points, target, [d.shares for d in directions], resamples=0)
+    predicted = dict(zip(result.candidates, result.predicted, strict=True))
+    rho = stats.spearmanr([predicted[d.shares] for d in directions],
+                          [d.mean for d in directions])[0]
+    pick = result.best
+    return pick, table.nearest(pick, target, tolerance).rows[0]["macs"] * base.proxy.epochs, \
+        float(rho)
+
+
+def run(table: Table, base: SearchConfig, target: float, seeds: int,
+        jobs: int = 1) -> list[dict[str, Any]]:
+    """The six methods' rows (`KINDS`), `seeds` replays each."""
+    import optuna
+
+    from trainers.proxy import load_proxy_dataset
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if not any(math.isclose(f, target) for f in table.factors()):
+        raise SystemExit(f"--target-factor {target:g}: the table has rows at "
+                         f"{', '.join(f'{f:g}x' for f in table.factors())} only")
+    if math.isclose(target, table.factors()[0]):
+        raise SystemExit(f"--target-factor {target:g} is the table's lowest factor: give a "
+                         f"larger one")
+    tolerance = replay_tolerance(base)
+    searches = configs(base, table, target)
+    dataset = load_proxy_dataset(base.proxy)
+    names = list(searches)
+    outcomes = list(replay_many([(searches[n], s, 1) for n in names for s in range(seeds)],
+                                table, processes=jobs, dataset=dataset))
+    by_name = {n: outcomes[i * seeds:(i + 1) * seeds] for i, n in enumerate(names)}
+    picks: dict[str, list[tuple[Any, float]]] = {k: [] for k in KINDS}
+    rhos: list[float] = []
+    paper = tuple(shares_of(paper_reference(base.search.target)).values())
+    for i in range(seeds):
+        low = by_name["2x"][i]
+        picks["2x"].append((low.recommended, low.compute))
+        pick, extra = _ladder(low, table, base, target, tolerance)
+        picks["2x+ladder"].append((pick, low.compute + extra))
+        picks["factors"].append((by_name["factors"][i].recommended,
+                                 by_name["factors"][i].compute))
+        picks["target-only"].append((by_name["target-only"][i].recommended,
+                                     by_name["target-only"][i].compute))
+        picks["paper"].append((paper, 0.0))
+        outcome = by_name["forecast"][i]
+        pick, extra, rho = _forecast(outcome, table, base, target, tolerance)
+        picks["forecast"].append((pick, outcome.compute + extra))
+        if rho is not None:
+            rhos.append(rho)
+    best = table.best(target, tolerance)
+    se = pooled_se(table, target, tolerance)
+    ceiling = noise_ceiling(table, target)
+    rows = []
+    for kind in KINDS:
+        regrets = np.array([table.regret(p, target, tolerance) if p else 1.0
+                            for p, _ in picks[kind]])
+        gaps = np.array([best.mean - table.nearest(p, target, tolerance).mean if p
+                         else math.inf for p, _ in picks[kind]])
+        compute = np.array([c for _, c in picks[kind]])
+        row = {"method": kind, "kind": kind, "seeds": seeds, "target_factor": target,
+               "compute_mean": float(compute.mean()),
+               "within_se_share": float(np.mean(gaps <= se + 1e-12)),
+               "target_regret_mean": float(regrets.mean()),
+               "target_regret_se": _se(regrets),
+               "target_gap_mean": float(np.mean(gaps[np.isfinite(gaps)]))
+               if np.isfinite(gaps).any() else None,
+               "pooled_se": se}
+        if kind == "forecast":
+            row |= {"forecast_spearman": float(np.mean(rhos)) if rhos else None,
+                    "forecast_fitted": len(rhos),
+                    "noise_ceiling": ceiling[0] if ceiling else None,
+                    "noise_ceiling_interval": list(ceiling[1]) if ceiling else None}
+        rows.append(row)
+    target_only = next(r["compute_mean"] for r in rows if r["kind"] == "target-only")
+    for row in rows:
+        row["compute_vs_target_only"] = row["compute_mean"] / target_only if target_only \
+            else None
+    return rows
+
+
+def _se(values: np.ndarray) -> float:
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The rows as a table for experiments/README.md."""
+    lines = ["| method | compute (x target-only) | within 1 SE of the best | regret (normalized) "
+             "| gap (val top-1) |", "|---|---|---|---|---|"]
+    for r in rows:
+        gap = "" if r["target_gap_mean"] is None else f"{r['target_gap_mean']:.4f}"
+        lines.append(f"| {r['method']} | {r['compute_vs_target_only']:.2f} | "
+                     f"{r['within_se_share']:.0%} | {r['target_regret_mean']:.3f} +- "
+                     f"{r['target_regret_se']:.3f} | {gap} |")
+    forecast = next(r for r in rows if r["kind"] == "forecast")
+    if forecast["forecast_spearman"] is not None:
+        lines.append(f"\nforecast Spearman at {forecast['target_factor']:g}x: "
+                     f"{forecast['forecast_spearman']:.2f} (noise ceiling "
+                     f"{forecast['noise_ceiling']:.2f})")
+    return "\n".join(lines)
