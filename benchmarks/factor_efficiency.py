@@ -77,11 +77,14 @@ def noise_ceiling(table: Table, factor: float, resamples: int = 1000,
     return math.sqrt(noise.of_mean(seeds)), (float(low), float(high))
 
 
-def configs(base: SearchConfig, table: Table, target: float) -> dict[str, SearchConfig]:
+def configs(base: SearchConfig, table: Table, target: float,
+            factor_eta: int | None = None) -> dict[str, SearchConfig]:
     """The replayed searches: (a) at the lowest factor, (c) with factor rungs up to the
     target, (d) at the target alone, (f) rungs below the target (or (a)'s, if only one)."""
     factors = [f for f in table.factors() if f <= target + 1e-9]
     search, two = base.search, base.search.target
+    if factor_eta is not None:
+        search = dataclasses.replace(search, factor_eta=factor_eta)
 
     def with_search(name: str, **changes: Any) -> SearchConfig:
         return dataclasses.replace(base, name=f"replay-{name}",
@@ -145,8 +148,9 @@ def _forecast(outcome: ReplayOutcome, table: Table, base: SearchConfig, target: 
 
 
 def run(table: Table, base: SearchConfig, target: float, seeds: int,
-        jobs: int = 1) -> list[dict[str, Any]]:
-    """The six methods' rows (`KINDS`), `seeds` replays each."""
+        jobs: int = 1, factor_eta: int | None = None) -> list[dict[str, Any]]:
+    """The six methods' rows (`KINDS`), `seeds` replays each (`factor_eta`: of the factor
+    rungs, CoefficientSearch's default if None)."""
     import optuna
 
     from trainers.proxy import load_proxy_dataset
@@ -159,7 +163,7 @@ def run(table: Table, base: SearchConfig, target: float, seeds: int,
         raise SystemExit(f"--target-factor {target:g} is the table's lowest factor: give a "
                          f"larger one")
     tolerance = replay_tolerance(base)
-    searches = configs(base, table, target)
+    searches = configs(base, table, target, factor_eta)
     dataset = load_proxy_dataset(base.proxy)
     names = list(searches)
     outcomes = list(replay_many([(searches[n], s, 1) for n in names for s in range(seeds)],
@@ -194,6 +198,7 @@ def run(table: Table, base: SearchConfig, target: float, seeds: int,
                          else math.inf for p, _ in picks[kind]])
         compute = np.array([c for _, c in picks[kind]])
         row = {"method": kind, "kind": kind, "seeds": seeds, "target_factor": target,
+               "factor_eta": searches["factors"].search.factor_eta,
                "compute_mean": float(compute.mean()),
                "within_se_share": float(np.mean(gaps <= se + 1e-12)),
                "target_regret_mean": float(regrets.mean()),

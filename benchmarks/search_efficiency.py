@@ -331,6 +331,9 @@ def main() -> None:
     parser.add_argument("--target-factor", type=float, metavar="F",
                         help="compare the six ways to a direction for factor F instead "
                              "(benchmarks/factor_efficiency.py): the table needs rows at F")
+    parser.add_argument("--factor-eta", type=int, metavar="N",
+                        help="with --target-factor: the factor rungs' factor_eta (default: "
+                             "CoefficientSearch's)")
     args = parser.parse_args()
     if not args.table.exists():
         sys.exit(f"no table at {args.table}: build it with "
@@ -339,9 +342,15 @@ def main() -> None:
     if args.target_factor is not None:
         import factor_efficiency
 
+        from space import UserError
+
         table = Table.load(args.table)
-        rows = factor_efficiency.run(table, table_search(table, args.trials),
-                                     args.target_factor, args.seeds, args.jobs)
+        try:
+            rows = factor_efficiency.run(table, table_search(table, args.trials),
+                                         args.target_factor, args.seeds, args.jobs,
+                                         args.factor_eta)
+        except UserError as e:  # e.g. --factor-eta 1
+            sys.exit(f"error: {e}")
         print(json.dumps(rows, indent=1) if args.json else factor_efficiency.markdown(rows))
         return
     rows = run(Table.load(args.table), args.methods.split(","), args.seeds, args.trials,

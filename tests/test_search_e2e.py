@@ -503,6 +503,7 @@ def test_every_trial_row_field_is_recorded_by_the_controller(coef_study):
     recorded = set().union(*(t.user_attrs for t in study.get_trials()))
     row_only = {"trial", "state", "metric", "score", "values", "rank"}
     row_only |= {"latency_ms", "duplicate_of"}  # recorded when measured or reused: tested above
+    row_only |= {"factor"}  # recorded by factor rungs: tests/test_factor_rungs.py
     fields = {f.name for f in dataclasses.fields(records.TrialRow)}
     assert fields - row_only <= recorded, fields - row_only - recorded
     assert set(controller.RESULT_ATTRS) <= recorded  # and every result attr is written
