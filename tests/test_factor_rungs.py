@@ -197,6 +197,40 @@ def test_factor_rungs_find_the_largest_factors_best_better_than_the_lowest_alone
     assert all(o.compute > 0 for o in rungs)
 
 
+def test_a_study_interrupted_in_a_climb_resumes_it_at_its_factor(digits, monkeypatch):
+    """Ctrl-C in the first training above the lowest factor: on resume that climb is retried
+    at its factor first, and the search goes on to the largest factor as it would have."""
+    from search.replay import ReplayTrainer
+
+    table = table_at(FACTORS, [(0.2, 0.5, 0.3)] * 3)
+    config = factor_config()
+    train = ReplayTrainer.__call__
+
+    def interrupted(self, proxy, trial, callback):
+        if factor_rungs.is_climb(trial.user_attrs, FACTORS):
+            raise KeyboardInterrupt
+        return train(self, proxy, trial, callback)
+
+    store = optuna.storages.InMemoryStorage()
+    monkeypatch.setattr(ReplayTrainer, "__call__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        replay(config, table, seed=2, dataset=digits, storage=store)
+    monkeypatch.setattr(ReplayTrainer, "__call__", train)
+    failed = [t for t in optuna.load_study(study_name=config.name, storage=store).trials
+              if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and failed[0].user_attrs[FACTOR] == 8.0
+    replay(config, table, seed=2, dataset=digits, storage=store)
+    trials = optuna.load_study(study_name=config.name, storage=store).trials
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == failed[0].number]
+    assert retry.user_attrs[FACTOR] == 8.0 and retry.state == TrialState.COMPLETE
+    assert retry.user_attrs[PROMOTED_FROM] == failed[0].user_attrs[PROMOTED_FROM]
+    climbs = [t for t in trials if t.state != TrialState.FAIL
+              and factor_rungs.is_climb(t.user_attrs, FACTORS)]
+    assert max(t.user_attrs[FACTOR] for t in climbs) == 16.0
+    sources = [t.user_attrs[PROMOTED_FROM] for t in climbs]
+    assert len(sources) == len(set(sources))
+
+
 def test_a_table_without_a_factor_cannot_stand_in(digits):
     with pytest.raises(ValueError, match="no rows at 16x"):
         replay(factor_config(), table_at(FACTORS[:2], [(0.2, 0.5, 0.3)] * 2), seed=0,
