@@ -168,6 +168,10 @@ class ProxyResult:
     # Drawing the train split and putting the splits on the devices (outside init_s and
     # compile_s); the statistics and the dataset's loading are a worker's, not a trial's.
     data_s: float | None = None
+    # Continued from a checkpoint after this epoch (`trainers.checkpoints`), or None; why a
+    # checkpoint asked for could not be read (the run then trained from the first epoch).
+    resumed_at: int | None = None
+    resume_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

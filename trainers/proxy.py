@@ -32,7 +32,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import space
 from space import UserError
 from space.model import create_model, resolve_depthwise
-from trainers import imbalance, pipeline, streaming
+from trainers import checkpoints, imbalance, pipeline, streaming
+from trainers.checkpoints import Checkpointing
 from trainers.config import ProxyConfig, ProxyResult
 from trainers.data import Dataset, DatasetInfo, Split, describe_dataset, load_dataset
 from trainers.metrics import classification_metrics
@@ -513,16 +514,40 @@ def _val_metrics(functions: _Functions, state: TrainState, *, feed: _Feed,
     return metrics, scores["per_class_recall"]
 
 
+def _resume(state: TrainState, checkpointing: Checkpointing | None, result: ProxyResult,
+            mesh: Mesh) -> TrainState:
+    """The state to start from: the checkpoint's, with its curve in `result`, or `state`
+    (recording why, when a checkpoint was asked for and could not be read)."""
+    if checkpointing is None or checkpointing.resume_from is None:
+        return state
+    try:
+        # Replicated on the data mesh, as every trained epoch leaves the state.
+        state, curve = checkpoints.load(checkpointing.resume_from, state,
+                                        NamedSharding(mesh, PartitionSpec()))
+    except checkpoints.CheckpointError as e:
+        result.resume_error = str(e)
+        return state
+    result.curve = curve
+    result.resumed_at = result.epochs_completed = len(curve)
+    for name, value in curve[-1].items():
+        if name.startswith("val_"):
+            setattr(result, name, value)
+    return state
+
+
 def _run_epochs(functions: _Functions, state: TrainState, *, feed: _Feed, dataset: Dataset,
                 plan: _Plan, result: ProxyResult, callback: EpochCallback | None,
-                progress: Callable[[int, int], None] | None) -> TrainState:
+                progress: Callable[[int, int], None] | None,
+                checkpointing: Checkpointing | None = None) -> TrainState:
     """Trains epoch by epoch, evaluating after each; fills the curve and the timings.
 
     A non-finite train loss marks the result failed and stops; `Stop` from the callback
-    stops and keeps the result.
+    stops and keeps the result. A run resumed from a checkpoint starts after its epoch;
+    `checkpointing.save_at` epochs are saved before the callback is asked (it may stop the
+    run there, which is when the checkpoint is wanted).
     """
     train_time = 0.0
-    for epoch in range(plan.epochs):
+    for epoch in range(result.epochs_completed, plan.epochs):
         t = time.perf_counter()
         state, losses = feed.run(functions, state, epoch)
         train_loss = float(jnp.mean(losses))  # also waits for the epoch to finish
@@ -541,6 +566,9 @@ def _run_epochs(functions: _Functions, state: TrainState, *, feed: _Feed, datase
         result.epochs_completed = epoch + 1
         if progress:
             progress(epoch + 1, plan.epochs)
+        if checkpointing and checkpointing.save_to and epoch + 1 in checkpointing.save_at:
+            checkpoints.save(checkpoints.path_of(checkpointing.save_to, epoch + 1), state,
+                             result.curve)
         if callback:
             try:
                 callback(epoch + 1, metrics)
@@ -586,7 +614,8 @@ def _peak_memory() -> int | None:
 
 def train_and_evaluate(config: ProxyConfig, *, dataset: Dataset | None = None,
                        callback: EpochCallback | None = None,
-                       progress: Callable[[int, int], None] | None = None) -> ProxyResult:
+                       progress: Callable[[int, int], None] | None = None,
+                       checkpointing: Checkpointing | None = None) -> ProxyResult:
     """Trains `config.arch` for a short budget and evaluates it on the validation split.
 
     Args:
@@ -597,6 +626,9 @@ def train_and_evaluate(config: ProxyConfig, *, dataset: Dataset | None = None,
             "train_loss"}); it may raise `Stop` (or e.g. `optuna.TrialPruned`, which
             propagates) to end the run.
         progress: called with (epochs done, epochs total), for progress bars.
+        checkpointing: epochs to save a checkpoint after, and one to continue from
+            (`trainers.checkpoints`); a checkpoint that cannot be read is recorded in
+            `resume_error` and the run starts from the first epoch.
 
     Returns:
         The result; a diverging (NaN/inf) or out-of-memory run is returned with
@@ -621,8 +653,10 @@ def train_and_evaluate(config: ProxyConfig, *, dataset: Dataset | None = None,
                      pipeline_name=result.input_pipeline)
         result.data_s = split_s + time.perf_counter() - t
         functions = _compile(functions, state, feed=feed, result=result)
+        state = _resume(state, checkpointing, result, mesh)
         state = _run_epochs(functions, state, feed=feed, dataset=dataset, plan=plan,
-                            result=result, callback=callback, progress=progress)
+                            result=result, callback=callback, progress=progress,
+                            checkpointing=checkpointing)
         if result.status == "ok" and dataset.test is not None:
             test = _test_metrics(functions.evaluate, state, test=dataset.test, dataset=dataset,
                                  mesh=mesh, feed=feed)

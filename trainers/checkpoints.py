@@ -1,0 +1,96 @@
+"""Checkpoints of a training at an epoch, so that a promoted trial continues instead of
+retraining from its first epoch (issue 27).
+
+A checkpoint is the whole `TrainState` (parameters, BatchNorm statistics and RNG counts,
+optimizer state, EMA, step count) written with Orbax, plus the curve up to that epoch as
+JSON in Orbax's custom metadata. Nothing else needs saving: each epoch's batches and step keys
+come from (seed, epoch) alone (`pipeline.epoch_indices`, `jax.random.fold_in`), so a run
+resumed after epoch e trains epochs e+1... exactly as an uninterrupted one does.
+
+Orbax writes into a temporary directory and renames it when complete, so a reader never sees
+a half-written checkpoint; it opens local paths and the object stores it supports (gs://), so
+workers on several hosts share checkpoints through any directory they all reach.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+
+CURVE_KEY = "effsearch.curve"
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpointing:
+    """What a training saves and where it starts.
+
+    Attributes:
+        save_to: a directory to write `epoch_<e>` checkpoints into; None saves nothing.
+        save_at: the epochs after which to save (e.g. halving's rungs).
+        resume_from: a checkpoint (`epoch_<e>` directory) to continue from; None starts at
+            the first epoch.
+    """
+
+    save_to: str | None = None
+    save_at: tuple[int, ...] = ()
+    resume_from: str | None = None
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be read back as this training's state."""
+
+
+def path_of(folder: str | Path, epoch: int) -> str:
+    """The checkpoint of epoch `epoch` in `folder`."""
+    return f"{str(folder).rstrip('/')}/epoch_{epoch}"
+
+
+def save(path: str, state: Any, curve: list[dict[str, Any]]) -> None:
+    """Writes `state` (any pytree of arrays) and the `curve` so far to `path`, atomically.
+
+    The leaves are saved flat, keyed by position: the state's structure (nnx.State,
+    optax's named tuples) is rebuilt on restore from the resuming run's own fresh state.
+    """
+    import orbax.checkpoint as ocp
+
+    leaves = {str(i): leaf for i, leaf in enumerate(jax.tree.leaves(state))}
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(path, leaves, force=True,
+                          custom_metadata={CURVE_KEY: json.dumps(curve)})
+        checkpointer.wait_until_finished()
+
+
+def load(path: str, like: Any, sharding: Any = None) -> tuple[Any, list[dict[str, Any]]]:
+    """The state saved at `path`, in the structure of `like` (a fresh state of the same
+    network and optimizer), and the curve up to it.
+
+    Args:
+        sharding: where every leaf goes (a data-parallel state is replicated on the mesh, as
+            a trained epoch leaves it); None: where `like`'s leaves are.
+
+    Raises:
+        CheckpointError: missing, unreadable, or of another network or optimizer.
+    """
+    import orbax.checkpoint as ocp
+
+    leaves, treedef = jax.tree.flatten(like)
+    target = {str(i): jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
+                                           sharding=getattr(leaf, "sharding", None))
+              for i, leaf in enumerate(leaves)}
+    try:
+        with ocp.StandardCheckpointer() as checkpointer:
+            metadata = checkpointer.metadata(path)
+            restored = checkpointer.restore(path, target)
+        custom = getattr(metadata, "custom_metadata", None) or {}
+        curve = json.loads(custom[CURVE_KEY])
+    except Exception as e:  # Orbax raises many kinds: missing, torn, mismatched
+        raise CheckpointError(f"{path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                              if str(e) else f"{path}: {type(e).__name__}") from e
+    # A compiled epoch accepts only the shardings it was compiled for.
+    placed = [jax.device_put(restored[str(i)], sharding or leaf.sharding)
+              for i, leaf in enumerate(leaves)]
+    return jax.tree.unflatten(treedef, placed), curve
