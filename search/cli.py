@@ -198,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes on this machine (default: %(default)s)")
     p.add_argument("--trials", type=arguments.positive(int),
                    help="trained trials to finish (default: the config's)")
+    p.add_argument("--checkpoints", metavar="DIR",
+                   help="where halving's stopped trials leave a checkpoint that their "
+                        "promotion continues from: a folder every worker reaches (gs:// "
+                        "too); 'none' retrains promotions (default: WORKDIR/checkpoints)")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep the checkpoints once the study is done (default: deleted)")
     allow_cpu(p)
     p.set_defaults(func=_study_command("cmd_search"))
 

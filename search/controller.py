@@ -42,6 +42,7 @@ from search.kinds.base import FACTOR, LATTICE
 from search.records import CONFIG_ATTR, study_config
 from search.terminal import Stopped
 from space import UserError
+from trainers.checkpoints import Checkpointing, path_of
 from trainers.config import ProxyConfig
 from trainers.data import Dataset
 from trainers.proxy import (
@@ -341,9 +342,13 @@ class TrialRunner:
 
     def __init__(self, config: SearchConfig, study: optuna.Study,
                  dataset: Dataset | None = None, train: Trainer | None = None,
-                 wait: Callable[[float], None] = time.sleep, poll_s: float = 2.0) -> None:
+                 wait: Callable[[float], None] = time.sleep, poll_s: float = 2.0,
+                 checkpoints: str | None = None) -> None:
         self.config, self.study = config, study
         self.train = train  # None: real training (`train_and_evaluate`)
+        # Where trials stopped by halving leave a checkpoint for their promotion (any path
+        # Orbax opens, shared by every worker); None: promotions retrain from epoch 1.
+        self.checkpoints = checkpoints
         self.wait, self.poll_s = wait, poll_s  # while another worker trains the same network
         self._dataset = dataset
         info = dataset.info if dataset is not None else describe_proxy_dataset(config.proxy)
@@ -465,10 +470,12 @@ class TrialRunner:
                     raise Stop
 
         proxy = config.proxy.for_spec(spec)
+        checkpointing = self._checkpointing(trial, rungs, promoted_rung)
         result: ProxyResult | None = None
         try:
             with _Heartbeat(trial, config.heartbeat_s):
-                result = (train_and_evaluate(proxy, dataset=self.dataset, callback=on_epoch)
+                result = (train_and_evaluate(proxy, dataset=self.dataset, callback=on_epoch,
+                                             checkpointing=checkpointing)
                           if self.train is None else self.train(proxy, trial, on_epoch))
         except optuna.TrialPruned:
             return TrialState.PRUNED, None
@@ -477,6 +484,9 @@ class TrialRunner:
                 self._record(trial, result)
             if self.train is None:
                 _release_memory()
+        if result.resume_error:
+            log.warning("trial %d: its checkpoint could not be read (%s); trained from epoch 1",
+                        trial.number, result.resume_error)
         if result.status != "ok":
             trial.set_user_attr(FAILURE, result.reason or "failed")
             return TrialState.FAIL, None
@@ -485,6 +495,21 @@ class TrialRunner:
             # dashboard's Pareto front) then see only full-budget results as complete.
             return TrialState.PRUNED, None
         return TrialState.COMPLETE, self.values(getattr(result, objective.metric), cost)
+
+    def _checkpointing(self, trial: optuna.Trial, rungs: Sequence[int],
+                       promoted_rung: int) -> Checkpointing | None:
+        """Save where halving may stop the trial; a promotion continues from its original's
+        checkpoint at the rung it passed."""
+        if self.checkpoints is None or (not rungs and not promoted_rung):
+            return None
+        resume = None
+        if promoted_rung:
+            resume = path_of(checkpoint_folder(self.checkpoints, self.study.study_name,
+                                               int(trial.user_attrs[PROMOTED_FROM])),
+                             promoted_rung)
+        return Checkpointing(
+            save_to=checkpoint_folder(self.checkpoints, self.study.study_name, trial.number),
+            save_at=tuple(rungs), resume_from=resume)
 
     def _twin(self, number: int, arch: str) -> FrozenTrial | None:
         """A finished trial of the same network whose result stands for this one.
@@ -534,6 +559,23 @@ class TrialRunner:
             trial.set_user_attr(key, record[key])
         trial.set_user_attr("budget", result.epochs_completed)
         trial.set_user_attr("dataset", record["dataset"]["name"])
+
+
+def checkpoint_folder(root: str, study: str, trial: int) -> str:
+    """Where trial `trial` of `study` keeps its checkpoints under `root`."""
+    return f"{root.rstrip('/')}/{study}/trial_{trial}"
+
+
+def remove_checkpoints(root: str, study: str) -> bool:
+    """Deletes a study's checkpoints (a finished study needs none); False if there were none.
+    `etils.epath` (Orbax's own path library) removes local folders and gs:// alike."""
+    from etils import epath
+
+    folder = epath.Path(root) / study
+    if not folder.exists():
+        return False
+    folder.rmtree()
+    return True
 
 
 def _release_memory() -> None:
@@ -678,7 +720,8 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
                dataset: Dataset | None = None, runner: TrialRunner | None = None,
                poll_s: float = 2.0, max_duplicates: int = MAX_DUPLICATES_IN_A_ROW,
                say: Callable[[str], None] = _say_to_stderr,
-               wait: Callable[[float], None] = time.sleep) -> WorkerReport:
+               wait: Callable[[float], None] = time.sleep,
+               checkpoints: str | None = None) -> WorkerReport:
     """Runs trials of `study` until `trials` count toward the budget and none is running.
 
     Every worker of a study, on any host, runs this same loop on the same storage.
@@ -693,8 +736,11 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
         say: where the worker tells what it waits for (the budget is reached but another
             worker's trial is still running and may yet need a retry), or why it stops early.
         wait: sleeps between those polls (a replay's simulated clock passes its own).
+        checkpoints: where halving's stopped trials leave checkpoints for their promotions
+            (`TrialRunner`); None: promotions retrain from the first epoch.
     """
-    runner = runner or TrialRunner(config, study, dataset, wait=wait, poll_s=poll_s)
+    runner = runner or TrialRunner(config, study, dataset, wait=wait, poll_s=poll_s,
+                                   checkpoints=checkpoints)
     mine = (runtime_signature(config.proxy, runner.dataset)  # a replay trains nothing here
             if isinstance(runner, TrialRunner) and runner.train is None else None)
     if mine is not None:

@@ -11,10 +11,12 @@ bracket that reached that rung, ordered by non-dominated rank and then crowding 
 objective: by value), and only once the rung holds at least eta results; otherwise it stops
 there. A stopped trial is *promoted* later, whenever it enters that top share as weaker
 rivals arrive, and when the study's budget is spent every pending decision is made with the
-rung as it is. A promotion retrains from scratch with the same seed (the same curve up to the
-rung: checkpoints would save those epochs, but a worker on another host could not read them)
-and is judged again at the next rung. With several brackets (Hyperband, Li et al. 2018),
-bracket s starts deciding at min_epochs * eta^s, and trials are dealt to brackets by number.
+rung as it is. A promotion continues from the checkpoint its stopped original left at the
+rung (`effsearch search --checkpoints DIR`: by default the study's work directory, or any
+folder every worker reaches, gs:// included), and retrains from scratch with the same seed,
+the same curve up to the rung, where there is none; it is judged again at the next rung.
+With several brackets (Hyperband, Li et al. 2018), bracket s starts deciding at
+min_epochs * eta^s, and trials are dealt to brackets by number.
 
 A stopped trial is recorded as PRUNED, with its values at each rung (`rung_<epoch>`), its
 `stopped_at` and its `budget` as user attrs: Optuna's own views (`study.best_trials`,

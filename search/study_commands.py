@@ -30,7 +30,7 @@ from search.devices import (
 )
 from search.slots import SLOT_ENV
 from search.terminal import EXIT_USER_ERROR, Stopped, console, err_console, print_json
-from search.worker import EXIT_STOPPED, STORAGE_ENV
+from search.worker import CHECKPOINTS_ENV, EXIT_STOPPED, STORAGE_ENV
 from space import UserError
 
 __all__ = ["cmd_export", "cmd_front", "cmd_reliability", "cmd_search", "cmd_validate",
@@ -97,8 +97,17 @@ RELAYED = ("waiting for trial", "stopping:", "worker slot")
 POLL_S = 0.5
 
 
+def _checkpoints(args: argparse.Namespace, workdir: Path, config: Any) -> str | None:
+    """Where promotions' checkpoints go: --checkpoints, else the work directory's
+    checkpoints/ folder; None for 'none' or a study without halving."""
+    chosen = getattr(args, "checkpoints", None)
+    if config.halving is None or (chosen or "").lower() == "none":
+        return None
+    return chosen or str((workdir / "checkpoints").resolve())
+
+
 def _run_workers(args: argparse.Namespace, url: str, study: Any, total: int, workdir: Path,
-                 say: Any) -> list[str]:
+                 say: Any, checkpoints: str | None = None) -> list[str]:
     """Starts `--workers` processes and waits; their logs go to `<workdir>/logs/`.
 
     Each worker is reaped the moment it exits (a worker killed with kill -9 would otherwise
@@ -126,7 +135,7 @@ def _run_workers(args: argparse.Namespace, url: str, study: Any, total: int, wor
             start = log_file.tell()
             # The URL goes by environment, not argv: a password in argv shows in `ps`.
             env = (dict(os.environ) | worker_changes(i, args.workers, host, os.environ)
-                   | {STORAGE_ENV: url, SLOT_ENV: str(i)})
+                   | {STORAGE_ENV: url, SLOT_ENV: str(i), CHECKPOINTS_ENV: checkpoints or ""})
             if args.allow_cpu and "JAX_PLATFORMS" not in os.environ:
                 env.pop("JAX_PLATFORMS", None)  # the pin would refuse the CPU asked for
             command = [sys.executable, "-m", "search.worker", args.config, "--study", name,
@@ -205,6 +214,7 @@ def cmd_search(args: argparse.Namespace) -> None:
         controller.enqueue_design(study, config)
     total = controller.budget(config)
     workdir = Path(args.workdir or storage.DEFAULT_WORKDIR)
+    checkpoints = _checkpoints(args, workdir, config)
     start = time.time()
     if args.workers == 1:  # refuse a CPU fallback before loading the data
         runtime.start(args.allow_cpu)
@@ -214,10 +224,11 @@ def cmd_search(args: argparse.Namespace) -> None:
             progress.bar.console.print(line, markup=False, highlight=False)
 
         if args.workers == 1:
+            runner.checkpoints = checkpoints
             report = controller.run_worker(config, study, trials=total, runner=runner, say=say)
             stops = [f"stopping: {report.stopped}"] if report.stopped else []
         else:
-            stops = _run_workers(args, url, study, total, workdir, say)
+            stops = _run_workers(args, url, study, total, workdir, say, checkpoints)
     where = (f" --storage {storage.redact(args.storage)}" if args.storage
              else f" --workdir {args.workdir}" if args.workdir else "")
     rows = records.trial_rows(study)
@@ -250,6 +261,9 @@ def cmd_search(args: argparse.Namespace) -> None:
                       + ("; ".join(stops) if stops else "no worker said why (see the logs in "
                                                          f"{workdir / 'logs'})")
                       + "; run the command again to go on")
+    if checkpoints and not getattr(args, "keep_checkpoints", False) \
+            and controller.remove_checkpoints(checkpoints, name):
+        sys.stderr.write(f"removed the study's halving checkpoints from {checkpoints}\n")
     if config.ladder:
         runtime.start(args.allow_cpu)
         _ladder(study, factors=list(config.ladder), top=config.ladder_top,

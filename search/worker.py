@@ -16,6 +16,7 @@ from space import UserError
 from space.errors import error_text
 
 STORAGE_ENV = "EFFSEARCH_STORAGE_URL"  # how `effsearch search --workers N` passes the storage
+CHECKPOINTS_ENV = "EFFSEARCH_CHECKPOINTS"  # and where promotions' checkpoints go
 EXIT_STOPPED = 3  # the search stopped itself (`terminal.Stopped`): the launcher says why
 
 
@@ -27,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--study", required=True)
     parser.add_argument("--trials", type=int, required=True)
     parser.add_argument("--allow-cpu", action="store_true")
+    parser.add_argument("--checkpoints", default=os.environ.get(CHECKPOINTS_ENV),
+                        help="where halving's stopped trials leave checkpoints for their "
+                             f"promotions, shared by every worker (default: "
+                             f"${CHECKPOINTS_ENV}; none: promotions retrain)")
     args = parser.parse_args(argv)
     if not args.storage:
         parser.error(f"--storage or ${STORAGE_ENV} is required")
@@ -45,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          sampler_seed=controller.worker_seed(config.seed, slot))
         print(f"worker slot {slot}: sampler seed "
               f"{controller.worker_seed(config.seed, slot)}", flush=True)
-        report = controller.run_worker(config, study, trials=args.trials)
+        report = controller.run_worker(config, study, trials=args.trials,
+                                       checkpoints=args.checkpoints or None)
     except UserError as e:
         sys.stderr.write(error_text("effsearch worker", e))
         return 2

@@ -1,4 +1,4 @@
-"""Training resumed from a checkpoint equals training straight through (trainers/checkpoints.py)."""
+"""A training resumed from a checkpoint equals one straight through (trainers/checkpoints.py)."""
 
 import dataclasses
 
@@ -25,21 +25,25 @@ def stop_at(epoch):
     return callback
 
 
-@pytest.mark.parametrize("ema", [None, 0.9])
+@pytest.mark.parametrize("ema", [None, pytest.param(0.9, marks=pytest.mark.slow)])
 def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, digits, ema):
     """Parameters, optimizer and EMA state, BatchNorm statistics and the curve to 1e-6: the
     (seed, epoch) batches and step keys need no saving."""
     config = ProxyConfig(arch=TINY_ARCH, dataset="digits", epochs=3, batch_size=64,
                          resolution=8, ema_decay=ema)
-    whole = train_and_evaluate(config, dataset=digits, checkpointing=Checkpointing(
-        save_to=str(tmp_path / "whole"), save_at=(1, 3)))
+    # Stopped at its last epoch: the same run, and its state saved to compare.
+    whole = train_and_evaluate(config, dataset=digits, callback=stop_at(3),
+                               checkpointing=Checkpointing(save_to=str(tmp_path / "whole"),
+                                                           save_at=(1, 3)))
+    assert not (tmp_path / "whole" / "epoch_1").exists()  # saved only where it stopped
     first = train_and_evaluate(config, dataset=digits, callback=stop_at(1),
                                checkpointing=Checkpointing(save_to=str(tmp_path / "part"),
                                                            save_at=(1,)))
     assert first.epochs_completed == 1
-    resumed = train_and_evaluate(config, dataset=digits, checkpointing=Checkpointing(
-        save_to=str(tmp_path / "part"), save_at=(3,),
-        resume_from=checkpoints.path_of(tmp_path / "part", 1)))
+    resumed = train_and_evaluate(config, dataset=digits, callback=stop_at(3),
+                                 checkpointing=Checkpointing(
+                                     save_to=str(tmp_path / "part"), save_at=(3,),
+                                     resume_from=checkpoints.path_of(tmp_path / "part", 1)))
     assert resumed.resumed_at == 1 and resumed.resume_error is None
     assert resumed.epochs_completed == 3 and len(resumed.curve) == 3
     for a, b in zip(whole.curve, resumed.curve, strict=True):
@@ -69,7 +73,7 @@ def test_an_unreadable_checkpoint_is_one_line_and_the_run_trains_from_scratch(tm
         assert str(path) in result.resume_error and "\n" not in result.resume_error
         assert result.epochs_completed == 1
     other = dataclasses.replace(config, arch=TINY_ARCH.replace("c16", "c24"))
-    train_and_evaluate(other, dataset=digits, checkpointing=Checkpointing(
+    train_and_evaluate(other, dataset=digits, callback=stop_at(1), checkpointing=Checkpointing(
         save_to=str(tmp_path / "other"), save_at=(1,)))
     result = train_and_evaluate(config, dataset=digits, checkpointing=Checkpointing(
         resume_from=checkpoints.path_of(tmp_path / "other", 1)))

@@ -30,7 +30,8 @@ class Checkpointing:
 
     Attributes:
         save_to: a directory to write `epoch_<e>` checkpoints into; None saves nothing.
-        save_at: the epochs after which to save (e.g. halving's rungs).
+        save_at: the epochs at which a run stopped by its callback (halving's rungs) saves
+            a checkpoint first: where a promotion may continue.
         resume_from: a checkpoint (`epoch_<e>` directory) to continue from; None starts at
             the first epoch.
     """

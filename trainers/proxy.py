@@ -542,9 +542,8 @@ def _run_epochs(functions: _Functions, state: TrainState, *, feed: _Feed, datase
     """Trains epoch by epoch, evaluating after each; fills the curve and the timings.
 
     A non-finite train loss marks the result failed and stops; `Stop` from the callback
-    stops and keeps the result. A run resumed from a checkpoint starts after its epoch;
-    `checkpointing.save_at` epochs are saved before the callback is asked (it may stop the
-    run there, which is when the checkpoint is wanted).
+    stops and keeps the result, and saves a checkpoint if the epoch is one of
+    `checkpointing.save_at`. A run resumed from a checkpoint starts after its epoch.
     """
     train_time = 0.0
     for epoch in range(result.epochs_completed, plan.epochs):
@@ -566,13 +565,16 @@ def _run_epochs(functions: _Functions, state: TrainState, *, feed: _Feed, datase
         result.epochs_completed = epoch + 1
         if progress:
             progress(epoch + 1, plan.epochs)
-        if checkpointing and checkpointing.save_to and epoch + 1 in checkpointing.save_at:
-            checkpoints.save(checkpoints.path_of(checkpointing.save_to, epoch + 1), state,
-                             result.curve)
         if callback:
             try:
                 callback(epoch + 1, metrics)
             except Stop:
+                # Stopped where a checkpoint is wanted (halving's rung): a promotion may
+                # continue from here.
+                if checkpointing and checkpointing.save_to and \
+                        epoch + 1 in checkpointing.save_at:
+                    checkpoints.save(checkpoints.path_of(checkpointing.save_to, epoch + 1),
+                                     state, result.curve)
                 break
     if result.steps:
         result.step_time_s = train_time / result.steps
