@@ -20,8 +20,10 @@ trainings and recorded seconds spent until the recommendation is within one stan
 the table's best; the mean rank among methods at 25% and 100% of the 0.05 grid's training
 (what it spends: its points that round to a network already trained reuse that result, so it
 trains far fewer networks than its 232 points); the regret of the recommendation at the
-table's other factors (does a direction found at 2x carry to 4x?); the training promotions
-spend again on epochs their stopped originals had trained (`retrained_mean`).
+table's other factors (does a direction found at 2x carry to 4x?). Promotions continue from
+their rung's checkpoint, as the real search does since session 12: `retrained_mean` is what
+that saves against retraining them from the first epoch (part of `trainings_mean` in tables
+recorded before).
 `--pareto` searches two objectives (val top-1, params; MACs are matched) and adds the
 hypervolume gap of the full-budget trials to the table's own front.
 """
@@ -218,7 +220,8 @@ def run(table: Table, names: list[str], seeds: int, trials: int, pareto: bool = 
             "best_se": best_se(table, factor, tolerance),
             "trials": None if method.grid_step else trials,
             "trainings_mean": float(np.mean([o.trainings for o in outs])),
-            # Of those, what promotions spent again on epochs their originals had trained.
+            # What continuing promotions from checkpoints saved (epochs their originals had
+            # trained), in full-budget trainings.
             "retrained_mean": float(np.mean([o.retrained for o in outs])),
             "trainings_to_best_mean": float(spent.mean()),
             "seconds_to_best_mean": float(seconds.mean()),

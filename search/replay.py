@@ -344,12 +344,15 @@ class ReplayTrainer:
         clock: simulated time; None runs without one (every trial costs nothing).
         tolerance: look up only directions within the search's cost tolerance (a proposal
             the search accepted must not return the result of a network it would reject).
+        resume: a promotion continues after its rung, as from the checkpoint its original
+            left (the real search's default); False: it retrains from the first epoch.
     """
 
     def __init__(self, table: Table, factor: float, seed: int,
-                 clock: SimulatedClock | None = None, tolerance: float | None = None) -> None:
+                 clock: SimulatedClock | None = None, tolerance: float | None = None,
+                 resume: bool = True) -> None:
         self.table, self.factor, self.seed, self.clock = table, factor, seed, clock
-        self.tolerance = tolerance
+        self.tolerance, self.resume = tolerance, resume
         self.spent_s = 0.0  # recorded seconds of every replayed trial, summed
         self.spent_epochs = 0
         self.spent_macs = 0.0  # compute: MACs x epochs (per image) of every replayed epoch
@@ -370,10 +373,13 @@ class ReplayTrainer:
         per_epoch = (row["wall_s"] - setup) / row["epochs"]
         self._spend(setup, 0)
         curve, epochs = [], min(proxy.epochs, row["epochs"])
+        done = int(a.get("promoted_rung", 0)) if self.resume else 0
         for epoch in range(1, epochs + 1):
-            self._spend(per_epoch, 1, row["macs"])
             metrics = {"epoch": epoch, "val_top1": row["curve"][epoch - 1]}
             curve.append(metrics)
+            if epoch <= done:  # trained by its original, read from the checkpoint
+                continue
+            self._spend(per_epoch, 1, row["macs"])
             try:
                 callback(epoch, metrics)  # may raise optuna.TrialPruned: the caller's
             except Stop:
@@ -381,6 +387,7 @@ class ReplayTrainer:
         full = len(curve) == row["epochs"]
         nan = float("nan")
         return ProxyResult(
+            resumed_at=done or None,
             status="ok", reason=None, val_top1=curve[-1]["val_top1"], val_loss=nan,
             val_balanced_accuracy=nan, val_macro_f1=nan, val_worst_class_recall=nan,
             val_per_class_recall=[], test_top1=row["test_top1"] if full else None,
@@ -416,8 +423,9 @@ class ReplayOutcome:
     elapsed_s: float  # simulated wall time: the seconds spent, divided among the workers
     full: tuple[tuple[float, float, float], ...]  # shares of every full-budget trial
     trace: tuple[tuple[float, float, float | None], ...]
-    # Of `trainings`, what promotions spent again on the epochs their stopped originals had
-    # trained (a promotion retrains from scratch): what checkpointed promotions would save.
+    # The epochs of promotions that their stopped originals had trained (in full-budget
+    # trainings): what continuing from checkpoints saves, or, replayed with resume=False,
+    # what retraining from scratch spends again (it is then part of `trainings`).
     retrained: float = 0.0
     compute: float = 0.0  # MACs x epochs summed over every replayed epoch (per image)
     # (shares, factor, recorded val top-1, epochs) of each training, full-budget or stopped
@@ -431,7 +439,7 @@ END_ATTR = "replay.end"
 
 
 def replay(config: Any, table: Table, *, seed: int, workers: int = 1, dataset: Any = None,
-           storage: Any = None) -> ReplayOutcome:
+           storage: Any = None, resume: bool = True) -> ReplayOutcome:
     """Runs the real search of `config` against `table` with `workers` simulated workers.
 
     The sampler and design are seeded with `seed` (through the config); training seeds are
@@ -446,6 +454,8 @@ def replay(config: Any, table: Table, *, seed: int, workers: int = 1, dataset: A
             already there is resumed, as `effsearch search` resumes one: an interrupted
             trial's retry runs first, and time and training spent continue from what the
             study's replayed trials had spent.
+        resume: promotions continue from their rung's checkpoint (the real search's
+            default); False: they retrain from the first epoch.
     """
     import optuna
 
@@ -468,7 +478,7 @@ def replay(config: Any, table: Table, *, seed: int, workers: int = 1, dataset: A
     if created:
         controller.enqueue_design(study, config)
     clock = SimulatedClock(workers) if workers > 1 else None
-    trainer = ReplayTrainer(table, factor, seed, clock, replay_tolerance(config))
+    trainer = ReplayTrainer(table, factor, seed, clock, replay_tolerance(config), resume)
     epochs = config.proxy.epochs
     ends = [t.user_attrs[END_ATTR] for t in study.get_trials(deepcopy=False)
             if END_ATTR in t.user_attrs]

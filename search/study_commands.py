@@ -103,7 +103,15 @@ def _checkpoints(args: argparse.Namespace, workdir: Path, config: Any) -> str | 
     chosen = getattr(args, "checkpoints", None)
     if config.halving is None or (chosen or "").lower() == "none":
         return None
-    return chosen or str((workdir / "checkpoints").resolve())
+    if chosen and "://" in chosen:  # an object store: Orbax opens it, nothing to check here
+        return chosen
+    folder = Path(chosen) if chosen else workdir / "checkpoints"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--checkpoints {folder}: cannot create it ({e.strerror}); give a "
+                        f"folder every worker can write, or 'none'") from None
+    return str(folder.resolve())
 
 
 def _run_workers(args: argparse.Namespace, url: str, study: Any, total: int, workdir: Path,
@@ -205,6 +213,8 @@ def cmd_search(args: argparse.Namespace) -> None:
     if args.workers > 1 and storage.is_sqlite(url):
         raise UserError("SQLite cannot serve parallel workers (no row locks); use the default "
                         "journal file (--workdir) or PostgreSQL")
+    workdir = Path(args.workdir or storage.DEFAULT_WORKDIR)
+    checkpoints = _checkpoints(args, workdir, config)  # a bad folder: before any study exists
     store = storage.open_storage(url)
     # Only a worker samples: `--workers N` claims a slot in each worker process.
     slot = slots.claim(url, name) if args.workers == 1 else 0
@@ -213,8 +223,6 @@ def cmd_search(args: argparse.Namespace) -> None:
     if created:
         controller.enqueue_design(study, config)
     total = controller.budget(config)
-    workdir = Path(args.workdir or storage.DEFAULT_WORKDIR)
-    checkpoints = _checkpoints(args, workdir, config)
     start = time.time()
     if args.workers == 1:  # refuse a CPU fallback before loading the data
         runtime.start(args.allow_cpu)

@@ -35,6 +35,7 @@ RECORD = ('{"op_code": 0, "worker_id": "w", "study_name": "s", '
 
 def _files(tmp: Path) -> None:
     (tmp / "ok.py").write_text(CONFIG)
+    (tmp / "halving.py").write_text(CONFIG.replace("epochs=1", "epochs=3"))  # halving on
     (tmp / "config.txt").write_text(CONFIG)
     (tmp / "raises.py").write_text("def get_config():\n    return 1 / 0\n")
     (tmp / "afile").write_text("not a folder\n")
@@ -80,6 +81,8 @@ CASES = [
     (["search", "{tmp}/ok.py", "--workdir", "{tmp}/afile"], r"afile is a file"),
     (["search", "{tmp}/ok.py", "--workdir", "{tmp}/afile/sub"], r"afile is a file"),
     (["search", "{tmp}/ok.py", "--storage", "{tmp}/adir"], r"adir is a directory"),
+    (["search", "{tmp}/halving.py", "--checkpoints", "{tmp}/afile/sub"],
+     r"--checkpoints .*afile/sub: cannot create it"),
     (["search", "{tmp}/ok.py", "--workers", "0"], r"argument --workers: must be >= 1"),
     (["search", "{tmp}/ok.py", "--trials", "0"], r"argument --trials: must be >= 1"),
     (["front", "--storage", "{tmp}/middle.journal"], r"middle.journal.* line 2"),

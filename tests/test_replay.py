@@ -109,19 +109,23 @@ def test_halving_stops_trials_early_and_promotions_keep_their_seed(table, digits
     assert outcome.recommended is not None
 
 
-def test_retrained_is_what_promotions_train_twice(table, digits):
+def test_retrained_is_what_checkpoints_save(table, digits):
     import optuna
 
     storage = optuna.storages.InMemoryStorage()
     cfg = config(halving=Halving(min_epochs=1, eta=2), trials=10)
-    outcome = replay(cfg, table, seed=1, dataset=digits, storage=storage)
+    retraining = replay(cfg, table, seed=1, dataset=digits, storage=storage, resume=False)
     trials = optuna.load_study(study_name=cfg.name, storage=storage).get_trials()
     promotions = [t for t in trials if "promoted_from" in t.user_attrs]
     assert promotions
-    # A promotion trains from epoch 1 again: its stopped original's epochs are spent twice.
+    # A promotion retrained from epoch 1 spends its stopped original's epochs twice.
     again = sum(trials[t.user_attrs["promoted_from"]].user_attrs["budget"] for t in promotions)
-    assert outcome.retrained == pytest.approx(again / cfg.proxy.epochs)
-    assert 0 < outcome.retrained < outcome.trainings
+    assert retraining.retrained == pytest.approx(again / cfg.proxy.epochs)
+    assert 0 < retraining.retrained < retraining.trainings
+    # Continuing from the checkpoints spends exactly that less, with the same decisions.
+    resuming = replay(cfg, table, seed=1, dataset=digits)
+    assert resuming.trainings == pytest.approx(retraining.trainings - retraining.retrained)
+    assert resuming.recommended == retraining.recommended
     assert replay(config(trials=10), table, seed=1, dataset=digits).retrained == 0
 
 

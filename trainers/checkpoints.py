@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,19 @@ def save(path: str, state: Any, curve: list[dict[str, Any]]) -> None:
         checkpointer.save(path, leaves, force=True,
                           custom_metadata={CURVE_KEY: json.dumps(curve)})
         checkpointer.wait_until_finished()
+
+
+def save_or_warn(path: str, state: Any, curve: list[dict[str, Any]]) -> bool:
+    """`save`, or one warning line if it cannot be written (a full disk, a folder gone): the
+    run goes on, and a promotion from here will retrain from the first epoch."""
+    try:
+        save(path, state, curve)
+    except Exception as e:  # Orbax and the filesystems under it raise many kinds
+        logging.getLogger("effsearch").warning(
+            "checkpoint %s not written (%s: %s); a promotion from it will retrain", path,
+            type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
+        return False
+    return True
 
 
 def load(path: str, like: Any, sharding: Any = None) -> tuple[Any, list[dict[str, Any]]]:

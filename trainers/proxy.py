@@ -573,8 +573,9 @@ def _run_epochs(functions: _Functions, state: TrainState, *, feed: _Feed, datase
                 # continue from here.
                 if checkpointing and checkpointing.save_to and \
                         epoch + 1 in checkpointing.save_at:
-                    checkpoints.save(checkpoints.path_of(checkpointing.save_to, epoch + 1),
-                                     state, result.curve)
+                    checkpoints.save_or_warn(
+                        checkpoints.path_of(checkpointing.save_to, epoch + 1), state,
+                        result.curve)
                 break
     if result.steps:
         result.step_time_s = train_time / result.steps
