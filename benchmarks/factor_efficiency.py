@@ -20,6 +20,11 @@ defaults (halving on), once per seed:
   (search/forecast.py) at the target over the table's directions there, and one training of
   the forecast's best at the target.
 
+and a seventh, of kind "2x", for issue 27's noise-aware pick: "2x+noise", the default search
+at the lowest factor whose final pick gives every direction within the noise band of the
+leader a second seed and picks the best mean (`_noise_pick`), judged at the target, where
+its seeds are not the judge's.
+
 Compute is MACs x epochs per image summed over every training (search, ladder, forecast
 confirmation). Regret is judged at the target on the table's seed means: normalized
 ((best - its mean) / (best - worst)) and as a share of seeds within one pooled seed standard
@@ -127,6 +132,40 @@ def _ladder(outcome: ReplayOutcome, table: Table, base: SearchConfig, target: fl
     return pick, compute
 
 
+def _noise_pick(outcome: ReplayOutcome, table: Table, base: SearchConfig,
+                tolerance: float | None) -> tuple[tuple[float, ...] | None, float, int]:
+    """The noise-aware final pick after a search at the lowest factor (issue 27): every
+    full-budget direction within the noise band of the leader (1.96 sqrt(2) seed stds: two
+    single scores differ by more 5% of the time; the seed std is the table's pooled one at
+    that factor, as `effsearch reliability` measures it) gets the table's other seed, and
+    the best mean over its seeds is picked. Returns (pick, the extra seeds' compute, how
+    many directions got one)."""
+    low, epochs = table.factors()[0], base.proxy.epochs
+    noise = table.reliability(low)
+    full = [(shares, value) for shares, factor, value, budget in outcome.scores
+            if math.isclose(factor, low) and budget == epochs]
+    if noise is None or not full:
+        return outcome.recommended, 0.0, 0
+    leader = max(value for _, value in full)
+    band = 1.96 * math.sqrt(2) * noise.seed_std
+    means: dict[tuple[float, ...], float] = {}
+    compute = 0.0
+    for shares, value in full:
+        if leader - value > band:
+            continue
+        direction = table.nearest(shares, low, tolerance)
+        if direction.shares in means:
+            continue
+        others = [r for r in direction.rows if not math.isclose(r["val_top1"], value)]
+        if not others:  # one seed in the table: nothing to add
+            means[direction.shares] = value
+            continue
+        means[direction.shares] = (value + others[0]["val_top1"]) / 2
+        compute += others[0]["macs"] * epochs
+    pick = max(means, key=lambda s: means[s])
+    return pick, compute, len(means)
+
+
 def _forecast(outcome: ReplayOutcome, table: Table, base: SearchConfig, target: float,
               tolerance: float | None) -> tuple[tuple[float, ...] | None, float, float | None]:
     """(the forecast's pick, the compute of confirming it with one training at the target,
@@ -169,7 +208,8 @@ def run(table: Table, base: SearchConfig, target: float, seeds: int,
     outcomes = list(replay_many([(searches[n], s, 1) for n in names for s in range(seeds)],
                                 table, processes=jobs, dataset=dataset))
     by_name = {n: outcomes[i * seeds:(i + 1) * seeds] for i, n in enumerate(names)}
-    picks: dict[str, list[tuple[Any, float]]] = {k: [] for k in KINDS}
+    picks: dict[str, list[tuple[Any, float]]] = {k: [] for k in (*KINDS, "2x+noise")}
+    noisy: list[int] = []
     rhos: list[float] = []
     paper = tuple(shares_of(paper_reference(base.search.target)).values())
     for i in range(seeds):
@@ -177,6 +217,9 @@ def run(table: Table, base: SearchConfig, target: float, seeds: int,
         picks["2x"].append((low.recommended, low.compute))
         pick, extra = _ladder(low, table, base, target, tolerance)
         picks["2x+ladder"].append((pick, low.compute + extra))
+        pick, extra, seconds = _noise_pick(low, table, base, tolerance)
+        picks["2x+noise"].append((pick, low.compute + extra))
+        noisy.append(seconds)
         picks["factors"].append((by_name["factors"][i].recommended,
                                  by_name["factors"][i].compute))
         picks["target-only"].append((by_name["target-only"][i].recommended,
@@ -191,13 +234,14 @@ def run(table: Table, base: SearchConfig, target: float, seeds: int,
     se = pooled_se(table, target, tolerance)
     ceiling = noise_ceiling(table, target)
     rows = []
-    for kind in KINDS:
+    for kind in (*KINDS, "2x+noise"):
         regrets = np.array([table.regret(p, target, tolerance) if p else 1.0
                             for p, _ in picks[kind]])
         gaps = np.array([best.mean - table.nearest(p, target, tolerance).mean if p
                          else math.inf for p, _ in picks[kind]])
         compute = np.array([c for _, c in picks[kind]])
-        row = {"method": kind, "kind": kind, "seeds": seeds, "target_factor": target,
+        row = {"method": kind, "kind": "2x" if kind == "2x+noise" else kind, "seeds": seeds,
+               "target_factor": target,
                "factor_eta": searches["factors"].search.factor_eta,
                "compute_mean": float(compute.mean()),
                "within_se_share": float(np.mean(gaps <= se + 1e-12)),
@@ -206,6 +250,8 @@ def run(table: Table, base: SearchConfig, target: float, seeds: int,
                "target_gap_mean": float(np.mean(gaps[np.isfinite(gaps)]))
                if np.isfinite(gaps).any() else None,
                "pooled_se": se}
+        if kind == "2x+noise":  # directions given a second seed at the pick
+            row["second_seeds_mean"] = float(np.mean(noisy))
         if kind == "forecast":
             row |= {"forecast_spearman": float(np.mean(rhos)) if rhos else None,
                     "forecast_fitted": len(rhos),

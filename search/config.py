@@ -114,6 +114,14 @@ class SearchConfig:
             `ladder_top` best directions at its largest factor with `ladder_seeds` seeds.
         ladder_top: directions the ladder confirms.
         ladder_seeds: seeds per direction and factor.
+        noise_seeds: the noise-aware final pick (search/noise_pick.py): after the search,
+            every direction whose score lies within the proxy's noise band of the leader
+            (1.96 sqrt(2) seed stds) is trained with this many seeds in all (the search's
+            training is the first) and the best mean is exported. 1: off (the default; the
+            replay benchmark found it helps on CIFAR-10 and hurts on MNIST, experiments/
+            README.md part G). With factor rungs it chooses the confirmation's directions.
+        noise_std: the proxy's seed std for that band; None: the study's `effsearch
+            reliability --store` record.
         heartbeat_s: how often a running trial says it is alive.
         grace_s: a running trial silent this long is failed and retried.
         max_retries: retries of a trial whose worker died.
@@ -133,6 +141,8 @@ class SearchConfig:
     ladder: tuple[float, ...] = ()
     ladder_top: int = 3
     ladder_seeds: int = 3
+    noise_seeds: int = 1
+    noise_std: float | None = None
     heartbeat_s: float = 10.0
     grace_s: float = 120.0
     max_retries: int = 2
@@ -187,8 +197,17 @@ class SearchConfig:
                                 f"{self.search.name} search has none")
             if not all(math.isfinite(f) and f >= 1 for f in self.ladder):
                 raise UserError(f"ladder factors must be >= 1, got {self.ladder}")
-        if self.ladder_top < 1 or self.ladder_seeds < 1:
-            raise UserError("ladder_top and ladder_seeds must be >= 1")
+        if self.ladder_top < 1 or self.ladder_seeds < 1 or self.noise_seeds < 1:
+            raise UserError("ladder_top, ladder_seeds and noise_seeds must be >= 1")
+        if self.noise_std is not None and not self.noise_std > 0:
+            raise UserError(f"noise_std must be > 0, got {self.noise_std}")
+        if self.noise_seeds > 1:
+            if not isinstance(self.search, CoefficientSearch) or self.search.match is None:
+                raise UserError("noise_seeds retrains directions at their matched cost: it "
+                                "needs a coefficient search with match set")
+            if self.ladder:
+                raise UserError("noise_seeds and ladder both retrain with seeds; the ladder "
+                                "picks by mean already: choose one")
 
     def _check_factors(self) -> None:
         """What factor rungs (`CoefficientSearch.factors`) cannot be combined with."""

@@ -137,7 +137,7 @@ def _normalized(stored: dict[str, Any]) -> dict[str, Any]:
 # What a resumed study may change: the budget (`--trials`), the fault-tolerance timings and
 # the ladder run after it (none changes what a trial means).
 RESUMABLE = frozenset({"name", "trials", "heartbeat_s", "grace_s", "max_retries", "ladder",
-                       "ladder_top", "ladder_seeds"})
+                       "ladder_top", "ladder_seeds", "noise_seeds", "noise_std"})
 
 
 def config_changes(stored: dict[str, Any], mine: dict[str, Any], prefix: str = "") -> list[str]:

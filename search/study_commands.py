@@ -19,7 +19,17 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from search import arguments, factor_rungs, kinds, records, registry, reliability, slots, storage
+from search import (
+    arguments,
+    factor_rungs,
+    kinds,
+    noise_pick,
+    records,
+    registry,
+    reliability,
+    slots,
+    storage,
+)
 from search.devices import (
     assignment,
     check_workers,
@@ -276,6 +286,17 @@ def cmd_search(args: argparse.Namespace) -> None:
         runtime.start(args.allow_cpu)
         _ladder(study, factors=list(config.ladder), top=config.ladder_top,
                 seeds=config.ladder_seeds)
+    elif config.noise_seeds > 1 and rows:
+        # The noise-aware pick: the directions seed noise cannot tell from the best get more
+        # seeds (with factor rungs, at the largest factor: it chooses the confirmation's).
+        std = noise_pick.seed_std(study, config)
+        factor = largest if largest is not None else config.search.growth
+        top = noise_pick.within_band(rows, std, largest)
+        sys.stderr.write(f"noise-aware pick: {_count(top, 'direction')} within "
+                         f"{noise_pick.BAND_Z * 2**0.5 * std:.4f} of the best at {factor:g}x "
+                         f"(seed std {std:.4f}) get {config.noise_seeds} seeds each\n")
+        runtime.start(args.allow_cpu)
+        _ladder(study, factors=[factor], top=top, seeds=config.noise_seeds, references=False)
     elif factors and largest is not None and config.ladder_seeds > 1:
         # Factor rungs: the best directions at the largest factor, confirmed with seeds (the
         # search's own training is the first; references are not retrained).

@@ -1,0 +1,48 @@
+"""The noise-aware final pick: directions the proxy's noise cannot tell apart get more seeds
+before one is exported (issue 27, part 2).
+
+A single training's score carries the proxy's seed noise (on CIFAR-10 at 2x a seed std of
+0.010 against a spread of 0.022 across directions, experiments/README.md E.3), so the best
+single score is often a lucky seed. The rule: after the search, at the factor the export is
+taken from, every full-budget direction whose score is within the noise band of the leader,
+1.96 sqrt(2) seed stds (two single scores of one network differ by more 5% of the time), is
+trained with `noise_seeds` seeds in all (its search training is the first), and the best
+mean is exported. The seed std is the study's measured one (`effsearch reliability --store`)
+or the config's `noise_std`. The extra trainings are the scale ladder's rows at that factor
+(search/ladder.py), so `front` shows them and `export` picks from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from search import reliability
+from search.records import TrialRow
+from space import UserError
+
+BAND_Z = 1.96  # with sqrt(2): the 95% band of a difference of two single scores
+
+
+def seed_std(study: Any, config: Any) -> float:
+    """The proxy's seed std: the config's `noise_std`, else the study's stored record."""
+    if config.noise_std is not None:
+        return float(config.noise_std)
+    stored = study.user_attrs.get(reliability.ATTR)
+    if not stored:
+        raise UserError(f"noise_seeds={config.noise_seeds} needs the proxy's seed std: run "
+                        f"`effsearch reliability CONFIG --store {study.study_name}` or set "
+                        f"noise_std in the config; the search itself is kept")
+    return reliability.Reliability.from_json(stored).seed_std
+
+
+def within_band(rows: Sequence[TrialRow], std: float, factor: float | None = None) -> int:
+    """How many distinct full-budget networks (at `factor`, if given) score within the noise
+    band of the best: the ladder's `top` that covers exactly them."""
+    full = [r for r in rows if r.state == "complete" and r.full_budget
+            and r.duplicate_of is None and (factor is None or r.factor == factor)]
+    if not full:
+        return 0
+    leader = max(r.score for r in full)
+    band = BAND_Z * 2**0.5 * std
+    return len({r.arch for r in full if leader - r.score <= band})
