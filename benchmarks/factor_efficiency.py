@@ -28,8 +28,10 @@ its seeds are not the judge's.
 Compute is MACs x epochs per image summed over every training (search, ladder, forecast
 confirmation). Regret is judged at the target on the table's seed means: normalized
 ((best - its mean) / (best - worst)) and as a share of seeds within one pooled seed standard
-error of the best. The ladder picks by the table's own seed means, the same rows the judge
-reads, so its regret is optimistic: fresh seeds would pick with their own noise.
+error of the best. A search that picks by one training at the target ("factors",
+"target-only") is judged on its pick's other seeds, not on the training that chose it. The
+ladder picks by the table's own seed means at the target, the same rows the judge reads, so
+its regret is optimistic: fresh seeds would pick with their own noise.
 """
 
 from __future__ import annotations
@@ -142,21 +144,21 @@ def _noise_pick(outcome: ReplayOutcome, table: Table, base: SearchConfig,
     many directions got one)."""
     low, epochs = table.factors()[0], base.proxy.epochs
     noise = table.reliability(low)
-    full = [(shares, value) for shares, factor, value, budget in outcome.scores
+    full = [(shares, value, seed) for shares, factor, value, budget, seed in outcome.scores
             if math.isclose(factor, low) and budget == epochs]
     if noise is None or not full:
         return outcome.recommended, 0.0, 0
-    leader = max(value for _, value in full)
+    leader = max(value for _, value, _ in full)
     band = 1.96 * math.sqrt(2) * noise.seed_std
     means: dict[tuple[float, ...], float] = {}
     compute = 0.0
-    for shares, value in full:
+    for shares, value, seed in full:
         if leader - value > band:
             continue
         direction = table.nearest(shares, low, tolerance)
         if direction.shares in means:
             continue
-        others = [r for r in direction.rows if not math.isclose(r["val_top1"], value)]
+        others = [r for r in direction.rows if r["seed"] != seed]
         if not others:  # one seed in the table: nothing to add
             means[direction.shares] = value
             continue
@@ -164,6 +166,28 @@ def _noise_pick(outcome: ReplayOutcome, table: Table, base: SearchConfig,
         compute += others[0]["macs"] * epochs
     pick = max(means, key=lambda s: means[s])
     return pick, compute, len(means)
+
+
+def _drawn_seed(outcome: ReplayOutcome, factor: float, epochs: int) -> int | None:
+    """The table seed of the training a search recommended at `factor` (its best there)."""
+    at = [(value, seed) for shares, f, value, budget, seed in outcome.scores
+          if shares == outcome.recommended and math.isclose(f, factor) and budget == epochs]
+    return max(at)[1] if at else None
+
+
+def _judge(table: Table, pick: tuple[float, ...] | None, target: float,
+           tolerance: float | None, drawn: int | None = None) -> tuple[float, float]:
+    """(normalized regret, gap in val top-1) of `pick` at `target`. `drawn`: the seed of
+    the training that chose it there, left out of its mean (its other seeds judge it), so a
+    search that picks by one training at the target is not judged on that same training."""
+    if pick is None:
+        return 1.0, math.inf
+    means = [d.mean for d in table.directions(target, tolerance)]
+    direction = table.nearest(pick, target, tolerance)
+    rows = [r for r in direction.rows if r["seed"] != drawn] or list(direction.rows)
+    gap = max(0.0, max(means) - float(np.mean([r["val_top1"] for r in rows])))
+    spread = max(means) - min(means)
+    return (gap / spread if spread else 0.0), gap
 
 
 def _forecast(outcome: ReplayOutcome, table: Table, base: SearchConfig, target: float,
@@ -208,38 +232,39 @@ def run(table: Table, base: SearchConfig, target: float, seeds: int,
     outcomes = list(replay_many([(searches[n], s, 1) for n in names for s in range(seeds)],
                                 table, processes=jobs, dataset=dataset))
     by_name = {n: outcomes[i * seeds:(i + 1) * seeds] for i, n in enumerate(names)}
-    picks: dict[str, list[tuple[Any, float]]] = {k: [] for k in (*KINDS, "2x+noise")}
+    # (pick, compute, the seed of the training that picked it at the target, or None)
+    picks: dict[str, list[tuple[Any, float, int | None]]] = {
+        k: [] for k in (*KINDS, "2x+noise")}
+    epochs = base.proxy.epochs
     noisy: list[int] = []
     rhos: list[float] = []
     paper = tuple(shares_of(paper_reference(base.search.target)).values())
     for i in range(seeds):
         low = by_name["2x"][i]
-        picks["2x"].append((low.recommended, low.compute))
+        picks["2x"].append((low.recommended, low.compute, None))
         pick, extra = _ladder(low, table, base, target, tolerance)
-        picks["2x+ladder"].append((pick, low.compute + extra))
+        picks["2x+ladder"].append((pick, low.compute + extra, None))
         pick, extra, seconds = _noise_pick(low, table, base, tolerance)
-        picks["2x+noise"].append((pick, low.compute + extra))
+        picks["2x+noise"].append((pick, low.compute + extra, None))
         noisy.append(seconds)
-        picks["factors"].append((by_name["factors"][i].recommended,
-                                 by_name["factors"][i].compute))
-        picks["target-only"].append((by_name["target-only"][i].recommended,
-                                     by_name["target-only"][i].compute))
-        picks["paper"].append((paper, 0.0))
+        for kind in ("factors", "target-only"):
+            outcome = by_name[kind][i]
+            picks[kind].append((outcome.recommended, outcome.compute,
+                                _drawn_seed(outcome, target, epochs)))
+        picks["paper"].append((paper, 0.0, None))
         outcome = by_name["forecast"][i]
         pick, extra, rho = _forecast(outcome, table, base, target, tolerance)
-        picks["forecast"].append((pick, outcome.compute + extra))
+        picks["forecast"].append((pick, outcome.compute + extra, None))
         if rho is not None:
             rhos.append(rho)
-    best = table.best(target, tolerance)
     se = pooled_se(table, target, tolerance)
     ceiling = noise_ceiling(table, target)
     rows = []
     for kind in (*KINDS, "2x+noise"):
-        regrets = np.array([table.regret(p, target, tolerance) if p else 1.0
-                            for p, _ in picks[kind]])
-        gaps = np.array([best.mean - table.nearest(p, target, tolerance).mean if p
-                         else math.inf for p, _ in picks[kind]])
-        compute = np.array([c for _, c in picks[kind]])
+        judged = [_judge(table, p, target, tolerance, drawn) for p, _, drawn in picks[kind]]
+        regrets = np.array([r for r, _ in judged])
+        gaps = np.array([g for _, g in judged])
+        compute = np.array([c for _, c, _ in picks[kind]])
         row = {"method": kind, "kind": "2x" if kind == "2x+noise" else kind, "seeds": seeds,
                "target_factor": target,
                "factor_eta": searches["factors"].search.factor_eta,
@@ -280,7 +305,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                      f"{r['target_regret_se']:.3f} | {gap} |")
     forecast = next(r for r in rows if r["kind"] == "forecast")
     if forecast["forecast_spearman"] is not None:
+        ceiling = forecast["noise_ceiling"]
         lines.append(f"\nforecast Spearman at {forecast['target_factor']:g}x: "
                      f"{forecast['forecast_spearman']:.2f} (noise ceiling "
-                     f"{forecast['noise_ceiling']:.2f})")
+                     f"{'unknown: one seed' if ceiling is None else f'{ceiling:.2f}'})")
     return "\n".join(lines)

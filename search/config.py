@@ -197,8 +197,10 @@ class SearchConfig:
                                 f"{self.search.name} search has none")
             if not all(math.isfinite(f) and f >= 1 for f in self.ladder):
                 raise UserError(f"ladder factors must be >= 1, got {self.ladder}")
-        if self.ladder_top < 1 or self.ladder_seeds < 1 or self.noise_seeds < 1:
-            raise UserError("ladder_top, ladder_seeds and noise_seeds must be >= 1")
+        counts = (self.ladder_top, self.ladder_seeds, self.noise_seeds)
+        if not all(isinstance(n, int) and n >= 1 for n in counts):
+            raise UserError(f"ladder_top, ladder_seeds and noise_seeds must be integers >= 1, "
+                            f"got {counts}")
         if self.noise_std is not None and not self.noise_std > 0:
             raise UserError(f"noise_std must be > 0, got {self.noise_std}")
         if self.noise_seeds > 1:

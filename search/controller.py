@@ -567,7 +567,9 @@ def checkpoint_folder(root: str, study: str, trial: int) -> str:
 
 
 def remove_checkpoints(root: str, study: str) -> bool:
-    """Deletes a study's checkpoints (a finished study needs none); False if there were none.
+    """Deletes a study's checkpoints once its search is done; False if there were none. (A
+    study resumed later with more trials retrains the promotions it then makes, each saying
+    so in one line.)
     `etils.epath` (Orbax's own path library) removes local folders and gs:// alike."""
     from etils import epath
 
@@ -603,8 +605,10 @@ def promotions(config: SearchConfig, trials: Sequence[FrozenTrial], *,
     halving = config.halving
     if halving is None:
         return []
+    # Promoted once, whatever came of it: a promotion that failed on its own would fail again
+    # (a dead worker's is retried by `retry`), and a surplus ask never ran.
     promoted = {t.user_attrs[PROMOTED_FROM] for t in trials
-                if PROMOTED_FROM in t.user_attrs and t.state != TrialState.FAIL}
+                if PROMOTED_FROM in t.user_attrs and not t.user_attrs.get("surplus")}
     out = []
     for bracket in range(halving.brackets):
         for rung in halving.rungs(config.proxy.epochs, bracket):
@@ -621,7 +625,8 @@ def promotions(config: SearchConfig, trials: Sequence[FrozenTrial], *,
 def promote(study: optuna.Study, config: SearchConfig, trial: FrozenTrial, rung: int) -> None:
     """Queues the stopped `trial` again, to be judged from the rung after `rung` on."""
     assert config.halving is not None, "only halving stops and promotes trials"
-    attrs = {k: v for k, v in trial.user_attrs.items() if k in ("reference", "coefficients")}
+    attrs = {k: v for k, v in trial.user_attrs.items()
+             if k in ("reference", "coefficients", LATTICE)}  # a lattice point stays exact
     attrs.update({PROMOTED_FROM: trial.number, PROMOTED_RUNG: rung,
                   BRACKET: _bracket(config.halving, trial)})
     study.enqueue_trial(trial.params, user_attrs=attrs)

@@ -18,6 +18,12 @@ results; a direction is promoted later, whenever it enters the top share as weak
 arrive; and once the budget is spent and nothing runs, the pending decisions are made with
 the rungs as they are, the lowest factor first.
 
+Known limitation: a climb is told to Optuna as a complete trial with its score at the larger
+factor, so a sampler that learns from complete trials (TPE, GP) sees the climbed directions
+twice, the second time scoring higher; it leans further toward directions that were already
+the best at the lowest factor. A sampler view that holds the lowest factor only would remove
+this (not yet built).
+
 Budget: `trials` counts distinct networks at the lowest factor; the climbs, like halving's
 promotions, do not count. After the search the best `ladder_top` directions at the largest
 factor are confirmed with `ladder_seeds` seeds (the search's training is the first seed), and
@@ -31,12 +37,13 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search import halving
 from search.halving import PROMOTED_FROM
-from search.kinds.base import FACTOR
+from search.kinds.base import FACTOR, LATTICE
+from search.pareto import rank_order
 
 
 def factors_of(config: Any) -> tuple[float, ...]:
@@ -69,32 +76,39 @@ def promotions(config: Any, trials: Sequence[FrozenTrial], *,
     """Directions the rule now sends to the next factor, with that factor, lowest first.
 
     At each factor but the largest, the best max(1, n // factor_eta) of its n completed
-    directions go on (`halving.top`; no decision with fewer than factor_eta results unless
-    `final`); those not yet queued at the next factor (queued, running or done) are returned.
-    A direction whose climb was rejected (no network within the tolerance there) is left out
-    of the decision.
+    directions go on (ranked as `halving.top` ranks; no decision with fewer than factor_eta
+    results unless `final`); those never queued at the next factor are returned. A direction
+    whose climb cannot be trained (rejected, or failed with no retry left) keeps no place
+    among them: the next best takes it.
     """
     factors = factors_of(config)
     if not factors:
         return []
-    sent = {t.user_attrs[PROMOTED_FROM] for t in trials
-            if PROMOTED_FROM in t.user_attrs and t.state != TrialState.FAIL}
-    # A direction with no network within the tolerance at the next factor cannot climb: it
-    # leaves that decision, so that the next best goes in its place.
-    stuck = {t.user_attrs[PROMOTED_FROM] for t in trials
-             if PROMOTED_FROM in t.user_attrs and "rejected" in t.user_attrs}
+    eta = config.search.factor_eta
+    attempts: dict[int, list[FrozenTrial]] = {}  # climbs queued from each trial
+    for t in trials:
+        if PROMOTED_FROM in t.user_attrs and not t.user_attrs.get("surplus"):
+            attempts.setdefault(t.user_attrs[PROMOTED_FROM], []).append(t)
+    # A direction whose climb cannot be trained (no network within the tolerance there, or
+    # it failed with no retry left) gives its place to the next best; it is not sent again.
+    stuck = {n for n, tries in attempts.items()
+             if all("rejected" in t.user_attrs or t.state == TrialState.FAIL for t in tries)}
     out = []
     for low, high in itertools.pairwise(factors):
-        here = [t for t in rung(trials, low, factors) if t.number not in stuck]
-        chosen = halving.top([list(t.values) for t in here], config.objective.directions,
-                             config.search.factor_eta, final=final)
-        out += [(here[i], high) for i in chosen if here[i].number not in sent]
+        here = rung(trials, low, factors)
+        if not here or (len(here) < eta and not final):
+            continue
+        order = rank_order(np.array([list(t.values) for t in here], dtype=float),
+                           config.objective.directions)
+        chosen = [i for i in order if here[i].number not in stuck][:max(1, len(here) // eta)]
+        out += [(here[i], high) for i in chosen if here[i].number not in attempts]
     return out
 
 
 def promote(study: optuna.Study, trial: FrozenTrial, factor: float) -> None:
     """Queues `trial`'s direction at `factor`: a new network, trained from scratch."""
-    attrs = {k: v for k, v in trial.user_attrs.items() if k in ("reference", "coefficients")}
+    attrs = {k: v for k, v in trial.user_attrs.items()
+             if k in ("reference", "coefficients", LATTICE)}  # a lattice point stays exact
     attrs.update({PROMOTED_FROM: trial.number, FACTOR: factor})
     study.enqueue_trial(trial.params, user_attrs=attrs)
 

@@ -214,10 +214,14 @@ def forecast(points: Sequence[Point], factor: float,
 def study_points(rows: Sequence[Any]) -> list[Point]:
     """(shares, factor, score, epochs) of a study's trainings (`records.TrialRow`s of a study
     with factor rungs): full-budget, or stopped by halving at a rung; one per training."""
+    # A stopped trial that halving promoted is continued by its promotion (from its
+    # checkpoint): one training, counted once, at the budget it reached.
+    continued = {r.promoted_from for r in rows if r.promoted_from is not None}
     return [((r.depth_share, r.width_share, r.resolution_share), r.factor, r.score, r.budget)
             for r in rows if r.factor is not None and r.duplicate_of is None
             and r.depth_share is not None and r.budget is not None
-            and (r.full_budget if r.state == "complete" else r.state == "pruned")]
+            and (r.full_budget if r.state == "complete"
+                 else r.state == "pruned" and r.trial not in continued)]
 
 
 def matchable(search: Any, baseline_arch: str, factor: float) -> list[tuple[float, ...]]:

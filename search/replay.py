@@ -428,9 +428,10 @@ class ReplayOutcome:
     # what retraining from scratch spends again (it is then part of `trainings`).
     retrained: float = 0.0
     compute: float = 0.0  # MACs x epochs summed over every replayed epoch (per image)
-    # (shares, factor, recorded val top-1, epochs) of each training, full-budget or stopped
-    # by halving (a proposal of a network already trained is not another training)
-    scores: tuple[tuple[tuple[float, float, float], float, float, int], ...] = ()
+    # (shares, factor, recorded val top-1, epochs, the table seed drawn) of each training,
+    # full-budget or stopped by halving and never promoted (a promotion continues that
+    # training; a proposal of a network already trained is not another training)
+    scores: tuple[tuple[tuple[float, float, float], float, float, int, int], ...] = ()
 
 
 # (simulated time, full-budget trainings spent, recorded seconds spent, MACs x epochs spent)
@@ -567,19 +568,20 @@ def _outcome(study: Any, table: Table, factors: Sequence[float], epochs: int,
     largest factor reached so far, judged at the study's largest factor."""
     from optuna.trial import TrialState
 
-    from search.halving import PROMOTED_RUNG
+    from search.halving import PROMOTED_FROM, PROMOTED_RUNG
 
     ended = sorted((t for t in study.get_trials(deepcopy=False) if END_ATTR in t.user_attrs),
                    key=lambda t: tuple(t.user_attrs[END_ATTR]))
     judge = factors[-1]
+    continued = {t.user_attrs[PROMOTED_FROM] for t in ended if PROMOTED_RUNG in t.user_attrs}
     trace, best, best_key, full, scores = [], None, (-math.inf, -math.inf), [], []
     for t in ended:
         a = t.user_attrs
         shares = (a["depth_share"], a["width_share"], a["resolution_share"])
         factor = float(a.get("factor", factors[0]))
         if "duplicate_of" not in a and t.state in (TrialState.COMPLETE, TrialState.PRUNED) \
-                and "val_top1" in a:
-            scores.append((shares, factor, a["val_top1"], a["budget"]))
+                and "val_top1" in a and t.number not in continued:
+            scores.append((shares, factor, a["val_top1"], a["budget"], a["seed"]))
         if a.get("budget") == epochs and t.state == TrialState.COMPLETE:
             full.append(shares)
             key = (factor, a["val_top1"])

@@ -233,6 +233,11 @@ def cmd_search(args: argparse.Namespace) -> None:
     if created:
         controller.enqueue_design(study, config)
     total = controller.budget(config)
+    if config.noise_seeds > 1 and config.noise_std is None \
+            and reliability.ATTR not in study.user_attrs:
+        sys.stderr.write(f"note: noise_seeds={config.noise_seeds} needs the proxy's seed std "
+                         f"for its pick after the search: `effsearch reliability "
+                         f"{args.config} --store {name}` records it (or set noise_std)\n")
     start = time.time()
     if args.workers == 1:  # refuse a CPU fallback before loading the data
         runtime.start(args.allow_cpu)
@@ -292,6 +297,9 @@ def cmd_search(args: argparse.Namespace) -> None:
         std = noise_pick.seed_std(study, config)
         factor = largest if largest is not None else config.search.growth
         top = noise_pick.within_band(rows, std, largest)
+        if not top:
+            raise Stopped("the noise-aware pick has no full-budget training to choose from; "
+                          "run the command again with more --trials")
         sys.stderr.write(f"noise-aware pick: {_count(top, 'direction')} within "
                          f"{noise_pick.BAND_Z * 2**0.5 * std:.4f} of the best at {factor:g}x "
                          f"(seed std {std:.4f}) get {config.noise_seeds} seeds each\n")
@@ -416,7 +424,7 @@ def cmd_front(args: argparse.Namespace) -> None:
             console().print(ladder_table(ladder, f"study '{study.study_name}': scale ladder"))
         if getattr(kind, "factors", ()):
             _print_forecast(study.study_name, records.trial_rows(study), kind, args.forecast)
-        elif not pareto and ranked and factor is not None:
+        elif not ladder and not pareto and ranked and factor is not None:
             sys.stderr.write(f"note: one seed a trial: differences of a point or two may be "
                              f"noise; `effsearch validate {study.study_name} --factors "
                              f"{2 * factor:g},{4 * factor:g} --seeds 3` confirms the top "

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from space import UserError
 from space.errors import error_text
@@ -50,8 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          sampler_seed=controller.worker_seed(config.seed, slot))
         print(f"worker slot {slot}: sampler seed "
               f"{controller.worker_seed(config.seed, slot)}", flush=True)
+        checkpoints = args.checkpoints or None
+        if checkpoints and checkpoints.lower() == "none":
+            checkpoints = None
+        elif checkpoints and "://" not in checkpoints:
+            checkpoints = str(Path(checkpoints).resolve())
         report = controller.run_worker(config, study, trials=args.trials,
-                                       checkpoints=args.checkpoints or None)
+                                       checkpoints=checkpoints)
     except UserError as e:
         sys.stderr.write(error_text("effsearch worker", e))
         return 2

@@ -305,9 +305,13 @@ def test_target_factor_compares_the_six_ways_to_a_direction(tmp_path):
     import json
 
     rows = json.loads(done.stdout)
+    # The six of the factor issue, then the noise-aware pick (issue 27), a 2x search too.
     assert [r["kind"] for r in rows] == ["2x", "2x+ladder", "factors", "target-only", "paper",
-                                         "forecast"]
-    by = {r["kind"]: r for r in rows}
+                                         "forecast", "2x"]
+    assert sum(r["kind"] == "forecast" for r in rows) == 1
+    by = {r["method"]: r for r in rows}
+    assert by["2x+noise"]["second_seeds_mean"] >= 0
+    assert by["2x+noise"]["compute_mean"] >= by["2x"]["compute_mean"]
     for r in rows:
         assert {"method", "seeds", "compute_mean", "within_se_share", "target_regret_mean",
                 "target_regret_se"} <= set(r) and r["seeds"] == 3

@@ -78,6 +78,15 @@ def test_an_unreadable_checkpoint_is_one_line_and_the_run_trains_from_scratch(tm
     result = train_and_evaluate(config, dataset=digits, checkpointing=Checkpointing(
         resume_from=checkpoints.path_of(tmp_path / "other", 1)))
     assert result.resumed_at is None and result.resume_error  # another network's shapes
+    # Same shapes, another training: another resolution or seed is refused by name.
+    train_and_evaluate(config, dataset=digits, callback=stop_at(1), checkpointing=Checkpointing(
+        save_to=str(tmp_path / "mine"), save_at=(1,)))
+    for changes, what in (({"resolution": 12}, "arch"), ({"seed": 1}, "seed")):
+        result = train_and_evaluate(dataclasses.replace(config, **changes), dataset=digits,
+                                    checkpointing=Checkpointing(
+                                        resume_from=checkpoints.path_of(tmp_path / "mine", 1)))
+        assert result.resumed_at is None and f"of another training ({what} differ" in \
+            result.resume_error
 
 
 def _fresh(config, dataset):

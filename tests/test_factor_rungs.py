@@ -58,7 +58,9 @@ def factor_config(**changes) -> SearchConfig:
     ({"factors": (4.0, 4.0)}, "two or more increasing"),
     ({"factors": (8.0, 16.0)}, r"start where the search trains.*set phi=3"),
     ({"factors": (4.0, 8.0), "match": None}, "set match"),
-    ({"factors": (4.0, 8.0), "factor_eta": 1}, "factor_eta must be >= 2"),
+    ({"factors": (4.0, 8.0), "factor_eta": 1}, "factor_eta must be an integer >= 2"),
+    ({"factors": (4.0, 8.0), "factor_eta": 2.5}, "factor_eta must be an integer"),
+    ({"factors": (4.0, 8.0), "parameterization": "coefficients"}, "parameterization=.shares."),
     ({"factors": ("a", 8)}, "factors must be numbers"),
 ])
 def test_factor_settings_are_checked(changes, match):
@@ -126,6 +128,22 @@ def test_a_climb_rejected_at_the_next_factor_lets_the_next_best_go():
               frozen(3, factor=8.0, state=TrialState.PRUNED, rejected="too far",
                      **{PROMOTED_FROM: 1})]
     assert [t.number for t, _ in factor_rungs.promotions(config, trials, final=True)] == [2]
+
+
+def test_a_stuck_climb_keeps_its_share_for_the_next_and_is_not_sent_again():
+    config = dataclasses.replace(factor_config(), search=dataclasses.replace(
+        factor_config().search, factor_eta=3))
+    rung = [frozen(i, v) for i, v in enumerate((0.9, 0.8, 0.7, 0.6, 0.5, 0.4))]
+    assert [t.number for t, _ in factor_rungs.promotions(config, rung)] == [0, 1]  # 6 // 3
+    failed = frozen(6, factor=8.0, state=TrialState.FAIL, failure="out of memory",
+                    **{PROMOTED_FROM: 0})
+    # The best's climb failed on its own: it is not queued again, and the next two of the
+    # rung (still n // eta = 2 of all 6) go on.
+    assert [t.number for t, _ in factor_rungs.promotions(config, [*rung, failed])] == [1, 2]
+    # A dead worker's failed climb with its retry queued is not stuck.
+    retried = frozen(7, factor=8.0, state=TrialState.WAITING, **{PROMOTED_FROM: 0})
+    assert [t.number for t, _ in factor_rungs.promotions(config, [*rung, failed, retried])] \
+        == [1]
 
 
 def test_a_retried_climb_keeps_its_factor():

@@ -32,7 +32,8 @@ def test_the_band_holds_the_distinct_networks_noise_cannot_tell_from_the_best():
 
 
 @pytest.mark.parametrize(("changes", "match"), [
-    ({"noise_seeds": 0}, "noise_seeds must be >= 1"),
+    ({"noise_seeds": 0}, "noise_seeds must be integers >= 1"),
+    ({"noise_seeds": 2.5}, "noise_seeds must be integers >= 1"),
     ({"noise_seeds": 2, "search": CoefficientSearch(baseline=TINY_ARCH, match=None)},
      "needs a coefficient search with match set"),
     ({"noise_seeds": 2, "ladder": (4,)}, "choose one"),

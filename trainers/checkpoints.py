@@ -23,6 +23,7 @@ from typing import Any
 import jax
 
 CURVE_KEY = "effsearch.curve"
+IDENTITY_KEY = "effsearch.training"  # which training it is: network and seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,8 +52,10 @@ def path_of(folder: str | Path, epoch: int) -> str:
     return f"{str(folder).rstrip('/')}/epoch_{epoch}"
 
 
-def save(path: str, state: Any, curve: list[dict[str, Any]]) -> None:
-    """Writes `state` (any pytree of arrays) and the `curve` so far to `path`, atomically.
+def save(path: str, state: Any, curve: list[dict[str, Any]],
+         identity: dict[str, Any] | None = None) -> None:
+    """Writes `state` (any pytree of arrays) and the `curve` so far to `path`, atomically,
+    with `identity` (the network and seed), which `load` checks.
 
     The leaves are saved flat, keyed by position: the state's structure (nnx.State,
     optax's named tuples) is rebuilt on restore from the resuming run's own fresh state.
@@ -62,15 +65,17 @@ def save(path: str, state: Any, curve: list[dict[str, Any]]) -> None:
     leaves = {str(i): leaf for i, leaf in enumerate(jax.tree.leaves(state))}
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(path, leaves, force=True,
-                          custom_metadata={CURVE_KEY: json.dumps(curve)})
+                          custom_metadata={CURVE_KEY: json.dumps(curve),
+                                           IDENTITY_KEY: json.dumps(identity or {})})
         checkpointer.wait_until_finished()
 
 
-def save_or_warn(path: str, state: Any, curve: list[dict[str, Any]]) -> bool:
+def save_or_warn(path: str, state: Any, curve: list[dict[str, Any]],
+                 identity: dict[str, Any] | None = None) -> bool:
     """`save`, or one warning line if it cannot be written (a full disk, a folder gone): the
     run goes on, and a promotion from here will retrain from the first epoch."""
     try:
-        save(path, state, curve)
+        save(path, state, curve, identity)
     except Exception as e:  # Orbax and the filesystems under it raise many kinds
         logging.getLogger("effsearch").warning(
             "checkpoint %s not written (%s: %s); a promotion from it will retrain", path,
@@ -79,13 +84,16 @@ def save_or_warn(path: str, state: Any, curve: list[dict[str, Any]]) -> bool:
     return True
 
 
-def load(path: str, like: Any, sharding: Any = None) -> tuple[Any, list[dict[str, Any]]]:
+def load(path: str, like: Any, sharding: Any = None,
+         identity: dict[str, Any] | None = None) -> tuple[Any, list[dict[str, Any]]]:
     """The state saved at `path`, in the structure of `like` (a fresh state of the same
     network and optimizer), and the curve up to it.
 
     Args:
         sharding: where every leaf goes (a data-parallel state is replicated on the mesh, as
             a trained epoch leaves it); None: where `like`'s leaves are.
+        identity: what the checkpoint must be of (`save`'s): a network of the same shapes
+            but another resolution, or another seed, is refused.
 
     Raises:
         CheckpointError: missing, unreadable, or of another network or optimizer.
@@ -102,9 +110,13 @@ def load(path: str, like: Any, sharding: Any = None) -> tuple[Any, list[dict[str
             restored = checkpointer.restore(path, target)
         custom = getattr(metadata, "custom_metadata", None) or {}
         curve = json.loads(custom[CURVE_KEY])
+        stored = json.loads(custom.get(IDENTITY_KEY, "{}"))
     except Exception as e:  # Orbax raises many kinds: missing, torn, mismatched
         raise CheckpointError(f"{path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
                               if str(e) else f"{path}: {type(e).__name__}") from e
+    if identity is not None and stored != identity:
+        differ = sorted(k for k in {*identity, *stored} if identity.get(k) != stored.get(k))
+        raise CheckpointError(f"{path}: of another training ({', '.join(differ)} differ)")
     # A compiled epoch accepts only the shardings it was compiled for.
     placed = [jax.device_put(restored[str(i)], sharding or leaf.sharding)
               for i, leaf in enumerate(leaves)]

@@ -514,6 +514,12 @@ def _val_metrics(functions: _Functions, state: TrainState, *, feed: _Feed,
     return metrics, scores["per_class_recall"]
 
 
+def _identity(result: ProxyResult) -> dict[str, Any]:
+    """What a checkpoint must match to continue a training: the network (its arch string
+    holds the resolution) and the seed."""
+    return {"arch": result.arch, "seed": result.seed}
+
+
 def _resume(state: TrainState, checkpointing: Checkpointing | None, result: ProxyResult,
             mesh: Mesh) -> TrainState:
     """The state to start from: the checkpoint's, with its curve in `result`, or `state`
@@ -523,7 +529,8 @@ def _resume(state: TrainState, checkpointing: Checkpointing | None, result: Prox
     try:
         # Replicated on the data mesh, as every trained epoch leaves the state.
         state, curve = checkpoints.load(checkpointing.resume_from, state,
-                                        NamedSharding(mesh, PartitionSpec()))
+                                        NamedSharding(mesh, PartitionSpec()),
+                                        identity=_identity(result))
     except checkpoints.CheckpointError as e:
         result.resume_error = str(e)
         return state
@@ -575,7 +582,7 @@ def _run_epochs(functions: _Functions, state: TrainState, *, feed: _Feed, datase
                         epoch + 1 in checkpointing.save_at:
                     checkpoints.save_or_warn(
                         checkpoints.path_of(checkpointing.save_to, epoch + 1), state,
-                        result.curve)
+                        result.curve, _identity(result))
                 break
     if result.steps:
         result.step_time_s = train_time / result.steps

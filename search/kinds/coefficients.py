@@ -133,8 +133,11 @@ class CoefficientSearch(SearchKind):
         if self.match is None:
             raise UserError("factors compare directions at matched costs: set match "
                             "(e.g. 'macs')")
-        if self.factor_eta < 2:
-            raise UserError(f"factor_eta must be >= 2, got {self.factor_eta}")
+        if self.parameterization != "shares":
+            raise UserError("factors need directions on the share simplex "
+                            "(parameterization='shares')")
+        if not isinstance(self.factor_eta, int) or self.factor_eta < 2:
+            raise UserError(f"factor_eta must be an integer >= 2, got {self.factor_eta!r}")
 
     @property
     def directions(self) -> Simplex | Manifold:
