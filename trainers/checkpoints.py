@@ -2,10 +2,11 @@
 retraining from its first epoch (issue 27).
 
 A checkpoint is the whole `TrainState` (parameters, BatchNorm statistics and RNG counts,
-optimizer state, EMA, step count) written with Orbax, plus the curve up to that epoch as
-JSON in Orbax's custom metadata. Nothing else needs saving: each epoch's batches and step keys
-come from (seed, epoch) alone (`pipeline.epoch_indices`, `jax.random.fold_in`), so a run
-resumed after epoch e trains epochs e+1... exactly as an uninterrupted one does.
+optimizer state, EMA, step count) written with Orbax, with the curve up to that epoch and
+which training it is (network and seed) as JSON bytes in the same tree. Nothing else needs
+saving: each epoch's batches and step keys come from (seed, epoch) alone
+(`pipeline.epoch_indices`, `jax.random.fold_in`), so a run resumed after epoch e trains
+epochs e+1... exactly as an uninterrupted one does.
 
 Orbax writes into a temporary directory and renames it when complete, so a reader never sees
 a half-written checkpoint; it opens local paths and the object stores it supports (gs://), so
@@ -14,6 +15,7 @@ workers on several hosts share checkpoints through any directory they all reach.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -21,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
-CURVE_KEY = "effsearch.curve"
-IDENTITY_KEY = "effsearch.training"  # which training it is: network and seed
+META = "effsearch"  # the saved tree's entry holding the curve and identity, as JSON bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,17 +59,27 @@ def save(path: str, state: Any, curve: list[dict[str, Any]],
     """Writes `state` (any pytree of arrays) and the `curve` so far to `path`, atomically,
     with `identity` (the network and seed), which `load` checks.
 
-    The leaves are saved flat, keyed by position: the state's structure (nnx.State,
-    optax's named tuples) is rebuilt on restore from the resuming run's own fresh state.
+    The leaves are saved flat, keyed by position (the state's structure, nnx.State and
+    optax's named tuples, is rebuilt on restore from the resuming run's own fresh state);
+    PRNG keys as their raw data; the curve and identity as JSON bytes in the same tree, so
+    one atomic write holds all of it, read back by any Orbax release's plain restore.
     """
     import orbax.checkpoint as ocp
 
-    leaves = {str(i): leaf for i, leaf in enumerate(jax.tree.leaves(state))}
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(path, leaves, force=True,
-                          custom_metadata={CURVE_KEY: json.dumps(curve),
-                                           IDENTITY_KEY: json.dumps(identity or {})})
+    tree: dict[str, Any] = {str(i): _plain(leaf) for i, leaf in enumerate(jax.tree.leaves(state))}
+    meta = json.dumps({"curve": curve, "identity": identity or {}}).encode()
+    tree[META] = np.frombuffer(meta, dtype=np.uint8)
+    # closing(): Orbax releases before 0.12 are no context managers.
+    with contextlib.closing(ocp.StandardCheckpointer()) as checkpointer:
+        checkpointer.save(path, tree, force=True)
         checkpointer.wait_until_finished()
+
+
+def _plain(leaf: Any) -> Any:
+    """A leaf Orbax saves everywhere: a typed PRNG key as its raw uint32 data."""
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(leaf)
+    return leaf
 
 
 def save_or_warn(path: str, state: Any, curve: list[dict[str, Any]],
@@ -101,23 +113,28 @@ def load(path: str, like: Any, sharding: Any = None,
     import orbax.checkpoint as ocp
 
     leaves, treedef = jax.tree.flatten(like)
-    target = {str(i): jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
-                                           sharding=getattr(leaf, "sharding", None))
-              for i, leaf in enumerate(leaves)}
     try:
-        with ocp.StandardCheckpointer() as checkpointer:
-            metadata = checkpointer.metadata(path)
-            restored = checkpointer.restore(path, target)
-        custom = getattr(metadata, "custom_metadata", None) or {}
-        curve = json.loads(custom[CURVE_KEY])
-        stored = json.loads(custom.get(IDENTITY_KEY, "{}"))
-    except Exception as e:  # Orbax raises many kinds: missing, torn, mismatched
+        with contextlib.closing(ocp.StandardCheckpointer()) as checkpointer:
+            restored = checkpointer.restore(path)
+        meta = json.loads(np.asarray(restored.pop(META)).tobytes().decode())
+        curve, stored = meta["curve"], meta["identity"]
+    except Exception as e:  # Orbax raises many kinds: missing, torn, not ours
         raise CheckpointError(f"{path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
                               if str(e) else f"{path}: {type(e).__name__}") from e
     if identity is not None and stored != identity:
         differ = sorted(k for k in {*identity, *stored} if identity.get(k) != stored.get(k))
         raise CheckpointError(f"{path}: of another training ({', '.join(differ)} differ)")
-    # A compiled epoch accepts only the shardings it was compiled for.
-    placed = [jax.device_put(restored[str(i)], sharding or leaf.sharding)
-              for i, leaf in enumerate(leaves)]
+    expected = [_plain(leaf) for leaf in leaves]
+    found = [restored.get(str(i)) for i in range(len(leaves))]
+    if len(restored) != len(leaves) or any(
+            f is None or f.shape != e.shape or f.dtype != e.dtype
+            for f, e in zip(found, expected, strict=True)):
+        raise CheckpointError(f"{path}: of another network or optimizer (its arrays differ)")
+    placed = []
+    for leaf, value in zip(leaves, found, strict=True):
+        # A compiled epoch accepts only the shardings it was compiled for.
+        value = jax.device_put(value, sharding or leaf.sharding)
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            value = jax.random.wrap_key_data(value, impl=jax.random.key_impl(leaf))
+        placed.append(value)
     return jax.tree.unflatten(treedef, placed), curve
