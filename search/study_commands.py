@@ -113,9 +113,11 @@ def _checkpoints(args: argparse.Namespace, workdir: Path, config: Any) -> str | 
     chosen = getattr(args, "checkpoints", None)
     if config.halving is None or (chosen or "").lower() == "none":
         return None
-    if chosen and "://" in chosen:  # an object store: Orbax opens it, nothing to check here
+    if not chosen:  # under the work directory, which the storage checks and makes
+        return str((workdir / "checkpoints").resolve())
+    if "://" in chosen:  # an object store: Orbax opens it, nothing to check here
         return chosen
-    folder = Path(chosen) if chosen else workdir / "checkpoints"
+    folder = Path(chosen)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
