@@ -126,7 +126,7 @@ def own_trainings(trials: Sequence[FrozenTrial]) -> Callable[[str, int], Any]:
     or None: the confirmation's first seed is the search's own training, not trained again."""
     from search.replay import RecordedResult
 
-    done = {}
+    done: dict[tuple[str, int], dict[str, Any]] = {}
     for t in trials:
         a = t.user_attrs
         if t.state == TrialState.COMPLETE and "arch" in a and "seed" in a \

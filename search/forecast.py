@@ -224,7 +224,8 @@ def study_points(rows: Sequence[Any]) -> list[Point]:
                  else r.state == "pruned" and r.trial not in continued)]
 
 
-def matchable(search: Any, baseline_arch: str, factor: float) -> list[tuple[float, ...]]:
+def matchable(search: Any, baseline_arch: str,
+              factor: float) -> list[tuple[float, float, float]]:
     """The search's lattice directions (its `grid_step`) whose rounded network at `factor`
     is within the search's tolerance of that cost: what could be trained there."""
     import space
@@ -240,7 +241,8 @@ def matchable(search: Any, baseline_arch: str, factor: float) -> list[tuple[floa
                                       resolution_multiple=search.resolution_multiple,
                                       channel_divisor=search.channel_divisor)
         if abs(ratio / factor - 1) <= search.tolerance:
-            out.append(tuple(float(v) for v in shares_of(coeffs).values()))
+            depth, width, resolution = (float(v) for v in shares_of(coeffs).values())
+            out.append((depth, width, resolution))
     return out
 
 

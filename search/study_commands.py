@@ -297,6 +297,7 @@ def cmd_search(args: argparse.Namespace) -> None:
         # The noise-aware pick: the directions seed noise cannot tell from the best get more
         # seeds (with factor rungs, at the largest factor: it chooses the confirmation's).
         std = noise_pick.seed_std(study, config)
+        assert isinstance(config.search, kinds.CoefficientSearch)  # SearchConfig checks it
         factor = largest if largest is not None else config.search.growth
         top = noise_pick.within_band(rows, std, largest)
         if not top:
@@ -551,9 +552,9 @@ def cmd_export(args: argparse.Namespace) -> None:
         from search.forecast import study_forecast
 
         rows = records.trial_rows(study)
-        target = _default_forecast(rows)
-        result = study_forecast(rows, kind, target) if target else "nothing trained"
-        extra["forecast"] = ({"factor": target, "none": result} if isinstance(result, str)
+        twice = _default_forecast(rows)
+        result = study_forecast(rows, kind, twice) if twice else "nothing trained"
+        extra["forecast"] = ({"factor": twice, "none": result} if isinstance(result, str)
                              else result.summary())
     with contextlib.ExitStack() as stack:
         if args.output is None:  # a snippet alone: the export file only to read back
