@@ -102,6 +102,8 @@ def open_study(config: SearchConfig, storage: optuna.storages.BaseStorage,
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress bar says it better
     sampling = config if sampler_seed is None else dataclasses.replace(config, seed=sampler_seed)
     sampler = registry.SAMPLERS[config.sampler].make(sampling)
+    if factor_rungs.factors_of(config):  # it learns from the lowest factor only
+        sampler = factor_rungs.LowestFactorSampler(sampler, factor_rungs.factors_of(config))
     pruner = (registry.PRUNERS[config.pruner][1](config) if config.pruner
               else optuna.pruners.NopPruner())
     directions = list(config.objective.directions)

@@ -18,11 +18,10 @@ results; a direction is promoted later, whenever it enters the top share as weak
 arrive; and once the budget is spent and nothing runs, the pending decisions are made with
 the rungs as they are, the lowest factor first.
 
-Known limitation: a climb is told to Optuna as a complete trial with its score at the larger
-factor, so a sampler that learns from complete trials (TPE, GP) sees the climbed directions
-twice, the second time scoring higher; it leans further toward directions that were already
-the best at the lowest factor. A sampler view that holds the lowest factor only would remove
-this (not yet built).
+A climb is told to Optuna as a complete trial with its score at the larger factor; a sampler
+that learns from complete trials (TPE, GP) would see the climbed directions twice, the second
+time scoring higher, and lean further toward them. So the study's sampler is wrapped
+(`LowestFactorSampler`): it sees the trials of the lowest factor only.
 
 Budget: `trials` counts distinct networks at the lowest factor; the climbs, like halving's
 promotions, do not count. After the search the best `ladder_top` directions at the largest
@@ -137,3 +136,61 @@ def own_trainings(trials: Sequence[FrozenTrial]) -> Callable[[str, int], Any]:
         attrs = done.get((arch, seed))
         return None if attrs is None else RecordedResult(dict(attrs))
     return lookup
+
+
+class _LowestFactorView:
+    """A study as its sampler should see it under factor rungs: the climbs left out (every
+    other attribute is the study's)."""
+
+    def __init__(self, study: optuna.Study, factors: Sequence[float]) -> None:
+        self._study, self._factors = study, factors
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _keep(self, trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+        return [t for t in trials if not is_climb(t.user_attrs, self._factors)]
+
+    def _get_trials(self, *args: Any, **kwargs: Any) -> list[FrozenTrial]:
+        return self._keep(self._study._get_trials(*args, **kwargs))
+
+    def get_trials(self, *args: Any, **kwargs: Any) -> list[FrozenTrial]:
+        return self._keep(self._study.get_trials(*args, **kwargs))
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
+
+
+class LowestFactorSampler(optuna.samplers.BaseSampler):
+    """Wraps a study's sampler so that it learns from the lowest factor's trials only. Why
+    not a sampler option: Optuna's samplers read the study's trials themselves (TPE through
+    `Study._get_trials`), so the view is what they are handed."""
+
+    def __init__(self, inner: optuna.samplers.BaseSampler, factors: Sequence[float]) -> None:
+        self.inner, self._factors = inner, tuple(factors)
+
+    def _view(self, study: optuna.Study) -> Any:
+        return _LowestFactorView(study, self._factors)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> Any:
+        return self.inner.infer_relative_search_space(self._view(study), trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: Any) -> dict[str, Any]:
+        return self.inner.sample_relative(self._view(study), trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: Any) -> Any:
+        return self.inner.sample_independent(self._view(study), trial, param_name,
+                                             param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.inner.before_trial(study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self.inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()

@@ -197,6 +197,26 @@ def test_directions_climb_the_factors_each_a_new_full_budget_network(digits):
     assert outcome.compute > 0
 
 
+def test_the_sampler_learns_from_the_lowest_factor_only(digits, monkeypatch):
+    """Climbs are complete trials scored at a larger factor: TPE must not see them, or it
+    would count a climbed direction twice, the second time scoring higher."""
+    seen = []
+    relative = optuna.samplers.TPESampler.sample_relative
+
+    def spy(self, study, trial, search_space):
+        trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        real = study._study.get_trials(deepcopy=False)  # behind the sampler's view
+        seen.append(([t.user_attrs.get(FACTOR) for t in trials],
+                     sum(factor_rungs.is_climb(t.user_attrs, FACTORS) for t in real)))
+        return relative(self, study, trial, search_space)
+
+    monkeypatch.setattr(optuna.samplers.TPESampler, "sample_relative", spy)
+    replayed(factor_config(trials=14), table_at(
+        FACTORS, [(0.2, 0.5, 0.3)] * 3), 0, digits)
+    assert any(climbs for _, climbs in seen)  # TPE sampled while climbs were in the study
+    assert all(f in (None, FACTORS[0]) for factors, _ in seen for f in factors)
+
+
 def test_factor_rungs_find_the_largest_factors_best_better_than_the_lowest_alone(digits):
     """Where the best direction moves with the factor (here from width-heavy at 4x to
     resolution-heavy at 16x), the recommendation of a search with factor rungs is judged at
