@@ -563,6 +563,16 @@ class TrialRunner:
         trial.set_user_attr("dataset", record["dataset"]["name"])
 
 
+def checkpoint_root(chosen: str | None, default: str | None = None) -> str | None:
+    """Where a worker keeps checkpoints: `chosen` ('none' turns them off; a local path is
+    made absolute, an object store's URL kept), else `default`."""
+    if not chosen:
+        return default
+    if chosen.lower() == "none":
+        return None
+    return chosen if "://" in chosen else str(Path(chosen).resolve())
+
+
 def checkpoint_folder(root: str, study: str, trial: int) -> str:
     """Where trial `trial` of `study` keeps its checkpoints under `root`."""
     return f"{root.rstrip('/')}/{study}/trial_{trial}"

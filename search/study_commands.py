@@ -110,20 +110,20 @@ POLL_S = 0.5
 def _checkpoints(args: argparse.Namespace, workdir: Path, config: Any) -> str | None:
     """Where promotions' checkpoints go: --checkpoints, else the work directory's
     checkpoints/ folder; None for 'none' or a study without halving."""
+    from search import controller
+
     chosen = getattr(args, "checkpoints", None)
-    if config.halving is None or (chosen or "").lower() == "none":
+    # The default lies under the work directory, which the storage checks and makes.
+    root = controller.checkpoint_root(chosen, str((workdir / "checkpoints").resolve()))
+    if config.halving is None or root is None:
         return None
-    if not chosen:  # under the work directory, which the storage checks and makes
-        return str((workdir / "checkpoints").resolve())
-    if "://" in chosen:  # an object store: Orbax opens it, nothing to check here
-        return chosen
-    folder = Path(chosen)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"--checkpoints {folder}: cannot create it ({e.strerror}); give a "
-                        f"folder every worker can write, or 'none'") from None
-    return str(folder.resolve())
+    if chosen and "://" not in root:  # an object store: Orbax opens it, nothing to check
+        try:
+            Path(root).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"--checkpoints {chosen}: cannot create it ({e.strerror}); give "
+                            f"a folder every worker can write, or 'none'") from None
+    return root
 
 
 def _run_workers(args: argparse.Namespace, url: str, study: Any, total: int, workdir: Path,

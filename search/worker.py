@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from space import UserError
 from space.errors import error_text
@@ -51,13 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          sampler_seed=controller.worker_seed(config.seed, slot))
         print(f"worker slot {slot}: sampler seed "
               f"{controller.worker_seed(config.seed, slot)}", flush=True)
-        checkpoints = args.checkpoints or None
-        if checkpoints and checkpoints.lower() == "none":
-            checkpoints = None
-        elif checkpoints and "://" not in checkpoints:
-            checkpoints = str(Path(checkpoints).resolve())
         report = controller.run_worker(config, study, trials=args.trials,
-                                       checkpoints=checkpoints)
+                                       checkpoints=controller.checkpoint_root(args.checkpoints))
     except UserError as e:
         sys.stderr.write(error_text("effsearch worker", e))
         return 2
