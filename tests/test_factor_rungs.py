@@ -11,7 +11,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 from test_replay import config as replay_config
 from test_replay import synthetic_table
-from toys import TINY_ARCH
+from toys import TINY_ARCH, toy_search_config
 
 from search import controller, factor_rungs, records, storage
 from search.cli import main
@@ -312,19 +312,9 @@ def test_search_with_factors_confirms_at_the_largest_and_exports_it(tmp_path, ca
     one more seed there (the search's own training is the first), front shows the factors,
     and export defaults to the confirmed best at 4x."""
     config = tmp_path / "factors.py"
-    config.write_text(f'''
-from search.config import CoefficientSearch, SearchConfig
-from search.halving import Halving
-from trainers.config import ProxyConfig
-
-def get_config():
-    return SearchConfig(
-        name="factors",
-        search=CoefficientSearch(baseline="{TINY_ARCH}", channel_divisor=2, phi=1.0,
-                                 tolerance=0.3, factors=(2, 4), references=()),
-        proxy=ProxyConfig(dataset="digits", epochs=2, resolution=8, batch_size=128),
-        trials=3, startup_trials=3, halving=None, ladder_top=1, ladder_seeds=2)
-''')
+    config.write_text(toy_search_config(
+        "factors", phi=1.0, epochs=2, search="factors=(2, 4)", trials="3",
+        startup_trials="3", halving="None", ladder_top="1", ladder_seeds="2"))
     work = str(tmp_path / "w")
     assert main(["search", str(config), "--workdir", work, "--allow-cpu"]) == 0
     err = capsys.readouterr().err

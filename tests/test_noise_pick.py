@@ -4,7 +4,7 @@ import json
 
 import optuna
 import pytest
-from toys import TINY_ARCH
+from toys import TINY_ARCH, toy_search_config
 
 from search import noise_pick, storage
 from search.cli import main
@@ -44,25 +44,16 @@ def test_noise_settings_are_checked(changes, match):
         SearchConfig(name="x", **({"search": CoefficientSearch(baseline=TINY_ARCH)} | changes))
 
 
-CONFIG = f'''
-from search.config import CoefficientSearch, SearchConfig
-from trainers.config import ProxyConfig
-
-def get_config():
-    return SearchConfig(
-        name="noise",
-        search=CoefficientSearch(baseline="{TINY_ARCH}", channel_divisor=2, phi=2.0,
-                                 tolerance=0.3, references=()),
-        proxy=ProxyConfig(dataset="digits", epochs=2, resolution=8, batch_size=128),
-        trials=3, startup_trials=3, halving=None, noise_seeds=2, noise_std=STD)
-'''
+def noise_config(name: str, std: str) -> str:
+    return toy_search_config(name, phi=2.0, epochs=2, trials="3", startup_trials="3",
+                             halving="None", noise_seeds="2", noise_std=std)
 
 
 @pytest.mark.slow
 def test_directions_within_the_band_get_a_second_seed_and_export_picks_the_best_mean(
         tmp_path, capsys):
     config = tmp_path / "noise.py"
-    config.write_text(CONFIG.replace("STD", "1.0"))  # a band that holds every direction
+    config.write_text(noise_config("noise", "1.0"))  # a band that holds every direction
     work = str(tmp_path / "w")
     assert main(["search", str(config), "--workdir", work, "--allow-cpu"]) == 0
     assert "get 2 seeds each" in capsys.readouterr().err
@@ -76,8 +67,7 @@ def test_directions_within_the_band_get_a_second_seed_and_export_picks_the_best_
     assert main(["export", "noise", "--workdir", work, "-o", str(out)]) == 0
     assert json.loads(out.read_text())["provenance"]["trial"] == best["trial"]
     # Without a seed std, one line; the study is kept.
-    config.write_text(CONFIG.replace("noise_std=STD", "noise_std=None").replace(
-        'name="noise"', 'name="nostd"'))
+    config.write_text(noise_config("nostd", "None"))
     assert main(["search", str(config), "--workdir", work, "--allow-cpu"]) == 2
     err = capsys.readouterr().err
     assert "needs the proxy's seed std" in err and "Traceback" not in err

@@ -4,7 +4,7 @@ import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
-from toys import TINY_ARCH
+from toys import toy_search_config
 
 import space
 from search import storage
@@ -13,19 +13,8 @@ from trainers.config import ProxyConfig
 from trainers.data import load_dataset
 from trainers.proxy import train_and_evaluate
 
-CONFIG = f'''
-from search.config import CoefficientSearch, SearchConfig
-from search.halving import Halving
-from trainers.config import ProxyConfig
-
-def get_config():
-    return SearchConfig(
-        name="ckpt",
-        search=CoefficientSearch(baseline="{TINY_ARCH}", channel_divisor=2, phi=2.0,
-                                 tolerance=0.3, references=()),
-        proxy=ProxyConfig(dataset="digits", epochs=3, resolution=8, batch_size=128),
-        trials=1, startup_trials=1, halving=Halving(min_epochs=1, eta=2))
-'''
+CONFIG = toy_search_config("ckpt", phi=2.0, epochs=3, trials="1", startup_trials="1",
+                           halving="Halving(min_epochs=1, eta=2)")
 
 
 def search(tmp_path, *extra):
