@@ -120,7 +120,10 @@ class SearchConfig:
             training is the first) and the best mean is exported. 1: off (the default; the
             replay benchmark found it helps on CIFAR-10 and hurts on MNIST, experiments/
             README.md part G). With factor rungs it chooses the confirmation's directions.
-        noise_std: the proxy's seed std for that band; None: the study's `effsearch
+        noise_promotions: halving's noise-aware promotions (issue 27): at a rung, every
+            result within the noise band of the weakest one the rule sends on (1.96 sqrt(2)
+            seed stds) goes on too. Off by default (experiments/README.md part G).
+        noise_std: the proxy's seed std for those bands; None: the study's `effsearch
             reliability --store` record.
         heartbeat_s: how often a running trial says it is alive.
         grace_s: a running trial silent this long is failed and retried.
@@ -142,6 +145,7 @@ class SearchConfig:
     ladder_top: int = 3
     ladder_seeds: int = 3
     noise_seeds: int = 1
+    noise_promotions: bool = False
     noise_std: float | None = None
     heartbeat_s: float = 10.0
     grace_s: float = 120.0
@@ -203,6 +207,13 @@ class SearchConfig:
                             f"got {counts}")
         if self.noise_std is not None and not self.noise_std > 0:
             raise UserError(f"noise_std must be > 0, got {self.noise_std}")
+        if self.noise_promotions:
+            if self.halving is None:
+                raise UserError("noise_promotions widens halving's promotions: it needs "
+                                "halving (not a pruner, and a proxy long enough to halve)")
+            if len(self.objective.names) > 1:
+                raise UserError("noise_promotions compares one objective; this study has "
+                                f"{len(self.objective.names)}: use a metric objective")
         if self.noise_seeds > 1:
             if not isinstance(self.search, CoefficientSearch) or self.search.match is None:
                 raise UserError("noise_seeds retrains directions at their matched cost: it "

@@ -33,7 +33,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 import space
-from search import factor_rungs, registry
+from search import factor_rungs, noise_pick, registry
 from search import halving as halving_lib
 from search.config import SearchConfig, dumps
 from search.halving import BRACKET, PROMOTED_FROM, PROMOTED_RUNG, Halving
@@ -357,6 +357,9 @@ class TrialRunner:
         self.baseline = dataclasses.replace(config.proxy, arch=config.search.start).spec(
             info.num_classes, info.channels)
         config.search.prepare(self.baseline)  # e.g. an infeasible MACs target, before training
+        # Halving's noise band (noise_promotions), read once: before training, as a missing
+        # seed std is the user's to supply.
+        self.band = noise_pick.promotion_band(study, config)
         self._latency_cache: dict[str, float] = {}
 
     @property
@@ -466,7 +469,7 @@ class TrialRunner:
                                            self.study.get_trials(deepcopy=False), key,
                                            bracket, exclude=(trial.number,))
                 if not halving_lib.promote(values, others, objective.directions,
-                                           config.halving.eta):
+                                           config.halving.eta, band=self.band):
                     trial.set_user_attr("stopped_at", epoch)
                     stopped.append(epoch)
                     raise Stop
@@ -606,11 +609,12 @@ def _bracket(halving: Halving, trial: FrozenTrial) -> int:
 
 
 def promotions(config: SearchConfig, trials: Sequence[FrozenTrial], *,
-               final: bool = False) -> list[tuple[FrozenTrial, int]]:
+               final: bool = False, band: float = 0.0) -> list[tuple[FrozenTrial, int]]:
     """Stopped trials that halving's promotion rule now sends on, with the rung they passed.
 
-    At each rung of each bracket, the best max(1, n // eta) of its n results go on
-    (`halving.top`; no decision before the rung holds eta results, unless `final`); those
+    At each rung of each bracket, the best max(1, n // eta) of its n results go on, and with
+    a noise `band` those within it of the weakest of them (`halving.top`; no decision before
+    the rung holds eta results, unless `final`); those
     of them that were stopped there and have no promotion yet (queued, running or done) are
     returned, best first.
     """
@@ -627,7 +631,8 @@ def promotions(config: SearchConfig, trials: Sequence[FrozenTrial], *,
             key = f"rung_{rung}"
             here = [t for t in trials if key in t.user_attrs and _bracket(halving, t) == bracket]
             chosen = halving_lib.top([t.user_attrs[key] for t in here],
-                                     config.objective.directions, halving.eta, final=final)
+                                     config.objective.directions, halving.eta, final=final,
+                                     band=band)
             out += [(here[i], rung) for i in chosen
                     if here[i].user_attrs.get("stopped_at") == rung
                     and here[i].state == TrialState.PRUNED and here[i].number not in promoted]
@@ -784,12 +789,12 @@ def run_worker(config: SearchConfig, study: optuna.Study, *, trials: int,
         # Promotions first (ASHA): a stopped trial that the rung now sends on is worth more
         # than a new one. Once the budget is spent and nothing runs, every decision is due.
         final = done and not running
-        due = promotions(config, trials_now, final=final)
+        due = promotions(config, trials_now, final=final, band=runner.band)
         if due:
             promote(study, config, *due[0])
             continue
         # Then climbs to a larger factor, once no epoch promotion is pending below them.
-        climbs = factor_rungs.promotions(config, trials_now, final=final)
+        climbs = factor_rungs.promotions(config, trials_now, final=final, band=runner.band)
         if climbs:
             factor_rungs.promote(study, *climbs[0])
             continue

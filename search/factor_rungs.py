@@ -40,7 +40,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.halving import PROMOTED_FROM
+from search.halving import PROMOTED_FROM, widen
 from search.kinds.base import FACTOR, LATTICE
 from search.pareto import rank_order
 
@@ -70,13 +70,14 @@ def rung(trials: Sequence[FrozenTrial], factor: float,
             and math.isclose(factor_of(t.user_attrs, factors), factor)]
 
 
-def promotions(config: Any, trials: Sequence[FrozenTrial], *,
-               final: bool = False) -> list[tuple[FrozenTrial, float]]:
+def promotions(config: Any, trials: Sequence[FrozenTrial], *, final: bool = False,
+               band: float = 0.0) -> list[tuple[FrozenTrial, float]]:
     """Directions the rule now sends to the next factor, with that factor, lowest first.
 
     At each factor but the largest, the best max(1, n // factor_eta) of its n completed
     directions go on (ranked as `halving.top` ranks; no decision with fewer than factor_eta
-    results unless `final`); those never queued at the next factor are returned. A direction
+    results unless `final`; with a noise `band`, also those within it of the weakest of
+    them, as in `halving.top`); those never queued at the next factor are returned. A direction
     whose climb cannot be trained (rejected, or failed with no retry left) keeps no place
     among them: the next best takes it.
     """
@@ -97,9 +98,11 @@ def promotions(config: Any, trials: Sequence[FrozenTrial], *,
         here = rung(trials, low, factors)
         if not here or (len(here) < eta and not final):
             continue
-        order = rank_order(np.array([list(t.values) for t in here], dtype=float),
-                           config.objective.directions)
-        chosen = [i for i in order if here[i].number not in stuck][:max(1, len(here) // eta)]
+        points = np.array([list(t.values) for t in here], dtype=float)
+        order = [int(i) for i in rank_order(points, config.objective.directions)
+                 if here[i].number not in stuck]
+        chosen = widen(points, order, max(1, len(here) // eta), config.objective.directions,
+                       band)
         out += [(here[i], high) for i in chosen if here[i].number not in attempts]
     return out
 

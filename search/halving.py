@@ -70,7 +70,8 @@ class Halving:
 
 
 def promote(mine: Sequence[float], others: Sequence[Sequence[float]],
-            directions: Sequence[str], eta: int, *, final: bool = False) -> bool:
+            directions: Sequence[str], eta: int, *, final: bool = False,
+            band: float = 0.0) -> bool:
     """Whether a trial with values `mine` at a rung goes on to the next one now.
 
     Args:
@@ -79,16 +80,37 @@ def promote(mine: Sequence[float], others: Sequence[Sequence[float]],
         directions: "maximize"/"minimize" per objective.
         eta: the reduction factor.
         final: decide even with fewer than eta results (the study's budget is spent).
+        band: the noise band of `top` (one objective only).
     """
     return 0 in top(np.array([list(mine), *[list(o) for o in others]], dtype=float),
-                    directions, eta, final=final)
+                    directions, eta, final=final, band=band)
 
 
 def top(points: np.ndarray | Sequence, directions: Sequence[str], eta: int, *,
-        final: bool = False) -> list[int]:
+        final: bool = False, band: float = 0.0) -> list[int]:
     """The indices of a rung's results that go on: the best max(1, n // eta), or none while
-    the rung holds fewer than eta results (unless `final`)."""
+    the rung holds fewer than eta results (unless `final`).
+
+    `band` > 0 (one objective; issue 27's noise-aware promotions): every result within
+    `band` of the weakest of those goes on too, as the proxy's seed noise cannot tell them
+    apart from it. Ties at the cutoff then do not depend on which seed each drew.
+    """
     points = np.asarray(points, dtype=float).reshape(-1, len(directions))
     if len(points) < eta and not final:
         return []
-    return [int(i) for i in rank_order(points, directions)[: max(1, len(points) // eta)]]
+    order = [int(i) for i in rank_order(points, directions)]
+    return widen(points, order, max(1, len(points) // eta), directions, band)
+
+
+def widen(points: np.ndarray, order: Sequence[int], keep: int, directions: Sequence[str],
+          band: float) -> list[int]:
+    """The first `keep` of `order` (indices into `points`, best first), and with `band` > 0
+    the rest of it that lies within `band` of the last of them (one objective)."""
+    chosen = list(order[:keep])
+    if band <= 0 or not chosen:
+        return chosen
+    if len(directions) != 1:
+        raise UserError(f"a noise band compares one objective; there are {len(directions)}")
+    sign = 1.0 if directions[0] == "maximize" else -1.0
+    cutoff = sign * points[chosen[-1]][0]
+    return chosen + [i for i in order[keep:] if cutoff - sign * points[i][0] <= band]

@@ -1,5 +1,5 @@
-"""The noise-aware final pick: directions the proxy's noise cannot tell apart get more seeds
-before one is exported (issue 27, part 2).
+"""Noise-aware decisions (issue 27, part 2): directions the proxy's noise cannot tell apart
+get more seeds before one is exported, and halving promotes them alike.
 
 A single training's score carries the proxy's seed noise (on CIFAR-10 at 2x a seed std of
 0.010 against a spread of 0.022 across directions, experiments/README.md E.3), so the best
@@ -10,6 +10,11 @@ trained with `noise_seeds` seeds in all (its search training is the first), and 
 mean is exported. The seed std is the study's measured one (`effsearch reliability --store`)
 or the config's `noise_std`. The extra trainings are the scale ladder's rows at that factor
 (search/ladder.py), so `front` shows them and `export` picks from them.
+
+Promotions (`noise_promotions`): at a halving rung, every result within the same band of the
+weakest one the rule sends on goes on too (`halving.top`), so a direction is not stopped for
+an unlucky seed at the cutoff. The band uses the full-budget seed std; a rung's own noise,
+after fewer epochs, is larger, so this band is the narrower of the two.
 """
 
 from __future__ import annotations
@@ -30,10 +35,22 @@ def seed_std(study: Any, config: Any) -> float:
         return float(config.noise_std)
     stored = study.user_attrs.get(reliability.ATTR)
     if not stored:
-        raise UserError(f"noise_seeds={config.noise_seeds} needs the proxy's seed std: run "
-                        f"`effsearch reliability CONFIG --store {study.study_name}` or set "
-                        f"noise_std in the config; the search itself is kept")
+        who = ("noise_promotions" if config.noise_promotions
+               else f"noise_seeds={config.noise_seeds}")
+        raise UserError(f"{who} needs the proxy's seed std: run `effsearch reliability CONFIG "
+                        f"--store {study.study_name}` or set noise_std in the config; the "
+                        f"study is kept")
     return reliability.Reliability.from_json(stored).seed_std
+
+
+def band(std: float) -> float:
+    """How far apart two single scores of one network lie in 95% of seed pairs."""
+    return BAND_Z * 2**0.5 * std
+
+
+def promotion_band(study: Any, config: Any) -> float:
+    """The noise band of halving's promotions (`halving.top`): 0 unless noise_promotions."""
+    return band(seed_std(study, config)) if config.noise_promotions else 0.0
 
 
 def within_band(rows: Sequence[TrialRow], std: float, factor: float | None = None) -> int:
@@ -44,5 +61,4 @@ def within_band(rows: Sequence[TrialRow], std: float, factor: float | None = Non
     if not full:
         return 0
     leader = max(r.score for r in full)
-    band = BAND_Z * 2**0.5 * std
-    return len({r.arch for r in full if leader - r.score <= band})
+    return len({r.arch for r in full if leader - r.score <= band(std)})

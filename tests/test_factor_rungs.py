@@ -114,6 +114,15 @@ def test_the_best_share_climbs_once():
     assert [t.number for t, _ in factor_rungs.promotions(config, dup, final=True)] == [0]
 
 
+def test_a_noise_band_sends_the_near_misses_up_too_but_not_a_stuck_one():
+    config = factor_config()
+    trials = [frozen(0, 0.5), frozen(1, 0.9), frozen(2, 0.7), frozen(3, 0.69)]
+    chosen = factor_rungs.promotions(config, trials, band=0.015)
+    assert [t.number for t, _ in chosen] == [1, 2, 3]  # 0.69 is within 0.015 of 0.7
+    stuck = [*trials, frozen(4, factor=8.0, state=TrialState.FAIL, **{PROMOTED_FROM: 2})]
+    # 2's climb failed for good: 3 takes its place, and 0 is not within the band of 3.
+    assert [t.number for t, _ in factor_rungs.promotions(config, stuck, band=0.015)] == [1, 3]
+
 def test_fewer_than_eta_results_wait_unless_final():
     config = dataclasses.replace(factor_config(), search=dataclasses.replace(
         factor_config().search, factor_eta=3))

@@ -8,7 +8,7 @@ from toys import TINY_ARCH, toy_search_config
 
 from search import noise_pick, storage
 from search.cli import main
-from search.config import CoefficientSearch, SearchConfig
+from search.config import CoefficientSearch, Objective, SearchConfig
 from search.records import TrialRow
 from space import UserError
 
@@ -38,6 +38,10 @@ def test_the_band_holds_the_distinct_networks_noise_cannot_tell_from_the_best():
      "needs a coefficient search with match set"),
     ({"noise_seeds": 2, "ladder": (4,)}, "choose one"),
     ({"noise_std": 0.0}, "noise_std must be > 0"),
+    ({"noise_promotions": True, "halving": None}, "needs halving"),
+    ({"noise_promotions": True, "pruner": "median"}, "needs halving"),
+    ({"noise_promotions": True, "objective": Objective(kind="pareto", cost="params")}, "compares one "
+                                                                        "objective"),
 ])
 def test_noise_settings_are_checked(changes, match):
     with pytest.raises(UserError, match=match):

@@ -16,6 +16,7 @@ from search.config import CoefficientSearch, Objective, SearchConfig
 from search.halving import Halving
 from search.manifold import Simplex, shares_of
 from search.replay import SimulatedClock, Table, replay
+from space import UserError
 from trainers.data import load_dataset
 from trainers.proxy import ProxyConfig
 
@@ -128,6 +129,31 @@ def test_retrained_is_what_checkpoints_save(table, digits):
     assert resuming.recommended == retraining.recommended
     assert replay(config(trials=10), table, seed=1, dataset=digits).retrained == 0
 
+
+def test_noise_promotions_send_on_what_the_seed_noise_cannot_tell_from_the_cutoff(table,
+                                                                                 digits):
+    """A band wider than every score difference promotes every stopped trial; one narrower
+    than every difference decides as plain halving does; without a seed std, one line."""
+    import optuna
+
+    def promoted(**changes) -> tuple[set[int], list]:
+        storage = optuna.storages.InMemoryStorage()
+        cfg = config(halving=Halving(min_epochs=1, eta=2), trials=10, **changes)
+        outcome = replay(cfg, table, seed=1, dataset=digits, storage=storage)
+        trials = optuna.load_study(study_name=cfg.name, storage=storage).get_trials()
+        stopped = {t.number for t in trials  # a twin's stop is its original's
+                   if "stopped_at" in t.user_attrs and "duplicate_of" not in t.user_attrs}
+        continued = {t.user_attrs["promoted_from"] for t in trials
+                     if "promoted_from" in t.user_attrs}
+        return stopped - continued, [outcome.trainings, outcome.recommended]
+
+    plain_left, plain = promoted()
+    assert plain_left  # plain halving leaves some trials stopped
+    assert promoted(noise_promotions=True, noise_std=1e-9) == (plain_left, plain)
+    wide_left, (trainings, _) = promoted(noise_promotions=True, noise_std=1.0)
+    assert not wide_left and trainings > plain[0]
+    with pytest.raises(UserError, match="noise_promotions needs the proxy's seed std"):
+        promoted(noise_promotions=True)
 
 def test_four_simulated_workers_share_the_clock(table, digits):
     one = replay(config(trials=8), table, seed=2, workers=1, dataset=digits)

@@ -13,7 +13,7 @@ from strategies import archs
 import space
 from search import registry
 from search.config import BaselineSearch, CoefficientSearch, Objective, SearchConfig, dumps
-from search.halving import Halving, promote
+from search.halving import Halving, promote, top
 from search.manifold import (
     COEFFICIENT,
     DIMENSIONS,
@@ -216,6 +216,32 @@ def test_promotion_by_nondominated_rank():
     # Single objective: the top n // eta by value.
     assert promote([0.85], [[0.9], [0.8], [0.7]], ("maximize",), eta=2)
     assert not promote([0.75], [[0.9], [0.8], [0.7]], ("maximize",), eta=2)
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.floats(0, 1), min_size=1, max_size=20), eta=st.integers(2, 4),
+       band=st.floats(1e-6, 0.5), maximize=st.booleans())
+def test_a_noise_band_promotes_the_plain_choice_and_exactly_its_near_misses(values, eta, band,
+                                                                           maximize):
+    directions = ("maximize" if maximize else "minimize",)
+    points = [[v] for v in values]
+    plain = top(points, directions, eta, final=True)
+    wide = top(points, directions, eta, final=True, band=band)
+    assert wide[:len(plain)] == plain and len(set(wide)) == len(wide)
+    sign = 1 if maximize else -1
+    cutoff = sign * values[plain[-1]]
+    assert set(wide) - set(plain) == {i for i in range(len(values)) if i not in plain
+                                      and cutoff - sign * values[i] <= band}
+    assert top(points, directions, eta, final=True, band=0.0) == plain
+    if len(values) < eta:  # still no decision before the rung is full
+        assert top(points, directions, eta, band=band) == []
+
+
+def test_a_noise_band_compares_one_objective():
+    assert promote([0.79], [[0.9], [0.8], [0.7]], ("maximize",), eta=2, band=0.02)
+    assert not promote([0.75], [[0.9], [0.8], [0.7]], ("maximize",), eta=2, band=0.02)
+    with pytest.raises(space.UserError, match="one objective"):
+        top([[0.9, 1], [0.8, 2]], MAX_MIN, eta=2, band=0.01)
 
 
 # ----------------------------------------------------------------------------- baseline space
