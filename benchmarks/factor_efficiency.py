@@ -20,10 +20,14 @@ defaults (halving on), once per seed:
   (search/forecast.py) at the target over the table's directions there, and one training of
   the forecast's best at the target.
 
-and a seventh, of kind "2x", for issue 27's noise-aware pick: "2x+noise", the default search
-at the lowest factor whose final pick gives every direction within the noise band of the
-leader a second seed and picks the best mean (`_noise_pick`), judged at the target, where
-its seeds are not the judge's.
+and three of kind "2x" for issue 27's noise-aware decisions (the seed std is the table's
+pooled one at the lowest factor, as `effsearch reliability` measures it):
+- "2x+noise": the default search at the lowest factor whose final pick gives every
+  direction within the noise band of the leader a second seed and picks the best mean
+  (`_noise_pick`), judged at the target, where its seeds are not the judge's.
+- "2x+band": the default search with noise-aware promotions (`noise_promotions`: halving
+  also promotes the results within the noise band of its cutoff).
+- "2x+band+noise": both.
 
 Compute is MACs x epochs per image summed over every training (search, ladder, forecast
 confirmation). Regret is judged at the target on the table's seed means: normalized
@@ -49,6 +53,7 @@ from search.manifold import paper_reference, shares_of
 from search.replay import ReplayOutcome, Table, replay_many, replay_tolerance
 
 KINDS = ("2x", "2x+ladder", "factors", "target-only", "paper", "forecast")
+NOISY = ("2x+noise", "2x+band", "2x+band+noise")  # issue 27's, of kind "2x"
 
 
 def pooled_se(table: Table, factor: float, tolerance: float | None) -> float:
@@ -104,6 +109,11 @@ def configs(base: SearchConfig, table: Table, target: float,
     # falls back to that search's best (`_forecast`).
     out["forecast"] = (with_search("forecast", factors=tuple(below)) if len(below) >= 2
                        else base)
+    noise = table.reliability(factors[0])
+    # Without a second seed at the lowest factor the band is unknown: the plain search.
+    out["2x+band"] = (dataclasses.replace(base, name="replay-band", noise_promotions=True,
+                                          noise_std=noise.seed_std)
+                      if noise is not None and base.halving is not None else base)
     return out
 
 
@@ -212,8 +222,8 @@ def _forecast(outcome: ReplayOutcome, table: Table, base: SearchConfig, target: 
 
 def run(table: Table, base: SearchConfig, target: float, seeds: int,
         jobs: int = 1, factor_eta: int | None = None) -> list[dict[str, Any]]:
-    """The six methods' rows (`KINDS`), `seeds` replays each (`factor_eta`: of the factor
-    rungs, CoefficientSearch's default if None)."""
+    """The rows of the six methods (`KINDS`) and issue 27's three (`NOISY`), `seeds` replays
+    each (`factor_eta`: of the factor rungs, CoefficientSearch's default if None)."""
     import optuna
 
     from trainers.proxy import load_proxy_dataset
@@ -233,10 +243,9 @@ def run(table: Table, base: SearchConfig, target: float, seeds: int,
                                 table, processes=jobs, dataset=dataset))
     by_name = {n: outcomes[i * seeds:(i + 1) * seeds] for i, n in enumerate(names)}
     # (pick, compute, the seed of the training that picked it at the target, or None)
-    picks: dict[str, list[tuple[Any, float, int | None]]] = {
-        k: [] for k in (*KINDS, "2x+noise")}
+    picks: dict[str, list[tuple[Any, float, int | None]]] = {k: [] for k in (*KINDS, *NOISY)}
     epochs = base.proxy.epochs
-    noisy: list[int] = []
+    noisy: dict[str, list[int]] = {"2x+noise": [], "2x+band+noise": []}
     rhos: list[float] = []
     paper = tuple(shares_of(paper_reference(base.search.target)).values())
     for i in range(seeds):
@@ -244,9 +253,12 @@ def run(table: Table, base: SearchConfig, target: float, seeds: int,
         picks["2x"].append((low.recommended, low.compute, None))
         pick, extra = _ladder(low, table, base, target, tolerance)
         picks["2x+ladder"].append((pick, low.compute + extra, None))
-        pick, extra, seconds = _noise_pick(low, table, base, tolerance)
-        picks["2x+noise"].append((pick, low.compute + extra, None))
-        noisy.append(seconds)
+        banded = by_name["2x+band"][i]
+        picks["2x+band"].append((banded.recommended, banded.compute, None))
+        for kind, outcome in (("2x+noise", low), ("2x+band+noise", banded)):
+            pick, extra, seconds = _noise_pick(outcome, table, base, tolerance)
+            picks[kind].append((pick, outcome.compute + extra, None))
+            noisy[kind].append(seconds)
         for kind in ("factors", "target-only"):
             outcome = by_name[kind][i]
             picks[kind].append((outcome.recommended, outcome.compute,
@@ -260,12 +272,12 @@ def run(table: Table, base: SearchConfig, target: float, seeds: int,
     se = pooled_se(table, target, tolerance)
     ceiling = noise_ceiling(table, target)
     rows = []
-    for kind in (*KINDS, "2x+noise"):
+    for kind in (*KINDS, *NOISY):
         judged = [_judge(table, p, target, tolerance, drawn) for p, _, drawn in picks[kind]]
         regrets = np.array([r for r, _ in judged])
         gaps = np.array([g for _, g in judged])
         compute = np.array([c for _, c, _ in picks[kind]])
-        row = {"method": kind, "kind": "2x" if kind == "2x+noise" else kind, "seeds": seeds,
+        row = {"method": kind, "kind": "2x" if kind in NOISY else kind, "seeds": seeds,
                "target_factor": target,
                "factor_eta": searches["factors"].search.factor_eta,
                "compute_mean": float(compute.mean()),
@@ -275,8 +287,8 @@ def run(table: Table, base: SearchConfig, target: float, seeds: int,
                "target_gap_mean": float(np.mean(gaps[np.isfinite(gaps)]))
                if np.isfinite(gaps).any() else None,
                "pooled_se": se}
-        if kind == "2x+noise":  # directions given a second seed at the pick
-            row["second_seeds_mean"] = float(np.mean(noisy))
+        if kind in noisy:  # directions given a second seed at the pick
+            row["second_seeds_mean"] = float(np.mean(noisy[kind]))
         if kind == "forecast":
             row |= {"forecast_spearman": float(np.mean(rhos)) if rhos else None,
                     "forecast_fitted": len(rhos),

@@ -329,13 +329,14 @@ def test_target_factor_compares_the_six_ways_to_a_direction(tmp_path):
     import json
 
     rows = json.loads(done.stdout)
-    # The six of the factor issue, then the noise-aware pick (issue 27), a 2x search too.
+    # The six of the factor issue, then issue 27's noise-aware pick and promotions, 2x too.
     assert [r["kind"] for r in rows] == ["2x", "2x+ladder", "factors", "target-only", "paper",
-                                         "forecast", "2x"]
-    assert sum(r["kind"] == "forecast" for r in rows) == 1
+                                         "forecast", "2x", "2x", "2x"]
     by = {r["method"]: r for r in rows}
-    assert by["2x+noise"]["second_seeds_mean"] >= 0
-    assert by["2x+noise"]["compute_mean"] >= by["2x"]["compute_mean"]
+    assert list(by)[-3:] == ["2x+noise", "2x+band", "2x+band+noise"]
+    for noisy, search in (("2x+noise", "2x"), ("2x+band+noise", "2x+band")):
+        assert by[noisy]["second_seeds_mean"] >= 0
+        assert by[noisy]["compute_mean"] >= by[search]["compute_mean"]
     for r in rows:
         assert {"method", "seeds", "compute_mean", "within_se_share", "target_regret_mean",
                 "target_regret_se"} <= set(r) and r["seeds"] == 3

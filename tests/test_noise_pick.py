@@ -40,8 +40,8 @@ def test_the_band_holds_the_distinct_networks_noise_cannot_tell_from_the_best():
     ({"noise_std": 0.0}, "noise_std must be > 0"),
     ({"noise_promotions": True, "halving": None}, "needs halving"),
     ({"noise_promotions": True, "pruner": "median"}, "needs halving"),
-    ({"noise_promotions": True, "objective": Objective(kind="pareto", cost="params")}, "compares one "
-                                                                        "objective"),
+    ({"noise_promotions": True, "objective": Objective(kind="pareto", cost="params")},
+     "compares one objective"),
 ])
 def test_noise_settings_are_checked(changes, match):
     with pytest.raises(UserError, match=match):
