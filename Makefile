@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test,postgres,mnist]"
+	$(BIN)/python -m pip install -q -e ".[test,postgres,mnist,grpc]"
 	touch $@
 
 run: $(BIN)/.installed

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import search
 import space
 from search import arguments, model_commands, terminal
-from search.paths import DEFAULT_WORKDIR
+from search.paths import DEFAULT_WORKDIR, STORAGE_ENV
 from search.terminal import Parser
 from space import UserError
 from space.errors import error_text, one_line
@@ -187,8 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     def storage_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--workdir", help=f"work directory of the embedded journal storage "
                                          f"(default: ./{DEFAULT_WORKDIR})")
-        p.add_argument("--storage", help="an Optuna storage URL (postgresql://..., redis://...) "
-                                         "or a .journal file; overrides --workdir")
+        p.add_argument("--storage", help="an Optuna storage URL (postgresql://..., redis://..., "
+                                         "grpc://host:port of `effsearch storage-proxy`) or a "
+                                         ".journal file; overrides --workdir (default: "
+                                         f"${STORAGE_ENV} unless --workdir is given)")
 
     p = sub.add_parser("search", help="run (or resume) a search sweep from a config file")
     p.add_argument("config", help="a sweep config .py file with get_config()")
@@ -287,6 +289,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     allow_cpu(p)
     p.set_defaults(func=_study_command("cmd_validate"))
+
+    p = sub.add_parser("storage-proxy", help="serve a PostgreSQL (or other RDB) storage to "
+                                             "hundreds of workers through Optuna's gRPC proxy; "
+                                             "workers then pass --storage grpc://HOST:PORT")
+    p.add_argument("--storage", help=f"the RDB URL the proxy holds (default: ${STORAGE_ENV})")
+    p.add_argument("--host", default="localhost",
+                   help="the address to listen on (default: %(default)s; 0.0.0.0 for every "
+                        "interface of a private network: the channel is not encrypted)")
+    p.add_argument("--port", type=arguments.positive(int), default=13000,
+                   help="(default: %(default)s)")
+    p.set_defaults(func=_study_command("cmd_storage_proxy"))
     return parser
 
 

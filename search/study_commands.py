@@ -785,3 +785,42 @@ def ladder_table(record: dict[str, Any], title: str) -> Table:
                       f"{r['test_top1_mean']:.4f} +- {r['test_top1_std']:.4f}",
                       style=None if r["role"] == "candidate" else "dim")
     return table
+
+
+# ----------------------------------------------------------------------------- storage proxy
+
+
+def cmd_storage_proxy(args: argparse.Namespace) -> None:
+    """`effsearch storage-proxy`: Optuna's gRPC proxy in front of an RDB storage."""
+    import os
+
+    from search.paths import STORAGE_ENV
+    from search.storage import proxy
+
+    url = args.storage or os.environ.get(STORAGE_ENV)
+    if not url:
+        raise UserError(f"storage-proxy needs the storage it holds: --storage URL or "
+                        f"${STORAGE_ENV}")
+    if url.startswith(proxy.SCHEME):
+        raise UserError("storage-proxy holds a database, not another proxy: give it the "
+                        "postgresql:// (or other RDB) URL")
+    if "://" not in url or url.startswith("redis://"):
+        raise UserError("Optuna's gRPC proxy serves an RDB storage (postgresql://, "
+                        "mysql://, sqlite:///), not a journal (optuna#6084); workers on one "
+                        "host share a journal file without a proxy")
+    if args.port > 65535:
+        raise UserError(f"--port must be at most 65535, got {args.port}")
+    try:
+        import grpc  # noqa: F401
+    except ImportError:
+        raise UserError("storage-proxy needs grpcio: pip install 'effsearch[grpc]'") from None
+    store = storage.open_storage(url)
+    sys.stderr.write(f"storage proxy for {storage.redact(url)} on "
+                     f"grpc://{args.host}:{args.port} (insecure channel: keep it on a private "
+                     f"network); Ctrl-C stops it\n")
+    try:
+        proxy.serve(store, args.host, args.port)
+    except KeyboardInterrupt:
+        sys.stderr.write("storage proxy stopped\n")
+    except RuntimeError as e:  # gRPC cannot bind the port
+        raise UserError(f"cannot serve on {args.host}:{args.port}: {e}") from None

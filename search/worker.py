@@ -12,10 +12,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+from search.paths import STORAGE_ENV  # also how `effsearch search --workers N` passes it
 from space import UserError
 from space.errors import error_text
 
-STORAGE_ENV = "EFFSEARCH_STORAGE_URL"  # how `effsearch search --workers N` passes the storage
 CHECKPOINTS_ENV = "EFFSEARCH_CHECKPOINTS"  # and where promotions' checkpoints go
 EXIT_STOPPED = 3  # the search stopped itself (`terminal.Stopped`): the launcher says why
 

@@ -8,6 +8,8 @@ import pytest
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, str(Path(__file__).parent))
+# A user's storage URL must not send the tests' studies to their database.
+os.environ.pop("EFFSEARCH_STORAGE_URL", None)
 
 
 @pytest.fixture

@@ -89,6 +89,16 @@ CASES = [
     (["front", "--storage", "{tmp}/random.journal"], r"random.journal is not an Optuna journal"),
     (["front", "--storage", "{tmp}/adir"], r"adir is a directory"),
     (["front", "--workdir", "{tmp}/none"], r"no study storage"),
+    (["front", "--storage", "grpc://host:port"], r"a storage proxy URL is grpc://HOST:PORT"),
+    (["front", "--storage", "grpc://:13000"], r"a storage proxy URL is grpc://HOST:PORT"),
+    # storage-proxy
+    (["storage-proxy"], r"needs the storage it holds: --storage URL or \$EFFSEARCH_STORAGE_URL"),
+    (["storage-proxy", "--storage", "{tmp}/x.journal"], r"not a journal \(optuna#6084\)"),
+    (["storage-proxy", "--storage", "grpc://h:13000"], r"not another proxy"),
+    (["storage-proxy", "--storage", "sqlite:///{tmp}/x.db", "--port", "70000"],
+     r"--port must be at most 65535, got 70000"),
+    (["storage-proxy", "--storage", "sqlite:///x.db", "--port", "0"],
+     r"argument --port: must be >= 1, got '0'"),
     # outputs into folders that do not exist, checked before any work
     (["export", "-o", "{tmp}/missing/c.json"], r"folder '.*missing' does not exist"),
     (["export", "-o", "{tmp}/c.txt"], r"'.*c.txt' must end in .json"),

@@ -5,6 +5,8 @@
   there are unreliable (Optuna's distributed guide).
 - `postgresql://...`, `mysql+pymysql://...`: Optuna's RDBStorage, for workers on many hosts.
 - `redis://...`: JournalStorage on Redis (needs the `redis` package).
+- `grpc://host:port`: `effsearch storage-proxy` in front of an RDB storage, for hundreds of
+  workers (proxy.py; needs the `grpc` extra).
 - a path ending in `.journal`/`.log`: that journal file.
 - `sqlite:///...`: allowed for one worker only; SQLite has no row locks and Optuna advises
   against it for parallel optimisation (Optuna FAQ), so `--workers` > 1 refuses it.
@@ -21,28 +23,33 @@ URLs carry credentials: `redact` is for messages, `public_location` for what is 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from search.paths import DEFAULT_WORKDIR, JOURNAL_NAME
+from search.paths import DEFAULT_WORKDIR, JOURNAL_NAME, STORAGE_ENV
+from search.storage import proxy
 from search.storage.credentials import public_location, redact, scrub
 from search.storage.errors import StorageError
 from search.storage.journal import open_journal
 from space import UserError
 
-__all__ = ["DEFAULT_WORKDIR", "JOURNAL_NAME", "StorageError", "load_study", "open_storage",
-           "public_location", "redact", "storage_url", "study_names"]
+__all__ = ["DEFAULT_WORKDIR", "JOURNAL_NAME", "STORAGE_ENV", "StorageError", "load_study",
+           "open_storage", "public_location", "redact", "storage_url", "study_names"]
 
 
 # ----------------------------------------------------------------------------- opening
 
 
 def storage_url(workdir: str | None, storage: str | None) -> str:
-    """The storage a command uses: `--storage` if given, else the workdir's journal file."""
+    """The storage a command uses: `--storage`, else an explicit `--workdir`'s journal file,
+    else `$EFFSEARCH_STORAGE_URL`, else the default work directory's journal file."""
     if storage:
         return storage
+    if workdir is None and os.environ.get(STORAGE_ENV):
+        return os.environ[STORAGE_ENV]
     return str(Path(workdir or DEFAULT_WORKDIR) / JOURNAL_NAME)
 
 
@@ -67,6 +74,15 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorag
     """
     if "://" not in url:
         return open_journal(Path(url).expanduser(), create=create)
+    if url.startswith(proxy.SCHEME):
+        try:
+            import grpc  # noqa: F401
+        except ImportError:
+            raise StorageError("grpc:// storage needs grpcio (pip install "
+                               "'effsearch[grpc]')") from None
+        client = proxy.RetryingProxy(*proxy.address(url))
+        client.wait_ready(PROXY_WAIT_S)
+        return client
     if url.startswith("redis://"):
         try:
             backend = optuna.storages.journal.JournalRedisBackend(url)
@@ -86,12 +102,24 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorag
                            f"{scrub(reason, url)}") from None
 
 
+# Connections per process: one held, one more while a trial's heartbeat thread writes as the
+# main thread reads. SQLAlchemy's default (5 held + 10 overflow) lets 7 workers exhaust a
+# PostgreSQL at its default max_connections=100; at 2 each, about 45 workers fit (README
+# "Storage"), and more go through `effsearch storage-proxy`.
+POOL = {"pool_size": 1, "max_overflow": 1}
+
+
 def _engine_kwargs(url: str) -> dict[str, Any]:
     # Fail fast on an unreachable server rather than waiting for the OS TCP timeout, and
     # recycle connections that a long trial left idle.
     if url.startswith("postgresql"):
-        return {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
-    return {"pool_pre_ping": True}
+        return {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True, **POOL}
+    if is_sqlite(url):  # SQLite's pool is not a queue of connections
+        return {"pool_pre_ping": True}
+    return {"pool_pre_ping": True, **POOL}
+
+
+PROXY_WAIT_S = 10.0  # a proxy that does not answer when a command starts: one line
 
 
 # Any constant 64-bit key; PostgreSQL scopes advisory locks to the database.
