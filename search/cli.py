@@ -189,8 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          f"(default: ./{DEFAULT_WORKDIR})")
         p.add_argument("--storage", help="an Optuna storage URL (postgresql://..., redis://..., "
                                          "grpc://host:port of `effsearch storage-proxy`) or a "
-                                         ".journal file; overrides --workdir (default: "
-                                         f"${STORAGE_ENV} unless --workdir is given)")
+                                         ".journal file (default: ${STORAGE_ENV}, else "
+                                         "--workdir's journal)")
 
     p = sub.add_parser("search", help="run (or resume) a search sweep from a config file")
     p.add_argument("config", help="a sweep config .py file with get_config()")

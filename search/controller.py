@@ -229,11 +229,16 @@ def fail_stale_trials(study: optuna.Study, grace_s: float, max_retries: int,
         The numbers of the trials this call failed.
     """
     now = time.time()
+    # Through a storage proxy that was just down, every worker's heartbeats stopped landing
+    # too: they are judged again only once a grace period has passed since it came back.
+    recovered = getattr(study._storage, "recovered_at", None)
+    blind = recovered is not None and now - recovered < grace_s
     failed = []
     for t in trials if trials is not None else study.get_trials(deepcopy=False):
         if t.state != TrialState.RUNNING:
             continue
-        if now - last_heartbeat(t, now) <= grace_s and not worker_is_dead(t):
+        stale = now - last_heartbeat(t, now) > grace_s and not blind
+        if not stale and not worker_is_dead(t):
             continue
         try:
             study.tell(t.number, state=TrialState.FAIL)

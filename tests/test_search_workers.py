@@ -262,3 +262,51 @@ def test_worker_environment_splits_gpus(monkeypatch):
     assert "CUDA_VISIBLE_DEVICES" not in cpu and "XLA_PYTHON_CLIENT_MEM_FRACTION" not in cpu
     monkeypatch.setenv("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.2")  # the user's setting wins
     assert worker_env(0, 3, gpus=1)["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.2"
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_workers_through_the_storage_proxy_survive_a_kill_and_a_proxy_restart(
+        tmp_path, request, database):
+    """Two workers on `--storage grpc://`: one is killed mid-trial and the proxy restarts
+    once; the budget is met exactly, the killed trial retried, and a resumed command adds
+    its trials through the proxy too."""
+    pytest.importorskip("grpc", reason="the grpc extra is not installed")
+    from test_storage_proxy import free_port, start_proxy
+
+    if database == "sqlite":
+        url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    name, port = f"proxy-{os.getpid()}-{time.time_ns()}", free_port()
+    config = write_config(tmp_path / "c.py", name, trials=5)
+    server = start_proxy(url, port)
+    command = [EFFSEARCH, "search", str(config), "--workdir", str(tmp_path / "w"),
+               "--workers", "2"]
+    env = os.environ | {"EFFSEARCH_STORAGE_URL": f"grpc://127.0.0.1:{port}"}
+    try:
+        # The storage from the environment; --workdir holds the logs.
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        victim = running_trial(url, name)
+        assert victim is not None, "no trial was seen running"
+        os.kill(victim.user_attrs["worker_pid"], signal.SIGKILL)
+        server.kill()
+        server.wait()
+        time.sleep(2)
+        server = start_proxy(url, port)
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        study = load(url, name)
+        check_counts(study, 5)
+        trials = study.get_trials()
+        assert trials[victim.number].state == TrialState.FAIL
+        assert [t for t in trials if t.user_attrs.get("retry_of") == victim.number]
+        # Resumed with a larger budget, the storage given as --storage this time.
+        done = subprocess.run([*command, "--trials", "6", "--storage",
+                               f"grpc://127.0.0.1:{port}"], capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr
+        check_counts(load(url, name), 6)
+    finally:
+        server.kill()
+        server.wait()

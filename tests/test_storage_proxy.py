@@ -39,13 +39,13 @@ def test_bad_proxy_urls_are_one_line(url):
         proxy.address(url)
 
 
-def test_the_storage_url_comes_from_the_environment_unless_a_workdir_is_given(monkeypatch):
+def test_the_storage_url_comes_from_the_environment_unless_given(monkeypatch):
     monkeypatch.setenv(storage.STORAGE_ENV, "postgresql://u:p@db/x")
     assert storage.storage_url(None, None) == "postgresql://u:p@db/x"
-    assert storage.storage_url(None, "grpc://h:1") == "grpc://h:1"
-    assert storage.storage_url("runs", None) == str(Path("runs") / storage.JOURNAL_NAME)
+    assert storage.storage_url("runs", None) == "postgresql://u:p@db/x"  # logs go to runs/
+    assert storage.storage_url("runs", "grpc://h:1") == "grpc://h:1"
     monkeypatch.delenv(storage.STORAGE_ENV)
-    assert storage.storage_url(None, None).endswith(storage.JOURNAL_NAME)
+    assert storage.storage_url("runs", None) == str(Path("runs") / storage.JOURNAL_NAME)
 
 
 def test_a_database_pool_is_small():
@@ -197,3 +197,17 @@ def test_a_study_goes_on_through_a_proxy_restart_and_no_tell_is_lost(tmp_path):
     # What the database holds, read without the proxy: every trial told, none twice.
     trials = optuna.load_study(study_name="r", storage=url).get_trials()
     assert len(trials) == 30 and {t.state for t in trials} == {TrialState.COMPLETE}
+
+
+def test_heartbeats_are_not_judged_until_a_grace_period_after_the_proxy_came_back(monkeypatch):
+    from search import controller
+
+    client, _, flaky, _ = _client(monkeypatch, {})
+    study = optuna.create_study(study_name="s", storage=client)
+    trial = study.ask()
+    trial.set_user_attr(controller.HEARTBEAT, time.time() - 1000)  # silent for 1000 s
+    flaky.before, flaky.calls = 1, {"get_all_studies"}
+    client.get_all_studies()  # met the proxy down, then got through
+    assert controller.fail_stale_trials(study, grace_s=120, max_retries=1) == []
+    client.recovered_at -= 121
+    assert controller.fail_stale_trials(study, grace_s=120, max_retries=1) == [trial.number]

@@ -44,11 +44,12 @@ __all__ = ["DEFAULT_WORKDIR", "JOURNAL_NAME", "STORAGE_ENV", "StorageError", "lo
 
 
 def storage_url(workdir: str | None, storage: str | None) -> str:
-    """The storage a command uses: `--storage`, else an explicit `--workdir`'s journal file,
-    else `$EFFSEARCH_STORAGE_URL`, else the default work directory's journal file."""
+    """The storage a command uses: `--storage`, else `$EFFSEARCH_STORAGE_URL` (a launcher's:
+    its workers still take `--workdir` for their logs and checkpoints), else the work
+    directory's journal file."""
     if storage:
         return storage
-    if workdir is None and os.environ.get(STORAGE_ENV):
+    if os.environ.get(STORAGE_ENV):
         return os.environ[STORAGE_ENV]
     return str(Path(workdir or DEFAULT_WORKDIR) / JOURNAL_NAME)
 

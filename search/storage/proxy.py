@@ -78,6 +78,10 @@ class RetryingProxy(BaseStorage):
         self._lock = threading.Lock()
         self._retried = _retried_codes()
         self.retries = 0  # calls that met an unavailable proxy (the load benchmark counts)
+        # When a call last got through after the proxy was unavailable: until a grace period
+        # later, heartbeats that could not land then do not make a trial look dead
+        # (controller.fail_stale_trials).
+        self.recovered_at: float | None = None
 
     def _connect(self) -> Any:
         with _quiet_experimental():
@@ -105,9 +109,13 @@ class RetryingProxy(BaseStorage):
                 if waited and landed is not None:
                     found = landed()
                     if found is not None:
+                        self.recovered_at = time.time()
                         return found
                 inner = self._inner
-                return getattr(inner, name)(*args)
+                out = getattr(inner, name)(*args)
+                if waited:
+                    self.recovered_at = time.time()
+                return out
             except grpc.RpcError as e:
                 code = e.code()
                 if code not in self._retried:
