@@ -211,3 +211,29 @@ def test_heartbeats_are_not_judged_until_a_grace_period_after_the_proxy_came_bac
     assert controller.fail_stale_trials(study, grace_s=120, max_retries=1) == []
     client.recovered_at -= 121
     assert controller.fail_stale_trials(study, grace_s=120, max_retries=1) == [trial.number]
+
+
+def test_a_restarted_proxy_is_made_to_read_a_study_before_a_param_is_set(monkeypatch):
+    """Optuna's server cache finds a trial made before its restart only after reading the
+    study's trials; until then setting a param raises KeyError (NOT_FOUND)."""
+    client, memory, flaky, _ = _client(monkeypatch, {})
+    study = optuna.create_study(study_name="s", storage=client)
+    trial = study.ask()
+    forgetful = {"read": False, "refused": 0}
+
+    def set_param(*args):
+        if not forgetful["read"]:
+            forgetful["refused"] += 1
+            raise KeyError(args[0])
+        return memory.set_trial_param(*args)
+
+    def read(*args):
+        forgetful["read"] = True
+        return memory.get_all_trials(*args)
+
+    monkeypatch.setattr(flaky, "set_trial_param", set_param, raising=False)
+    monkeypatch.setattr(flaky, "get_all_trials", read, raising=False)
+    value = client.set_trial_param(trial._trial_id, "a", 0.25,
+                                   optuna.distributions.FloatDistribution(0, 1))
+    assert value is None and forgetful["refused"] == 1
+    assert memory.get_trial(trial._trial_id).params["a"] == 0.25

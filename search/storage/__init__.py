@@ -104,9 +104,10 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorag
 
 
 # Connections per process: one held, one more while a trial's heartbeat thread writes as the
-# main thread reads. SQLAlchemy's default (5 held + 10 overflow) lets 7 workers exhaust a
-# PostgreSQL at its default max_connections=100; at 2 each, about 45 workers fit (README
-# "Storage"), and more go through `effsearch storage-proxy`.
+# main thread reads. SQLAlchemy's default (5 held + 10 overflow) lets 6 workers exhaust a
+# PostgreSQL at its default max_connections=100; at 2 each, plus the slot lock's (slots.py),
+# about 30 workers fit (README "Storage for many workers"), and more go through
+# `effsearch storage-proxy`.
 POOL = {"pool_size": 1, "max_overflow": 1}
 
 
@@ -150,7 +151,8 @@ def _open_rdb(url: str) -> optuna.storages.RDBStorage:
 
     if sqlalchemy.engine.make_url(url).get_backend_name() != "postgresql":
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, **kwargs)
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool,
+                                      **{k: v for k, v in kwargs.items() if k not in POOL})
     try:
         with engine.connect() as connection:
             stamped = _schema_stamped(connection)

@@ -82,6 +82,7 @@ class RetryingProxy(BaseStorage):
         # later, heartbeats that could not land then do not make a trial look dead
         # (controller.fail_stale_trials).
         self.recovered_at: float | None = None
+        self._studies: set[int] = set()  # the studies this client has used
 
     def _connect(self) -> Any:
         with _quiet_experimental():
@@ -147,7 +148,10 @@ class RetryingProxy(BaseStorage):
                          study_name: str | None = None) -> int:
         retried: list[int] = []
         try:
-            return self._call("create_new_study", directions, study_name, retried=retried)
+            study_id = int(self._call("create_new_study", directions, study_name,
+                                      retried=retried))
+            self._studies.add(study_id)
+            return study_id
         except optuna.exceptions.DuplicatedStudyError:
             if retried and study_name is not None:  # the lost answer's study
                 return self.get_study_id_from_name(study_name)
@@ -163,7 +167,9 @@ class RetryingProxy(BaseStorage):
         self._call("set_study_system_attr", study_id, key, value)
 
     def get_study_id_from_name(self, study_name: str) -> int:
-        return int(self._call("get_study_id_from_name", study_name))
+        study_id = int(self._call("get_study_id_from_name", study_name))
+        self._studies.add(study_id)
+        return study_id
 
     def get_study_name_from_id(self, study_id: int) -> str:
         return str(self._call("get_study_name_from_id", study_id))
@@ -184,6 +190,7 @@ class RetryingProxy(BaseStorage):
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         token = uuid.uuid4().hex
+        self._studies.add(study_id)
         return int(self._call("create_new_trial", study_id, _with_token(template_trial, token),
                               landed=lambda: self._made_by(study_id, token)))
 
@@ -196,7 +203,16 @@ class RetryingProxy(BaseStorage):
 
     def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
                         distribution: BaseDistribution) -> None:
-        self._call("set_trial_param", trial_id, param_name, param_value_internal, distribution)
+        args = (trial_id, param_name, param_value_internal, distribution)
+        try:
+            self._call("set_trial_param", *args)
+        except KeyError:
+            # A restarted proxy's cache knows a trial created before the restart only once it
+            # has read that study's trials (Optuna's _CachedStorage.set_trial_param looks the
+            # trial up there and nowhere else): make it read them, then set the param.
+            for study_id in sorted(self._studies):
+                self._call("get_all_trials", study_id, False, None)
+            self._call("set_trial_param", *args)
 
     def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
         return int(self._call("get_trial_id_from_study_id_trial_number", study_id,
@@ -232,6 +248,7 @@ class RetryingProxy(BaseStorage):
 
     def get_all_trials(self, study_id: int, deepcopy: bool = True,
                        states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        self._studies.add(study_id)
         return list(self._call("get_all_trials", study_id, deepcopy, states))
 
 
