@@ -268,7 +268,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     complete = [t for t in trials if t.state == state.COMPLETE
                 and "duplicate_of" not in t.user_attrs]
     archs = [t.user_attrs.get("arch") for t in complete]
-    in_flight = {trial for _, trial in killed}
+    # What a killed worker was training when it died (the snapshot the kill was chosen from
+    # may be a trial older), which it could not tell.
+    dead = {pid for pid, _ in killed}
+    in_flight = {t.number for t in trials if t.user_attrs.get("worker_pid") in dead
+                 and t.state != state.COMPLETE}
     finished = set()
     for record in records.values():
         if record.exists():

@@ -132,7 +132,7 @@ def run_comparison(proxy: ProxyConfig, baseline: str, methods: Sequence[Method],
                    resolution_multiple: int, channel_divisor: int, latency: bool = False,
                    on_trained: Callable[[space.ArchSpec, int, Any], None] | None = None,
                    reuse: Callable[[str, int], Any] | None = None,
-                   **options: Any) -> dict[str, Any]:
+                   dataset: Any = None, **options: Any) -> dict[str, Any]:
     """The comparison with real trainings: `compare` over `proxy`'s data and recipe.
 
     Args:
@@ -143,6 +143,7 @@ def run_comparison(proxy: ProxyConfig, baseline: str, methods: Sequence[Method],
         on_trained: called with (spec, seed, result) after each training, for progress.
         reuse: (arch, seed) -> a recorded training of that network with this recipe, or
             None: what it returns is not trained again (`search.replay.Table.recorded`).
+        dataset: the proxy's data, if already loaded.
         options: passed to `compare` (cost_key, metrics, done, on_row).
 
     Returns:
@@ -151,7 +152,7 @@ def run_comparison(proxy: ProxyConfig, baseline: str, methods: Sequence[Method],
     """
     from trainers.proxy import load_proxy_dataset, train_and_evaluate
 
-    data = load_proxy_dataset(proxy)  # once for every training
+    data = dataset if dataset is not None else load_proxy_dataset(proxy)  # once for all
     base = dataclasses.replace(proxy, arch=baseline).spec(data.num_classes, data.channels)
 
     def train(spec: space.ArchSpec, seed: int) -> Any:

@@ -59,6 +59,7 @@ from trainers.streaming import LazyImages
 
 HEARTBEAT = "heartbeat"
 WORKER_MACHINE, WORKER_PID = "worker_machine", "worker_pid"
+WORK_KEY = "work_key"  # a claimed unit of work other than a search trial (ladder_claims.py)
 MAX_REJECTIONS_IN_A_ROW = 500
 MAX_DUPLICATES_IN_A_ROW = 50  # proposals of networks already trained before a worker gives up
 # Trainings in a row, across the study, that failed for a reason of their own (the loss
@@ -308,13 +309,13 @@ def retry(study: optuna.Study, trial: FrozenTrial, max_retries: int) -> bool:
         return False
     attrs = {k: v for k, v in trial.user_attrs.items()
              if k in ("reference", "coefficients", LATTICE, PROMOTED_FROM, PROMOTED_RUNG,
-                      BRACKET, FACTOR)}
+                      BRACKET, FACTOR, WORK_KEY)}
     attrs.update(retry_of=trial.number, retries=retries + 1)
     study.enqueue_trial(trial.params, user_attrs=attrs)
     return True
 
 
-class _Heartbeat:
+class Heartbeat:
     """Writes the trial's `heartbeat` user attr every `interval` seconds from a thread."""
 
     def __init__(self, trial: optuna.Trial, interval: float) -> None:
@@ -329,7 +330,7 @@ class _Heartbeat:
             except Exception:  # the trial was failed by another worker: stop quietly
                 return
 
-    def __enter__(self) -> _Heartbeat:
+    def __enter__(self) -> Heartbeat:
         self._trial.set_user_attr(HEARTBEAT, time.time())
         self._thread.start()
         return self
@@ -483,7 +484,7 @@ class TrialRunner:
         checkpointing = self._checkpointing(trial, rungs, promoted_rung)
         result: ProxyResult | None = None
         try:
-            with _Heartbeat(trial, config.heartbeat_s):
+            with Heartbeat(trial, config.heartbeat_s):
                 result = (train_and_evaluate(proxy, dataset=self.dataset, callback=on_epoch,
                                              checkpointing=checkpointing)
                           if self.train is None else self.train(proxy, trial, on_epoch))
@@ -551,7 +552,7 @@ class TrialRunner:
                        for t in current_trials(self.study, self.config))
 
         if running():
-            with _Heartbeat(trial, self.config.heartbeat_s):
+            with Heartbeat(trial, self.config.heartbeat_s):
                 while running():
                     self.wait(self.poll_s)
 

@@ -7,8 +7,10 @@ seeds, beside the paper's direction and the single-dimension controls, and recor
 (factor, direction) as mean and standard deviation over seeds. `export` then defaults to the
 search's direction that is best by mean validation score at the largest factor.
 
-The ladder is stored in the study (user attr `effsearch.ladder`) row by row as it is trained,
-so a killed ladder resumes where it stopped and `front`, `export` and the dashboard read it.
+Each row (a direction at a factor, all its seeds) is a unit of work that one worker of any
+host claims and stores in a trial of its own (ladder_claims.py), so many hosts share a ladder
+and a killed one resumes where it stopped; once every row is in, the ladder is stored in the
+study (user attr `effsearch.ladder`), where `front`, `export` and the dashboard read it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 import optuna
 
-from search import factor_rungs, kinds
+from search import factor_rungs, kinds, ladder_claims
 from search.comparison import Method, run_comparison, single_dimension_methods
 from search.kinds import CoefficientSearch
 from search.records import TrialRow, study_config, trial_rows
@@ -145,17 +147,32 @@ def run_ladder(study: optuna.Study, *, factors: Sequence[float], top: int, seeds
     def recorded(arch: str, seed: int) -> Any:
         return (own(arch, seed) if own else None) or (table(arch, seed) if table else None)
     chosen = methods(search, candidates, references=references)
-    about = {m.name: info for m, info in chosen}
+    done = {(r["factor"], r["method"]) for r in record["rows"]}
+    todo = {f"{factor:g}x {method.name}": (factor, method, info)
+            for factor in map(float, factors) for method, info in chosen
+            if (factor, method.name) not in done}
+    data: list[Any] = []  # loaded by the first row this worker trains
 
-    def keep(row: dict[str, Any]) -> None:  # recorded at once: a killed ladder resumes here
-        record["rows"].append(row | about[row["method"]])
-        study.set_user_attr(LADDER_ATTR, json.dumps(record))
+    def train(key: str) -> dict[str, Any]:
+        from trainers.proxy import load_proxy_dataset
 
-    run_comparison(proxy, search.baseline, [m for m, _ in chosen], list(map(float, factors)),
-                   seed_list, resolution_multiple=search.resolution_multiple,
-                   channel_divisor=search.channel_divisor, on_trained=on_trained,
-                   reuse=recorded, cost_key=record["cost"], metrics=(metric,),
-                   done=[(r["factor"], r["method"]) for r in record["rows"]], on_row=keep)
+        factor, method, info = todo[key]
+        data[:] = data or [load_proxy_dataset(proxy)]
+        (row,) = run_comparison(proxy, search.baseline, [method], [factor], seed_list,
+                                resolution_multiple=search.resolution_multiple,
+                                channel_divisor=search.channel_divisor, on_trained=on_trained,
+                                reuse=recorded, cost_key=record["cost"], metrics=(metric,),
+                                dataset=data[0])["rows"]
+        return row | info
+
+    # Each row is claimed by one worker of any host (ladder_claims.py) and stored in its own
+    # trial; the study's attribute is written once every row is in, by every worker alike.
+    trained = ladder_claims.work(study, list(todo), train,
+                              settings={"seeds": seed_list, "epochs": proxy.epochs},
+                              heartbeat_s=config.get("heartbeat_s", 10.0),
+                              grace_s=config.get("grace_s", 120.0),
+                              max_retries=config.get("max_retries", 2))
+    record["rows"] += [trained[key] for key in todo]
     study.set_user_attr(LADDER_ATTR, json.dumps(record))
     return record
 
