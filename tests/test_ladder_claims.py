@@ -25,13 +25,29 @@ def search_study(tmp_path) -> optuna.Study:
     return optuna.create_study(study_name="s", storage=store)
 
 
-def test_two_workers_share_the_rows_and_each_is_trained_once(tmp_path):
+@pytest.fixture(params=["journal", "grpc"])
+def url(request, tmp_path):
+    """The storage the workers share: a journal file, or the gRPC proxy (over SQLite)."""
+    if request.param == "journal":
+        yield str(tmp_path / storage.JOURNAL_NAME)
+        return
+    pytest.importorskip("grpc", reason="the grpc extra is not installed")
+    from test_storage_proxy import free_port, start_proxy
+
+    port = free_port()
+    server = start_proxy(f"sqlite:///{tmp_path / 'db.sqlite'}", port)
+    yield f"grpc://127.0.0.1:{port}"
+    server.kill()
+    server.wait()
+
+
+def test_two_workers_share_the_rows_and_each_is_trained_once(url):
     trained: list[tuple[str, str]] = []
     results = {}
 
     def worker(name: str) -> None:
         # Each worker opens the storage as a process of its own would.
-        store = storage.open_storage(str(tmp_path / storage.JOURNAL_NAME))
+        store = storage.open_storage(url)
         study = optuna.load_study(study_name="s", storage=store)
 
         def train(key: str) -> dict:
@@ -41,7 +57,7 @@ def test_two_workers_share_the_rows_and_each_is_trained_once(tmp_path):
 
         results[name] = ladder_claims.work(study, KEYS, train, settings=SETTINGS, **FAULTS)
 
-    search_study(tmp_path)
+    optuna.create_study(study_name="s", storage=storage.open_storage(url))
     threads = [threading.Thread(target=worker, args=(n,)) for n in ("a", "b")]
     for t in threads:
         t.start()
@@ -51,15 +67,11 @@ def test_two_workers_share_the_rows_and_each_is_trained_once(tmp_path):
     assert {n for n, _ in trained} == {"a", "b"}  # and both took a share
     assert results["a"] == results["b"] and list(results["a"]) == KEYS
     # Again (a resumed command): every row is read back, none trained.
-    again = ladder_claims.work(search_study_loaded(tmp_path), KEYS,
+    again = ladder_claims.work(optuna.load_study(study_name="s",
+                                                 storage=storage.open_storage(url)), KEYS,
                                lambda key: pytest.fail(f"{key} trained twice"),
                                settings=SETTINGS, **FAULTS)
     assert again == results["a"]
-
-
-def search_study_loaded(tmp_path) -> optuna.Study:
-    store = storage.open_storage(str(tmp_path / storage.JOURNAL_NAME))
-    return optuna.load_study(study_name="s", storage=store)
 
 
 def test_a_row_whose_worker_died_is_trained_by_another(tmp_path):
