@@ -307,6 +307,11 @@ def test_workers_through_the_storage_proxy_survive_a_kill_and_a_proxy_restart(
                               timeout=600)
         assert done.returncode == 0, done.stderr
         check_counts(load(url, name), 6)
+        # The study commands read through the proxy too.
+        grpc_url = f"grpc://127.0.0.1:{port}"
+        assert main(["front", name, "--storage", grpc_url, "--json"]) == 0
+        assert main(["export", name, "--storage", grpc_url, "-o", str(tmp_path / "c.json")]) == 0
+        assert json.loads((tmp_path / "c.json").read_text())["provenance"]["study"] == name
     finally:
         server.kill()
         server.wait()
