@@ -317,20 +317,36 @@ def test_workers_through_the_storage_proxy_survive_a_kill_and_a_proxy_restart(
         server.wait()
 
 
-def test_two_hosts_share_the_ladder_and_train_each_row_once(tmp_path):
-    """Two commands on one study, as two hosts would run them: both search, then both run
-    the ladder; each row is trained by one of them and the stored ladder has every row."""
+@pytest.mark.parametrize("through", ["journal", "grpc"])
+def test_two_hosts_share_the_ladder_and_train_each_row_once(tmp_path, through):
+    """Two commands on one study, as two hosts would run them (on a journal, or through the
+    storage proxy): both search, then both run the ladder; each row is trained by one of them
+    and the stored ladder has every row."""
     from search import ladder
 
     config = write_config(tmp_path / "c.py", "hosts", trials=3, ladder="(2.0,)",
                           ladder_top="1", ladder_seeds="1")
+    url, server = str(tmp_path / "w" / storage.JOURNAL_NAME), None
+    env = dict(os.environ)
+    if through == "grpc":
+        pytest.importorskip("grpc", reason="the grpc extra is not installed")
+        from test_storage_proxy import free_port, start_proxy
+
+        url, port = f"sqlite:///{tmp_path / 'db.sqlite'}", free_port()
+        server = start_proxy(url, port)
+        env["EFFSEARCH_STORAGE_URL"] = f"grpc://127.0.0.1:{port}"
     command = [EFFSEARCH, "search", str(config), "--workdir", str(tmp_path / "w")]
-    hosts = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=os.environ | {"EFFSEARCH_WORKER_SLOT": str(i)})
-             for i in range(2)]
-    outputs = [h.communicate(timeout=900) for h in hosts]
+    try:
+        hosts = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, env=env | {"EFFSEARCH_WORKER_SLOT": str(i)})
+                 for i in range(2)]
+        outputs = [h.communicate(timeout=900) for h in hosts]
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
     assert [h.returncode for h in hosts] == [0, 0], outputs
-    record = ladder.load(load(str(tmp_path / "w" / storage.JOURNAL_NAME), "hosts"))
+    record = ladder.load(load(url, "hosts"))
     assert record is not None and record["rows"]
     trainings = sum(err.count("ladder training") for _, err in outputs)
     assert trainings == len(record["rows"])  # one seed per row, each row trained once
