@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          f"(default: ./{DEFAULT_WORKDIR})")
         p.add_argument("--storage", help="an Optuna storage URL (postgresql://..., redis://..., "
                                          "grpc://host:port of `effsearch storage-proxy`) or a "
-                                         ".journal file (default: ${STORAGE_ENV}, else "
+                                         f".journal file (default: ${STORAGE_ENV}, else "
                                          "--workdir's journal)")
 
     p = sub.add_parser("search", help="run (or resume) a search sweep from a config file")

@@ -168,10 +168,10 @@ def run_ladder(study: optuna.Study, *, factors: Sequence[float], top: int, seeds
     # Each row is claimed by one worker of any host (ladder_claims.py) and stored in its own
     # trial; the study's attribute is written once every row is in, by every worker alike.
     trained = ladder_claims.work(study, list(todo), train,
-                              settings={"seeds": seed_list, "epochs": proxy.epochs},
-                              heartbeat_s=config.get("heartbeat_s", 10.0),
-                              grace_s=config.get("grace_s", 120.0),
-                              max_retries=config.get("max_retries", 2))
+                                 settings={"seeds": seed_list, "epochs": proxy.epochs},
+                                 heartbeat_s=config.get("heartbeat_s", 10.0),
+                                 grace_s=config.get("grace_s", 120.0),
+                                 max_retries=config.get("max_retries", 2))
     record["rows"] += [trained[key] for key in todo]
     study.set_user_attr(LADDER_ATTR, json.dumps(record))
     return record

@@ -18,7 +18,7 @@ Two things Optuna's client leaves to its user, done here:
   `grace_s` (nothing is lost, one grace period is).
 
 The channel is insecure (Optuna's client offers no TLS): keep the proxy on a private network
-or a loopback tunnel (README "Storage").
+or a loopback tunnel (README "Storage for many workers").
 """
 
 from __future__ import annotations
