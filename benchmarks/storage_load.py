@@ -16,8 +16,9 @@ storage-proxy` in front of it.
 Progress goes to stderr; the last line of stdout is one JSON object: `storage`, `workers`,
 `budget`, `counted` (trials counting toward the budget), `trained_twice` (networks completed
 by more than one trial, killed attempts excluded), `lost` (trainings a live worker finished
-whose result the storage does not hold), `killed`, `retried` (trials retried after their
-worker died), `failed` (surplus asks, beyond the budget and never trained, apart:
+whose result the storage does not hold), `killed`, `killed_mid_trial` (kills that cut a
+trial short: one landing between two trials has nothing to retry), `retried` (trials retried
+after their worker died), `failed` (surplus asks, beyond the budget and never trained, apart:
 `surplus`), `proxy_restarts`, `trials_per_s`, `wall_s`, `peak_connections` (the
 database's connections, sampled every 0.2 s; null for the journal). With 32 workers on 2
 cores, ask/tell latency measures the CPU as much as the storage.
@@ -283,7 +284,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "storage": args.storage, "workers": args.workers, "budget": args.trials,
         "counted": counted, "trained_twice": len(archs) - len(set(archs)), "lost": len(lost),
-        "killed": len(killed), "retried": sum("retry_of" in t.user_attrs for t in trials),
+        "killed": len(killed), "killed_mid_trial": len(in_flight),
+        "retried": sum("retry_of" in t.user_attrs for t in trials),
         "failed": sum(t.state == state.FAIL and not t.user_attrs.get("surplus")
                       for t in trials),
         "surplus": sum(bool(t.user_attrs.get("surplus")) for t in trials),

@@ -26,7 +26,8 @@ def test_killed_workers_lose_nothing_and_the_budget_is_met(postgres_url, kind):
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["storage"] == kind and result["budget"] == 40
     assert result["counted"] == 40 and result["lost"] == 0 and result["trained_twice"] == 0
-    assert result["killed"] == 2 and result["retried"] >= 2
+    # Every trial a kill cut short was retried (a kill between two trials cuts none).
+    assert result["killed"] == 2 and result["retried"] >= result["killed_mid_trial"]
     assert result["proxy_restarts"] == (1 if kind == "grpc" else 0)
     # Workers hold a small pool each; through the proxy only the proxy holds connections.
     assert 0 < result["peak_connections"] <= (4 * 3 + 4 if kind == "postgresql" else 12)
