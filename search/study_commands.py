@@ -819,7 +819,7 @@ def cmd_storage_proxy(args: argparse.Namespace) -> None:
                      f"grpc://{args.host}:{args.port} (insecure channel: keep it on a private "
                      f"network); Ctrl-C stops it\n")
     try:
-        proxy.serve(store, args.host, args.port)
+        proxy.serve(store, args.host, args.port, serial=storage.is_sqlite(url))
     except KeyboardInterrupt:
         sys.stderr.write("storage proxy stopped\n")
     except RuntimeError as e:  # gRPC cannot bind the port

@@ -278,8 +278,17 @@ def _quiet_experimental() -> Iterator[None]:
         yield
 
 
-def serve(storage: BaseStorage, host: str, port: int) -> None:
-    """Runs Optuna's proxy server for `storage` until interrupted."""
+def serve(storage: BaseStorage, host: str, port: int, *, serial: bool = False) -> None:
+    """Runs Optuna's proxy server for `storage` until interrupted.
+
+    Args:
+        serial: answer one call at a time. For SQLite: it has no row locks, so two claims of
+            one waiting trial answered by two of the server's threads would both succeed
+            (seen: a ladder row trained twice); one thread makes its calls a sequence.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     with _quiet_experimental():
-        optuna.storages.run_grpc_proxy_server(optuna.storages.get_storage(storage), host=host,
-                                              port=port)
+        optuna.storages.run_grpc_proxy_server(
+            optuna.storages.get_storage(storage), host=host, port=port,
+            thread_pool=ThreadPoolExecutor(max_workers=1) if serial else None)
