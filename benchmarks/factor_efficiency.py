@@ -159,7 +159,7 @@ def _noise_pick(outcome: ReplayOutcome, table: Table, base: SearchConfig,
     if noise is None or not full:
         return outcome.recommended, 0.0, 0
     leader = max(value for _, value, _ in full)
-    band = 1.96 * math.sqrt(2) * noise.seed_std
+    band = noise.noise_band
     means: dict[tuple[float, ...], float] = {}
     compute = 0.0
     for shares, value, seed in full:
