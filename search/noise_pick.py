@@ -26,8 +26,6 @@ from search import reliability
 from search.records import TrialRow
 from space import UserError
 
-BAND_Z = 1.96  # with sqrt(2): the 95% band of a difference of two single scores
-
 
 def seed_std(study: Any, config: Any) -> float:
     """The proxy's seed std: the config's `noise_std`, else the study's stored record."""
@@ -43,14 +41,9 @@ def seed_std(study: Any, config: Any) -> float:
     return reliability.Reliability.from_json(stored).seed_std
 
 
-def band(std: float) -> float:
-    """How far apart two single scores of one network lie in 95% of seed pairs."""
-    return BAND_Z * 2**0.5 * std
-
-
 def promotion_band(study: Any, config: Any) -> float:
     """The noise band of halving's promotions (`halving.top`): 0 unless noise_promotions."""
-    return band(seed_std(study, config)) if config.noise_promotions else 0.0
+    return reliability.noise_band(seed_std(study, config)) if config.noise_promotions else 0.0
 
 
 def within_band(rows: Sequence[TrialRow], std: float, factor: float | None = None) -> int:
@@ -61,4 +54,4 @@ def within_band(rows: Sequence[TrialRow], std: float, factor: float | None = Non
     if not full:
         return 0
     leader = max(r.score for r in full)
-    return len({r.arch for r in full if leader - r.score <= band(std)})
+    return len({r.arch for r in full if leader - r.score <= reliability.noise_band(std)})

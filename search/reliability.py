@@ -39,6 +39,12 @@ MIN_NETWORKS = 3  # below this a rank correlation is not defined usefully
 ADVISED_NETWORKS = 30  # the interval is about +-0.3 below it
 
 
+def noise_band(seed_std: float) -> float:
+    """How far apart two single-seed scores of one network lie in 95% of seed pairs: 1.96
+    standard deviations of a difference of two scores, 1.96 sqrt(2) seed stds."""
+    return 1.96 * math.sqrt(2) * seed_std
+
+
 @dataclasses.dataclass(frozen=True)
 class Network:
     """One distinct network of the lattice at the matched cost."""
@@ -102,7 +108,7 @@ class Reliability:
     def noise_band(self) -> float:
         """The difference of two single-seed scores that seed noise exceeds 5% of the time
         (1.96 standard deviations of a difference of two scores)."""
-        return 1.96 * math.sqrt(2) * self.seed_std
+        return noise_band(self.seed_std)
 
     def of_mean(self, seeds: int) -> float:
         """The reliability of a ranking by the mean over `seeds` seeds (Spearman-Brown)."""

@@ -304,7 +304,7 @@ def cmd_search(args: argparse.Namespace) -> None:
             raise Stopped("the noise-aware pick has no full-budget training to choose from; "
                           "run the command again with more --trials")
         sys.stderr.write(f"noise-aware pick: {_count(top, 'direction')} within "
-                         f"{noise_pick.band(std):.4f} of the best at {factor:g}x "
+                         f"{reliability.noise_band(std):.4f} of the best at {factor:g}x "
                          f"(seed std {std:.4f}) get {config.noise_seeds} seeds each\n")
         runtime.start(args.allow_cpu)
         _ladder(study, factors=[factor], top=top, seeds=config.noise_seeds, references=False)
