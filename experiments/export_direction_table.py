@@ -9,8 +9,11 @@ built contributes the trainings it has), writes experiments/results/<dataset>/
 direction_table.jsonl (format: search/replay.py; the header carries what retrains any row:
 the whole proxy, the baseline, the rounding and the search's tolerance), and prints per cost
 factor: the best direction, the paper's and each single dimension's distance from it, the
-seed noise, and how the ranking carries across factors (Spearman and Kendall over the
-directions recorded at both).
+seed noise, how the ranking carries across factors (Spearman and Kendall over the
+directions recorded at both), and, for each factor with two below it, how well each forecast
+model (search/forecast.py) fitted on the lower factors' trainings predicts it: the
+measurement that chooses the model (issue 26), judged by extrapolation against the ranking
+the factor just below already gives and against the noise ceiling.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ sys.path.insert(0, str(HERE))
 
 from common import CIFAR10, MNIST, Setup, direction_table  # noqa: E402
 
+from search import forecast  # noqa: E402
 from search.replay import Table, rows_of_study, table_header  # noqa: E402
 from search.storage import open_storage  # noqa: E402
 
@@ -97,8 +101,48 @@ def report(table: Table) -> None:
             print(f"\n{low:g}x -> {high:g}x over {len(pairs)} directions: Spearman "
                   f"{stats.spearmanr(a, b)[0]:.3f}, Kendall {stats.kendalltau(a, b)[0]:.3f}"
                   f"{ceiling}")
+    for factor in table.factors()[2:]:
+        extrapolation(table, factor, reliability)
     print("\nbest direction by factor: " + " -> ".join(
         f"{f:g}x {_fmt(table.best(f).shares)}" for f in table.factors()))
+
+
+def extrapolation(table: Table, target: float, reliability: dict) -> None:
+    """Fits each forecast model on every training below `target` (one point per seed) and
+    prints how it ranks `target`'s directions against their seed means: Spearman, its pick
+    and that pick's regret, beside the factor just below's own ranking (the forecast must beat
+    "the ranking carries") and the noise ceiling of the target's seed means."""
+    below = [f for f in table.factors() if f < target]
+    points = [(tuple(r["shares"]), r["factor"], r["val_top1"]) for r in table.rows
+              if r["factor"] in below]
+    directions = table.directions(target)
+    truth = [d.mean for d in directions]
+    best = table.best(target)
+    print(f"\nforecast of {target:g}x from {', '.join(f'{f:g}x' for f in below)} "
+          f"({len(points)} trainings) over its {len(directions)} directions:")
+    for model in forecast.MODELS:
+        why = forecast.check(points, model)
+        if why:
+            print(f"  {model:>11}: {why}")
+            continue
+        found = forecast.forecast(points, target, [d.shares for d in directions], model=model)
+        predicted = dict(zip(found.candidates, found.predicted, strict=True))
+        rho = stats.spearmanr([predicted[d.shares] for d in directions], truth)[0]
+        pick = table.nearest(found.best, target)
+        print(f"  {model:>11} ({found.parameters} parameters): Spearman {rho:.3f}; picks "
+              f"{_fmt(found.best)} (best in {found.p_best[0]:.0%} of refits), "
+              f"{best.mean - pick.mean:+.4f} below the best, normalized regret "
+              f"{table.regret(found.best, target):.3f}")
+    at_last = {d.shares: d.mean for d in table.directions(below[-1])}
+    carried = [(at_last[d.shares], d.mean) for d in directions if d.shares in at_last]
+    if len(carried) >= 3:
+        a, b = zip(*carried, strict=True)
+        print(f"  {below[-1]:g}x's own ranking: Spearman {stats.spearmanr(a, b)[0]:.3f} over "
+              f"{len(carried)} directions")
+    r = reliability[target]
+    if r is not None:
+        print(f"  noise ceiling (the {len(r.seeds)}-seed means' reliability, square root): "
+              f"{r.of_mean(len(r.seeds)) ** 0.5:.3f}")
 
 
 def _fmt(shares) -> str:

@@ -278,6 +278,32 @@ def test_export_report_reads_a_two_factor_table(capsys):
     assert "noise ceiling" in out and "best direction by factor: 2x (" in out
 
 
+def test_export_report_judges_each_forecast_model_by_extrapolation(capsys):
+    import re
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    from export_direction_table import report
+
+    def law(shares, factor):  # the separable fit's own form: it should extrapolate it
+        x = np.array(shares) * math.log2(factor)
+        return 0.3 + float(np.sum([0.05, 0.08, 0.06] * x - [0.02, 0.01, 0.004] * x**2))
+
+    rng = np.random.default_rng(1)
+    rows = [dict(r, arch=f"{f}{r['shares']}", val_top1=law(r["shares"], f)
+                 + 0.001 * rng.standard_normal())
+            for f in (2.0, 4.0, 8.0) for r in synthetic_table(f).rows]
+    report(Table(tuple(rows)))
+    out = capsys.readouterr()[0]
+    assert "forecast of 8x from 2x, 4x (264 trainings) over its 66 directions" in out
+    assert "forecast of 4x" not in out  # one factor below it: nothing to extrapolate from
+    separable = float(re.search(r"separable \(7 parameters\): Spearman ([-.\d]+)", out)[1])
+    assert separable > 0.95
+    assert "iso-cost (12 parameters): Spearman" in out
+    assert "4x's own ranking: Spearman" in out and "noise ceiling (the 2-seed" in out
+
+
 def test_table_reliability_counts_each_network_once():
     rows = synthetic_table(2.0, noise=0.0).rows
     # Directions that round to one network (here: pairs of directions) count once.
