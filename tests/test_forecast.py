@@ -81,17 +81,20 @@ def test_what_cannot_be_fitted_says_why(points, model, match):
         forecast(points, 16, LATTICE, model=model)
 
 
-def test_trainings_stopped_early_count_with_an_offset_per_budget():
-    """Halving leaves most trainings at 1 or 3 of 4 epochs: with an offset per budget they
-    still inform the fit, and the forecast matches the one from full budgets alone."""
+def test_trainings_stopped_late_count_with_an_offset_and_early_ones_are_left_out():
+    """Halving leaves most trainings at 1 or 3 of 4 epochs. Those at 3 inform the fit with an
+    offset for their budget; those at 1 rank directions another way (here: the law upside
+    down), and counting them would turn the forecast around."""
     rng = np.random.default_rng(1)
     full = [(s, f, separable_law(s, f), 4) for f in (2, 4) for s in LATTICE[::3]]
-    short = [(s, f, separable_law(s, f) - drop + 0.001 * rng.standard_normal(), e)
-             for f in (2, 4) for s in LATTICE for e, drop in ((1, 0.2), (3, 0.05))]
-    mixed = forecast(full[:4] + full[-4:] + short, 16, LATTICE, resamples=20)
-    assert mixed.parameters == 9  # 7 and two offsets
-    assert "8 parameters and only 6" in check(full[:4] + full[-1:] + [(LATTICE[0], 2, 0.5, 1)],
-                                              "separable")
+    late = [(s, f, separable_law(s, f) - 0.05 + 0.001 * rng.standard_normal(), 3)
+            for f in (2, 4) for s in LATTICE]
+    early = [(s, f, 0.3 - separable_law(s, f), 1) for f in (2, 4) for s in LATTICE for _ in "xyz"]
+    mixed = forecast(full[:4] + full[-4:] + late + early, 16, LATTICE, resamples=20)
+    assert mixed.parameters == 8  # 7 and one offset: the 1-epoch trainings are not fitted
+    assert mixed.fitted_on == {2.0: 4 + len(LATTICE), 4.0: 4 + len(LATTICE)}
     alone = forecast(points_of(separable_law, (2, 4), noise=0.0), 16, LATTICE, resamples=0)
     assert np.abs(np.array(mixed.best) - np.array(alone.best)).max() <= 0.1 + 1e-9
     assert mixed.predicted[0] == pytest.approx(alone.predicted[0], abs=0.005)
+    why = check(full[:4] + full[-2:] + [(LATTICE[0], 2, 0.5, 1)] * 3, "separable")
+    assert "7 parameters and only 6 trainings (3 stopped before 50%" in why
