@@ -60,6 +60,7 @@ class Forecast:
         model: "separable" or "iso-cost".
         parameters: the fit's free parameters.
         fitted_on: the factors of the trainings fitted, and how many at each.
+        left_out: trainings stopped before `MIN_FRACTION` of the longest budget, not fitted.
         candidates: the directions predicted (shares), best predicted first.
         predicted: the fit's accuracy for each candidate (on all trainings).
         low, high: its 95% bootstrap percentiles.
@@ -71,6 +72,7 @@ class Forecast:
     model: str
     parameters: int
     fitted_on: dict[float, int]
+    left_out: int
     candidates: tuple[tuple[float, float, float], ...]
     predicted: tuple[float, ...]
     low: tuple[float, ...]
@@ -86,6 +88,7 @@ class Forecast:
         """The forecast as JSON: settings and the `top` best candidates."""
         return {"factor": self.factor, "model": self.model, "parameters": self.parameters,
                 "fitted_on": {f"{f:g}": n for f, n in self.fitted_on.items()},
+                "left_out": self.left_out,
                 "resamples": self.resamples,
                 "directions": [{"shares": list(s), "predicted": p, "low": lo, "high": hi,
                                 "p_best": pb}
@@ -205,7 +208,7 @@ def forecast(points: Sequence[Point], factor: float,
     why = check(points, model)
     if why:
         raise ValueError(why)
-    points = usable(points)
+    given, points = len(points), usable(points)
     shares = np.array([p[0] for p in points], dtype=float)
     factors = np.array([p[1] for p in points], dtype=float)
     scores = np.array([p[2] for p in points], dtype=float)
@@ -229,6 +232,7 @@ def forecast(points: Sequence[Point], factor: float,
     return Forecast(
         factor=float(factor), model=model, parameters=parameters(model, points),
         fitted_on={float(f): int((factors == f).sum()) for f in np.unique(factors)},
+        left_out=given - len(points),
         candidates=tuple(tuple(float(v) for v in grid[i]) for i in order),  # type: ignore[misc]
         predicted=tuple(float(central[i]) for i in order),
         low=tuple(float(low[i]) for i in order), high=tuple(float(high[i]) for i in order),

@@ -450,7 +450,7 @@ def _print_forecast(name: str, rows: list[records.TrialRow], kind: Any,
                     factor: float | None) -> None:
     """The forecast of the best directions at `factor` (default: twice the largest trained)
     from a study's factor rungs, or one line saying why there is none."""
-    from search.forecast import study_forecast
+    from search.forecast import MIN_FRACTION, study_forecast
 
     factor = factor or _default_forecast(rows)
     if factor is None:
@@ -460,6 +460,9 @@ def _print_forecast(name: str, rows: list[records.TrialRow], kind: Any,
         sys.stderr.write(f"no forecast at {factor:g}x: {result}\n")
         return
     fitted = ", ".join(f"{f:g}x: {n}" for f, n in result.fitted_on.items())
+    if result.left_out:
+        fitted += (f" ({result.left_out} stopped before {MIN_FRACTION:.0%} of the budget "
+                   f"left out)")
     table = Table(title=f"study '{name}': forecast at {factor:g}x ({result.model} fit, "
                         f"{result.parameters} parameters, on {fitted} trainings; 95% "
                         f"bootstrap interval, {result.resamples} resamples)",

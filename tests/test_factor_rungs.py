@@ -309,6 +309,7 @@ def test_front_and_export_of_a_factor_study_show_factors_and_the_forecast(
     assert provenance["cost_factor"] == 16.0 and provenance["forecast"]["factor"] == 32.0
     forecast = provenance["forecast"]
     assert forecast["model"] == "separable" and len(forecast["directions"]) == 5
+    assert forecast["left_out"] == 0  # without halving every training has the full budget
     assert all(d["low"] <= d["predicted"] <= d["high"] for d in forecast["directions"])
 
 

@@ -93,6 +93,7 @@ def test_trainings_stopped_late_count_with_an_offset_and_early_ones_are_left_out
     mixed = forecast(full[:4] + full[-4:] + late + early, 16, LATTICE, resamples=20)
     assert mixed.parameters == 8  # 7 and one offset: the 1-epoch trainings are not fitted
     assert mixed.fitted_on == {2.0: 4 + len(LATTICE), 4.0: 4 + len(LATTICE)}
+    assert mixed.left_out == len(early) and mixed.summary()["left_out"] == len(early)
     alone = forecast(points_of(separable_law, (2, 4), noise=0.0), 16, LATTICE, resamples=0)
     assert np.abs(np.array(mixed.best) - np.array(alone.best)).max() <= 0.1 + 1e-9
     assert mixed.predicted[0] == pytest.approx(alone.predicted[0], abs=0.005)
