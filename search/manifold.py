@@ -209,7 +209,9 @@ class Simplex:
             out[dims[0]] = float(params["share_u"])
             out[dims[1]] = 1.0 - out[dims[0]]
         else:
-            first = 1.0 - math.sqrt(max(0.0, 1.0 - float(params["share_u"])))
+            # Clamped: a box point read back from a corner direction (`params_of`) can be a
+            # rounding error outside [0, 1], and a share of -1e-16 is a coefficient below 1.
+            first = max(0.0, 1.0 - math.sqrt(max(0.0, 1.0 - float(params["share_u"]))))
             v = float(params["share_v"])
             rest = 1 - first
             out[dims[0]], out[dims[1]], out[dims[2]] = first, rest * v, rest * (1 - v)
@@ -238,7 +240,8 @@ class Simplex:
             total = shares[dims[0]] + shares[dims[1]]
             return {"share_u": shares[dims[0]] / total if total else 0.5}
         rest = shares[dims[1]] + shares[dims[2]]
-        return {"share_u": 1.0 - rest**2, "share_v": shares[dims[1]] / rest if rest else 0.5}
+        return {"share_u": min(1.0, max(0.0, 1.0 - rest**2)),
+                "share_v": shares[dims[1]] / rest if rest else 0.5}
 
     def grid(self, step: float = 0.1) -> list[dict[str, float]]:
         """The lattice of shares in steps of `step` (1 / step must be a whole number n):

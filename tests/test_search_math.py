@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from strategies import archs
 
@@ -100,6 +100,8 @@ def test_bad_manifolds_are_user_errors(target, dims):
 @settings(max_examples=200, deadline=None)
 @given(target=st.floats(1.01, 8.0), dims=free_dims,
        u=st.lists(st.floats(0.0, 1.0), min_size=2, max_size=2))
+# A corner direction read back to a box point a rounding error below 0 (found by hypothesis).
+@example(target=7.5, dims=["depth", "width", "resolution"], u=[0.0, 0.6729727081325395])
 def test_every_share_point_is_a_feasible_direction_on_the_constraint(target, dims, u):
     simplex = Simplex(target, tuple(dims))
     params = dict(zip(simplex.params, u, strict=False))
