@@ -12,12 +12,14 @@ directions trained, scored on the 10,000 test images:
     EFFSEARCH_DATA_DIR=../shared/data effsearch search experiments/cifar10_directions.py \
         --workdir experiments/results/cifar10 --workers 2
     EFFSEARCH_DATA_DIR=../shared/data effsearch validate cifar10-directions \
-        --workdir experiments/results/cifar10 --factors 4,8 --seeds 3 \
+        --workdir experiments/results/cifar10 --factors 4,8 --seeds 3 --top 1 \
         --reuse experiments/results/cifar10/direction_table.jsonl --json \
-        > experiments/results/cifar10/comparison.json
+        > experiments/results/cifar10/ladder.json
 
 Expected cost on the 2-core CPU: the search ~20 trainings of ~2 minutes (halving stops some
-early); the ladder ~4 directions x 2 factors x 1-3 new seeds of 4-8 minutes.
+early); the ladder: the searched direction's 3 seeds and the references' third seed at 4x
+and 8x, 14 trainings of ~5 (4x) to ~10 (8x) minutes of the whole CPU each (experiments/
+finish_cifar10.sh runs two commands that share the rows, one per core).
 """
 
 from common import CIFAR10

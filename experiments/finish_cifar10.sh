@@ -28,14 +28,14 @@ if [[ ! -s experiments/results/factors/cifar10-target8.json ]]; then
 fi
 
 step "3. part 4: the default search's ladder at 4x and 8x, 3 seeds"
-if [[ ! -s "$R/comparison.json" ]]; then
+if [[ ! -s "$R/ladder.json" ]]; then
   ladder=("$BIN/effsearch" validate cifar10-directions --workdir "$R" --factors 4,8 --seeds 3
           --top 1 --reuse "$R/direction_table.jsonl" --json)
-  "${ladder[@]}" > /dev/null 2>> "$R/logs/comparison-1.log" &
+  "${ladder[@]}" > /dev/null 2>> "$R/logs/ladder-1.log" &
   other=$!
-  "${ladder[@]}" > "$R/logs/comparison.json.part" 2>> "$R/logs/comparison-0.log"
+  "${ladder[@]}" > "$R/logs/ladder.json.part" 2>> "$R/logs/ladder-0.log"
   wait "$other"
-  mv "$R/logs/comparison.json.part" "$R/comparison.json"
+  mv "$R/logs/ladder.json.part" "$R/ladder.json"
 fi
 
 step "4. the factor search once for real"

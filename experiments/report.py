@@ -91,6 +91,16 @@ def ladder_section(record: dict[str, Any]) -> list[str]:
                      f"{r['resolution']} | {r['factor'] * (1 + error):.2f}{star} | "
                      f"{r[metric + '_mean']:.3f} +- {r[metric + '_std']:.3f} | "
                      f"{r['test_top1_mean']:.3f} +- {r['test_top1_std']:.3f} |")
+    contrasts = ladder.contrasts(record)
+    if contrasts:
+        lines += ["", "The exported direction against the paper's and the best single dimension "
+                      "at each factor (test top-1, difference of means +- its standard error):",
+                  "", "| factor | against | difference | in standard errors |",
+                  "|---|---|---|---|"]
+        for c in contrasts:
+            z = f"{c['z']:+.1f}" if c["z"] is not None else "-"
+            lines.append(f"| {c['factor']:g}x | {c['against']} ({c['method']}) | "
+                         f"{c['difference']:+.4f} +- {c['se']:.4f} | {z} |")
     return lines
 
 

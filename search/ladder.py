@@ -196,6 +196,39 @@ def best_candidate(record: dict[str, Any]) -> dict[str, Any]:
     return max(fair, key=lambda r: (r[f"{metric}_mean"], -r[f"{metric}_std"], -r["trial"]))
 
 
+def contrasts(record: dict[str, Any], metric: str = "test_top1") -> list[dict[str, Any]]:
+    """At each factor, the exported direction (`best_candidate`) against the paper's and
+    against the best single dimension there: the difference of their mean `metric` over the
+    ladder's n seeds, its standard error sqrt((s1^2 + s2^2) / n) and the difference in
+    standard errors (the question of the paper's Table 3: does compound scaling beat scaling
+    one dimension by more than the seeds' noise?). The best single dimension is chosen by the
+    same metric, which favours it. Empty before the ladder has a candidate."""
+    if not any(r["role"] == "candidate" for r in record["rows"]):
+        return []
+    exported = best_candidate(record)["method"]
+    n = len(record["seeds"])
+    singles = {f"{d}-only" for d in ("depth", "width", "resolution")}
+    out = []
+    for factor in record["factors"]:
+        here = [r for r in record["rows"] if r["factor"] == factor]
+        mine = next((r for r in here if r["method"] == exported), None)
+        if mine is None:
+            continue
+        single = max((r for r in here if r["reference"] in singles),
+                     key=lambda r: r[f"{metric}_mean"], default=None)
+        paper = next((r for r in here if r["reference"] == "paper"), None)
+        for name, other in (("paper", paper), ("best single dimension", single)):
+            if other is None or other is mine:
+                continue
+            se = ((mine[f"{metric}_std"] ** 2 + other[f"{metric}_std"] ** 2) / n) ** 0.5
+            difference = mine[f"{metric}_mean"] - other[f"{metric}_mean"]
+            out.append({"factor": factor, "direction": exported, "against": name,
+                        "method": other["method"], "metric": metric,
+                        "difference": difference, "se": se,
+                        "z": difference / se if se else None})
+    return out
+
+
 def summary(record: dict[str, Any]) -> dict[str, Any]:
     """What an export's provenance says of the ladder: settings and every row's numbers."""
     keys = ("factor", "method", "role", "trial", "reference", "parameter", "macs_ratio",

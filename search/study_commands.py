@@ -425,6 +425,7 @@ def cmd_front(args: argparse.Namespace) -> None:
         ladder = ladder_lib.load(study)
         if ladder:
             console().print(ladder_table(ladder, f"study '{study.study_name}': scale ladder"))
+            _print_contrasts(ladder)
         if getattr(kind, "factors", ()):
             _print_forecast(study.study_name, records.trial_rows(study), kind, args.forecast)
         elif not ladder and not pareto and ranked and factor is not None:
@@ -699,7 +700,9 @@ def cmd_validate(args: argparse.Namespace) -> None:
                          epochs=args.epochs, references=not args.no_references,
                          show=not args.json, reuse=_table(args.reuse) if args.reuse else None)
         if args.json:
-            print_json(record)
+            from search import ladder as ladder_lib
+
+            print_json(record | {"contrasts": ladder_lib.contrasts(record)})
         return
     from search.validation import validate
 
@@ -760,7 +763,20 @@ def _ladder(study: Any, *, factors: list[float], top: int, seeds: int,
                         references=references, on_trained=trained, reuse=reuse)
     if show:
         console().print(ladder_table(record, f"study '{study.study_name}': scale ladder"))
+        _print_contrasts(record)
     return record
+
+
+def _print_contrasts(record: dict[str, Any]) -> None:
+    """A line per factor and contrast: the exported direction against the paper's and the
+    best single dimension, on test top-1, in standard errors of the difference."""
+    from search import ladder as ladder_lib
+
+    for c in ladder_lib.contrasts(record):
+        z = f"{c['z']:+.1f} SE" if c["z"] is not None else "no seed spread"
+        console().print(f"{c['factor']:g}x: {c['direction']} against {c['against']} "
+                        f"({c['method']}): test top-1 {c['difference']:+.4f} +- {c['se']:.4f} "
+                        f"({z})", markup=False, highlight=False)
 
 
 def ladder_table(record: dict[str, Any], title: str) -> Table:

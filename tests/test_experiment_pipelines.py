@@ -44,7 +44,7 @@ def test_finish_cifar10_runs_its_steps_in_order_and_resumes(tmp_path):
     for line in [*ladder, calls[-1]]:
         build_parser().parse_args(line.split()[1:])  # each parses as effsearch's CLI
     results = tree / "experiments" / "results"
-    assert (results / "cifar10" / "comparison.json").read_text().strip() == "[]"
+    assert (results / "cifar10" / "ladder.json").read_text().strip() == "[]"
     assert (results / "factors" / "cifar10-target8.json").read_text().strip() == "[]"
 
     # Again: the written results are kept, their steps skipped; the searches resume.

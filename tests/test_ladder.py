@@ -96,6 +96,29 @@ def test_export_defaults_to_the_best_search_direction_at_the_largest_factor(
     assert "scale ladder" in capsys.readouterr()[0]
 
 
+def test_contrasts_put_the_exported_direction_against_the_paper_and_the_best_single_one():
+    def reference(factor, name, mean, std):
+        return fake_row(factor, name, "reference", None, mean, std) | {"reference": name}
+
+    record = {"factors": [4.0, 8.0], "seeds": [0, 1, 2], "metric": "val_top1", "cost": "macs",
+              "tolerance": 0.05, "rows": [
+                  fake_row(4.0, "trial 3", "candidate", 3, 0.80, 0.0),
+                  reference(4.0, "paper", 0.78, 0.0), reference(4.0, "width-only", 0.81, 0.0),
+                  fake_row(8.0, "trial 3", "candidate", 3, 0.90, 0.01),
+                  reference(8.0, "paper", 0.85, 0.02), reference(8.0, "width-only", 0.87, 0.01),
+                  reference(8.0, "depth-only", 0.80, 0.03)]}
+    found = {(c["factor"], c["against"]): c for c in ladder.contrasts(record)}
+    assert set(found) == {(f, a) for f in (4.0, 8.0) for a in ("paper", "best single dimension")}
+    single = found[8.0, "best single dimension"]
+    assert single["method"] == "width-only" and single["direction"] == "trial 3"
+    assert single["difference"] == pytest.approx(0.90 - 0.87)
+    assert single["se"] == pytest.approx(math.sqrt((0.01**2 + 0.01**2) / 3))
+    assert single["z"] == pytest.approx(single["difference"] / single["se"])
+    assert found[4.0, "best single dimension"]["difference"] < 0  # width alone wins at 4x
+    assert found[4.0, "paper"]["z"] is None  # no spread over the seeds: no standard error
+    assert ladder.contrasts(record | {"rows": record["rows"][1:3]}) == []  # no candidate
+
+
 def test_knee_is_refused_on_a_study_scored_on_the_metric_alone(coef_study, tmp_path, capsys):  # noqa: F811
     study, where = copy_of(coef_study, tmp_path)
     assert main(["export", "coef", *where, "--pick", "knee", "-o", str(tmp_path / "c.json")]) == 2
@@ -116,6 +139,8 @@ def test_ladder_trains_matched_members_with_seeds_and_resumes(coef_study, tmp_pa
                  "--epochs", "1", "--json"]) == 0
     out, err = capsys.readouterr()
     record = json.loads(out)
+    contrasts = record.pop("contrasts")  # printed with the record, not stored in the study
+    assert {c["against"] for c in contrasts} == {"paper", "best single dimension"}
     assert record["seeds"] == [0, 1] and record["epochs"] == 1 and record["cost"] == "macs"
     assert record["tolerance"] == 0.15
     roles = [r["role"] for r in record["rows"]]

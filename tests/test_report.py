@@ -61,3 +61,18 @@ def test_report_of_a_baseline_study(tmp_path):
     assert "![front](base.front.png)" in lines
     png = (tmp_path / "base.front.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def test_the_ladder_section_says_how_far_the_exported_direction_is_from_the_references():
+    from test_ladder import fake_row
+
+    rows = [fake_row(8.0, "trial 3", "candidate", 3, 0.90), fake_row(8.0, "paper", "reference",
+                                                                      None, 0.85)]
+    rows[1] |= {"reference": "paper"}
+    for r in rows:
+        r |= {"resolution": 16}
+    record = {"factors": [8.0], "seeds": [0, 1], "epochs": 2, "metric": "val_top1",
+              "cost": "macs", "tolerance": 0.05, "rows": rows}
+    lines = load_report_script().ladder_section(record)
+    (line,) = [x for x in lines if x.startswith("| 8x | paper (paper) |")]
+    assert "+0.0500 +- 0.0100 | +5.0 |" in line  # (0.90 - 0.85) / sqrt(2 x 0.01^2 / 2)
