@@ -48,7 +48,7 @@ import numpy as np
 from scipy import stats
 
 from search.config import SearchConfig
-from search.forecast import check, forecast
+from search.forecast import check, forecast, spearman
 from search.manifold import paper_reference, shares_of
 from search.replay import ReplayOutcome, Table, replay_many, replay_tolerance
 
@@ -212,12 +212,9 @@ def _forecast(outcome: ReplayOutcome, table: Table, base: SearchConfig, target: 
         return pick, (table.nearest(pick, target, tolerance).rows[0]["macs"]
                       * base.proxy.epochs if pick else 0.0), None
     result = forecast(points, target, [d.shares for d in directions], resamples=0)
-    predicted = dict(zip(result.candidates, result.predicted, strict=True))
-    rho = stats.spearmanr([predicted[d.shares] for d in directions],
-                          [d.mean for d in directions])[0]
+    rho = spearman(result, [d.shares for d in directions], [d.mean for d in directions])
     pick = result.best
-    return pick, table.nearest(pick, target, tolerance).rows[0]["macs"] * base.proxy.epochs, \
-        float(rho)
+    return pick, table.nearest(pick, target, tolerance).rows[0]["macs"] * base.proxy.epochs, rho
 
 
 def run(table: Table, base: SearchConfig, target: float, seeds: int,

@@ -126,8 +126,7 @@ def extrapolation(table: Table, target: float, reliability: dict) -> None:
             print(f"  {model:>11}: {why}")
             continue
         found = forecast.forecast(points, target, [d.shares for d in directions], model=model)
-        predicted = dict(zip(found.candidates, found.predicted, strict=True))
-        rho = stats.spearmanr([predicted[d.shares] for d in directions], truth)[0]
+        rho = forecast.spearman(found, [d.shares for d in directions], truth)
         pick = table.nearest(found.best, target)
         print(f"  {model:>11} ({found.parameters} parameters): Spearman {rho:.3f}; picks "
               f"{_fmt(found.best)} (best in {found.p_best[0]:.0%} of refits), "

@@ -33,8 +33,11 @@ if [[ ! -s "$R/ladder.json" ]]; then
           --top 1 --reuse "$R/direction_table.jsonl" --json)
   "${ladder[@]}" > /dev/null 2>> "$R/logs/ladder-1.log" &
   other=$!
+  # Whichever way this script ends, the other command does not train on unattended.
+  trap 'kill "$other" 2> /dev/null || true' EXIT
   "${ladder[@]}" > "$R/logs/ladder.json.part" 2>> "$R/logs/ladder-0.log"
   wait "$other"
+  trap - EXIT
   mv "$R/logs/ladder.json.part" "$R/ladder.json"
 fi
 

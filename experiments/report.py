@@ -95,12 +95,12 @@ def ladder_section(record: dict[str, Any]) -> list[str]:
     if contrasts:
         lines += ["", "The exported direction against the paper's and the best single dimension "
                       "at each factor (test top-1, difference of means +- its standard error):",
-                  "", "| factor | against | difference | in standard errors |",
-                  "|---|---|---|---|"]
+                  "", "| factor | against | difference | in standard errors | Welch p |",
+                  "|---|---|---|---|---|"]
         for c in contrasts:
-            z = f"{c['z']:+.1f}" if c["z"] is not None else "-"
+            z, p = (f"{c['z']:+.1f}", f"{c['p']:.2g}") if c["z"] is not None else ("-", "-")
             lines.append(f"| {c['factor']:g}x | {c['against']} ({c['method']}) | "
-                         f"{c['difference']:+.4f} +- {c['se']:.4f} | {z} |")
+                         f"{c['difference']:+.4f} +- {c['se']:.4f} | {z} | {p} |")
     return lines
 
 

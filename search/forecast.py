@@ -26,7 +26,7 @@ of 4 epochs rank them at Spearman 0.55 against their final scores, after 3 epoch
 in the replay of a factor search on that table (its 2x and 4x rungs, predicting the first
 15 directions of the table's 8x part on one seed; experiments/README.md part F), the
 forecast's Spearman was 0.17 on average over 12 replays with the 1-epoch trainings and 0.79
-without them.
+over the 11 of them it could fit without.
 
 The interval is a case bootstrap: the trainings are resampled with replacement (within each
 factor), refitted and the candidates predicted again; each direction gets the 2.5-97.5%
@@ -141,21 +141,28 @@ class _Fit:
         return _quadratic_features(shares) @ theta
 
 
+def _epochs(points: Sequence[Point]) -> list[float]:
+    """Each point's budget in epochs; a point without one had the longest (the full) budget."""
+    given = [p[3] for p in points if len(p) > 3]
+    longest = max(given, default=math.inf)
+    return [p[3] if len(p) > 3 else longest for p in points]
+
+
 def usable(points: Sequence[Point], min_fraction: float = MIN_FRACTION) -> list[Point]:
     """The points a fit uses: those trained for at least `min_fraction` of the longest
-    budget among them (a point without epochs counts as full-budget)."""
-    epochs = [p[3] if len(p) > 3 else math.inf for p in points]
-    longest = max((e for e in epochs if e != math.inf), default=math.inf)
+    budget among them."""
+    epochs = _epochs(points)
+    longest = max(epochs, default=math.inf)
     return [p for p, e in zip(points, epochs, strict=True) if e >= min_fraction * longest]
 
 
-def _budgets(points: Sequence[Point]) -> tuple[np.ndarray, int]:
-    """(one indicator column per budget below the longest, the longest budget)."""
-    epochs = np.array([p[3] if len(p) > 3 else -1 for p in points])
-    longest = int(epochs.max()) if len(epochs) else -1
+def _budgets(points: Sequence[Point]) -> np.ndarray:
+    """One indicator column per budget below the longest."""
+    epochs = np.array(_epochs(points), dtype=float)
+    longest = epochs.max() if len(epochs) else math.inf
     shorter = sorted(set(epochs[epochs < longest].tolist()))
     return np.array([[e == b for b in shorter] for e in epochs], dtype=float).reshape(
-        len(points), len(shorter)), longest
+        len(points), len(shorter))
 
 
 def parameters(model: str, points: Sequence[Point] = ()) -> int:
@@ -164,7 +171,7 @@ def parameters(model: str, points: Sequence[Point] = ()) -> int:
     if model == "iso-cost":
         return 12
     points = usable(points)
-    return 7 + _budgets(points)[0].shape[1] if points else 7
+    return 7 + _budgets(points).shape[1] if points else 7
 
 
 def check(points: Sequence[Point], model: str) -> str | None:
@@ -175,7 +182,7 @@ def check(points: Sequence[Point], model: str) -> str | None:
     if model not in MODELS:
         return f"the forecast model must be one of {', '.join(MODELS)}, got {model!r}"
     if model == "iso-cost" and points:  # full-budget trainings only
-        short, _ = _budgets(points)
+        short = _budgets(points)
         points = [p for p, s in zip(points, short, strict=True) if not s.any()]
     counts: dict[float, set[tuple[float, ...]]] = {}
     for shares, factor, *_ in points:
@@ -212,7 +219,7 @@ def forecast(points: Sequence[Point], factor: float,
     shares = np.array([p[0] for p in points], dtype=float)
     factors = np.array([p[1] for p in points], dtype=float)
     scores = np.array([p[2] for p in points], dtype=float)
-    short, _ = _budgets(points)
+    short = _budgets(points)
     grid = np.array(candidates, dtype=float)
     central = _Fit(model, shares, factors, scores, short).predict(grid, factor)
     rng = np.random.default_rng(seed)
@@ -237,6 +244,17 @@ def forecast(points: Sequence[Point], factor: float,
         predicted=tuple(float(central[i]) for i in order),
         low=tuple(float(low[i]) for i in order), high=tuple(float(high[i]) for i in order),
         p_best=tuple(float(wins[i]) for i in order), resamples=resamples)
+
+
+def spearman(result: Forecast, candidates: Sequence[tuple[float, ...]],
+             truth: Sequence[float]) -> float:
+    """How the forecast ranks `candidates` (among those it predicted) against their `truth`:
+    Spearman's rho, the measure the forecast is judged by (by extrapolation)."""
+    from scipy import stats
+
+    predicted: dict[tuple[float, ...], float] = dict(zip(result.candidates, result.predicted,
+                                                          strict=True))
+    return float(stats.spearmanr([predicted[tuple(c)] for c in candidates], truth)[0])
 
 
 def study_points(rows: Sequence[Any]) -> list[Point]:

@@ -209,8 +209,9 @@ class Simplex:
             out[dims[0]] = float(params["share_u"])
             out[dims[1]] = 1.0 - out[dims[0]]
         else:
-            # Clamped: a box point read back from a corner direction (`params_of`) can be a
-            # rounding error outside [0, 1], and a share of -1e-16 is a coefficient below 1.
+            # Clamped, as `params_of` clamps what it writes: a box point computed elsewhere
+            # can be a rounding error outside [0, 1], and a share of -1e-16 is a coefficient
+            # below 1.
             first = max(0.0, 1.0 - math.sqrt(max(0.0, 1.0 - float(params["share_u"]))))
             v = float(params["share_v"])
             rest = 1 - first

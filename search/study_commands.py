@@ -773,7 +773,8 @@ def _print_contrasts(record: dict[str, Any]) -> None:
     from search import ladder as ladder_lib
 
     for c in ladder_lib.contrasts(record):
-        z = f"{c['z']:+.1f} SE" if c["z"] is not None else "no seed spread"
+        z = (f"{c['z']:+.1f} SE, Welch p {c['p']:.2g}" if c["z"] is not None
+             else "no seed spread")
         console().print(f"{c['factor']:g}x: {c['direction']} against {c['against']} "
                         f"({c['method']}): test top-1 {c['difference']:+.4f} +- {c['se']:.4f} "
                         f"({z})", markup=False, highlight=False)

@@ -65,3 +65,21 @@ def test_finish_cifar10_stops_at_a_failed_step(tmp_path):
     assert done.returncode == 3
     assert " validate " not in Path(env["CALLS"]).read_text()
     assert not (tree / "experiments" / "results" / "factors" / "cifar10-target8.json").exists()
+
+
+def test_a_failed_ladder_command_stops_the_other_one(tmp_path):
+    """Two `validate` commands share the ladder; when one fails, the script ends without the
+    ladder's file and does not leave the other training."""
+    tree, env = _tree(tmp_path)
+    fake = Path(env["BIN"]) / "effsearch"
+    fake.write_text('#!/usr/bin/env bash\necho "effsearch $*" >> "$CALLS"\n'
+                    '[[ $1 == validate ]] || exit 0\n'
+                    # The first to start trains on (its pid recorded), the other fails.
+                    'if mkdir "$CALLS.first" 2> /dev/null; then echo $$ > "$CALLS.pid"; '
+                    'exec sleep 5; fi\nexit 4\n')
+    done = subprocess.run(["bash", str(tree / "experiments" / "finish_cifar10.sh")], env=env,
+                          capture_output=True)
+    assert done.returncode == 4
+    assert not (tree / "experiments" / "results" / "cifar10" / "ladder.json").exists()
+    pid = int(Path(env["CALLS"] + ".pid").read_text())
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()

@@ -111,12 +111,18 @@ def test_contrasts_put_the_exported_direction_against_the_paper_and_the_best_sin
     assert set(found) == {(f, a) for f in (4.0, 8.0) for a in ("paper", "best single dimension")}
     single = found[8.0, "best single dimension"]
     assert single["method"] == "width-only" and single["direction"] == "trial 3"
+    assert 0.01 < single["p"] < 0.05  # 3.7 SE, about 4 degrees of freedom
     assert single["difference"] == pytest.approx(0.90 - 0.87)
     assert single["se"] == pytest.approx(math.sqrt((0.01**2 + 0.01**2) / 3))
     assert single["z"] == pytest.approx(single["difference"] / single["se"])
     assert found[4.0, "best single dimension"]["difference"] < 0  # width alone wins at 4x
     assert found[4.0, "paper"]["z"] is None  # no spread over the seeds: no standard error
-    assert ladder.contrasts(record | {"rows": record["rows"][1:3]}) == []  # no candidate
+    assert ladder.contrasts(record | {"rows": record["rows"][:3]}) == []  # none at 8x
+    # The single dimension is the one the validation scores choose, not the test scores.
+    test_pick = [dict(r) for r in record["rows"]]
+    test_pick[6] |= {"test_top1_mean": 0.95}  # depth alone: worst on validation, best on test
+    assert {c["method"] for c in ladder.contrasts(record | {"rows": test_pick})
+            if c["factor"] == 8.0 and c["against"] != "paper"} == {"width-only"}
 
 
 def test_knee_is_refused_on_a_study_scored_on_the_metric_alone(coef_study, tmp_path, capsys):  # noqa: F811

@@ -76,3 +76,4 @@ def test_the_ladder_section_says_how_far_the_exported_direction_is_from_the_refe
     lines = load_report_script().ladder_section(record)
     (line,) = [x for x in lines if x.startswith("| 8x | paper (paper) |")]
     assert "+0.0500 +- 0.0100 | +5.0 |" in line  # (0.90 - 0.85) / sqrt(2 x 0.01^2 / 2)
+    assert line.endswith(" | 0.038 |")  # Welch's t 5.0 with 2 degrees of freedom
