@@ -7,7 +7,8 @@ Reads every part of the dataset's table (experiments/direction_table.py for MNIS
 experiments/cifar10_direction_table.py for CIFAR-10) found in the journal (a part still being
 built contributes the trainings it has), writes experiments/results/<dataset>/
 direction_table.jsonl (format: search/replay.py; the header carries what retrains any row:
-the whole proxy, the baseline, the rounding and the search's tolerance), and prints per cost
+the whole proxy, the baseline, the rounding and the search's tolerance) and its picture on
+the share simplex (direction_table.png, search/table_plot.py), and prints per cost
 factor: the best direction, the paper's and each single dimension's distance from it, the
 seed noise, how the ranking carries across factors (Spearman and Kendall over the
 directions recorded at both), and, for each factor with two below it, how well each forecast
@@ -35,6 +36,7 @@ from common import CIFAR10, MNIST, Setup, direction_table  # noqa: E402
 from search import forecast  # noqa: E402
 from search.replay import Table, rows_of_study, table_header  # noqa: E402
 from search.storage import open_storage  # noqa: E402
+from search.table_plot import direction_table_figure  # noqa: E402
 
 SETUPS = {"mnist5k": MNIST, "cifar10": CIFAR10}
 TOLERANCE = 0.05  # CoefficientSearch's default
@@ -155,11 +157,17 @@ def main() -> None:
                         help="default: results/<dataset>/effsearch.journal")
     parser.add_argument("-o", "--output", type=Path,
                         help="default: results/<dataset>/direction_table.jsonl")
+    parser.add_argument("--plot", type=Path,
+                        help="the table on the share simplex, a panel per factor (default: "
+                             "the output's name with .png)")
     args = parser.parse_args()
     results = HERE / "results" / args.dataset
     output = args.output or results / "direction_table.jsonl"
     table = export(args.journal or results / "effsearch.journal", output, SETUPS[args.dataset])
     print(f"wrote {output}: {len(table.rows)} trainings")
+    plot = args.plot or output.with_suffix(".png")
+    direction_table_figure(table).savefig(plot, dpi=110)
+    print(f"wrote {plot}")
     report(table)
 
 
