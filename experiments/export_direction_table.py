@@ -85,6 +85,10 @@ def report(table: Table) -> None:
                   f"Spearman {r.spearman:.3f} ({lo:.2f} to {hi:.2f}), seed std "
                   f"{r.seed_std:.4f}, spread {r.spread:.4f}; a {len(r.seeds)}-seed mean's "
                   f"reliability {r.of_mean(len(r.seeds)):.3f}")
+        if r is not None:
+            print("  chance of being best under seed noise: " + ", ".join(
+                f"{_fmt(shares)} {p:.0%}" for shares, p in best_chances(table, factor,
+                                                                      r.seed_std)[:4]))
         for name, shares in NAMED.items():
             d = table.nearest(shares, factor)
             print(f"  {name:>15} {_fmt(d.shares)}: val {d.mean:.4f} +- {d.std:.4f}, "
@@ -107,6 +111,21 @@ def report(table: Table) -> None:
         extrapolation(table, factor, reliability)
     print("\nbest direction by factor: " + " -> ".join(
         f"{f:g}x {_fmt(table.best(f).shares)}" for f in table.factors()))
+
+
+def best_chances(table: Table, factor: float, seed_std: float, draws: int = 10_000,
+                 seed: int = 0) -> list[tuple[tuple[float, ...], float]]:
+    """How often each direction at `factor` is the best when each mean is drawn again from
+    its seed noise (normal, the pooled seed std over the square root of its seeds): whether
+    the table's best is the best or one of several the seeds cannot order. Most likely
+    first."""
+    directions = table.directions(factor)
+    means = np.array([d.mean for d in directions])
+    spread = seed_std / np.sqrt([len(d.rows) for d in directions])
+    drawn = np.random.default_rng(seed).normal(means, spread, size=(draws, len(means)))
+    wins = np.bincount(drawn.argmax(axis=1), minlength=len(means)) / draws
+    return sorted(((d.shares, float(w)) for d, w in zip(directions, wins, strict=True)),
+                  key=lambda x: -x[1])
 
 
 def extrapolation(table: Table, target: float, reliability: dict) -> None:

@@ -276,6 +276,22 @@ def test_export_report_reads_a_two_factor_table(capsys):
     assert "paper" in out and "2x -> 4x over 66 directions: Spearman" in out
     assert "test-retest over 66 distinct networks, seeds [0, 1]" in out
     assert "noise ceiling" in out and "best direction by factor: 2x (" in out
+    assert "chance of being best under seed noise: (" in out
+
+
+def test_the_chance_of_being_best_follows_the_seed_noise():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    from export_direction_table import best_chances
+
+    table = synthetic_table(2.0)
+    best = table.best(2.0).shares
+    quiet = best_chances(table, 2.0, seed_std=1e-6)
+    assert quiet[0] == (best, 1.0)
+    loud = best_chances(table, 2.0, seed_std=1.0)  # noise swamps the differences
+    assert loud[0][1] < 0.1 and sum(p for _, p in loud) == pytest.approx(1.0)
 
 
 def test_export_report_judges_each_forecast_model_by_extrapolation(capsys):
