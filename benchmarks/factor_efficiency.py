@@ -29,6 +29,11 @@ pooled one at the lowest factor, as `effsearch reliability` measures it):
   also promotes the results within the noise band of its cutoff).
 - "2x+band+noise": both.
 
+and one of kind "factors": "factors+band", the factor rungs whose climbs also send on the
+directions within the same noise band of the weakest one sent (`noise_promotions` at a factor
+climb): on CIFAR-10 the 2x ranking's top few are within noise of each other, and the plain
+rule climbs one.
+
 Compute is MACs x epochs per image summed over every training (search, ladder, forecast
 confirmation). Regret is judged at the target on the table's seed means: normalized
 ((best - its mean) / (best - worst)) and as a share of seeds within one pooled seed standard
@@ -53,7 +58,8 @@ from search.manifold import paper_reference, shares_of
 from search.replay import ReplayOutcome, Table, replay_many, replay_tolerance
 
 KINDS = ("2x", "2x+ladder", "factors", "target-only", "paper", "forecast")
-NOISY = ("2x+noise", "2x+band", "2x+band+noise")  # issue 27's, of kind "2x"
+# Issue 27's noise-aware decisions, each with the kind it is a variant of.
+NOISY = {"2x+noise": "2x", "2x+band": "2x", "2x+band+noise": "2x", "factors+band": "factors"}
 
 
 def pooled_se(table: Table, factor: float, tolerance: float | None) -> float:
@@ -111,9 +117,12 @@ def configs(base: SearchConfig, table: Table, target: float,
                        else base)
     noise = table.reliability(factors[0])
     # Without a second seed at the lowest factor the band is unknown: the plain search.
+    banded = noise is not None and base.halving is not None
     out["2x+band"] = (dataclasses.replace(base, name="replay-band", noise_promotions=True,
-                                          noise_std=noise.seed_std)
-                      if noise is not None and base.halving is not None else base)
+                                          noise_std=noise.seed_std) if banded else base)
+    out["factors+band"] = (dataclasses.replace(out["factors"], name="replay-factors-band",
+                                               noise_promotions=True, noise_std=noise.seed_std)
+                           if banded else out["factors"])
     return out
 
 
@@ -219,7 +228,7 @@ def _forecast(outcome: ReplayOutcome, table: Table, base: SearchConfig, target: 
 
 def run(table: Table, base: SearchConfig, target: float, seeds: int,
         jobs: int = 1, factor_eta: int | None = None) -> list[dict[str, Any]]:
-    """The rows of the six methods (`KINDS`) and issue 27's three (`NOISY`), `seeds` replays
+    """The rows of the six methods (`KINDS`) and issue 27's four (`NOISY`), `seeds` replays
     each (`factor_eta`: of the factor rungs, CoefficientSearch's default if None)."""
     import optuna
 
@@ -256,7 +265,7 @@ def run(table: Table, base: SearchConfig, target: float, seeds: int,
             pick, extra, seconds = _noise_pick(outcome, table, base, tolerance)
             picks[kind].append((pick, outcome.compute + extra, None))
             noisy[kind].append(seconds)
-        for kind in ("factors", "target-only"):
+        for kind in ("factors", "factors+band", "target-only"):
             outcome = by_name[kind][i]
             picks[kind].append((outcome.recommended, outcome.compute,
                                 _drawn_seed(outcome, target, epochs)))
@@ -274,7 +283,7 @@ def run(table: Table, base: SearchConfig, target: float, seeds: int,
         regrets = np.array([r for r, _ in judged])
         gaps = np.array([g for _, g in judged])
         compute = np.array([c for _, c, _ in picks[kind]])
-        row = {"method": kind, "kind": "2x" if kind in NOISY else kind, "seeds": seeds,
+        row = {"method": kind, "kind": NOISY.get(kind, kind), "seeds": seeds,
                "target_factor": target,
                "factor_eta": searches["factors"].search.factor_eta,
                "compute_mean": float(compute.mean()),

@@ -329,11 +329,12 @@ def test_target_factor_compares_the_six_ways_to_a_direction(tmp_path):
     import json
 
     rows = json.loads(done.stdout)
-    # The six of the factor issue, then issue 27's noise-aware pick and promotions, 2x too.
+    # The six of the factor issue, then issue 27's noise-aware pick and promotions, 2x and
+    # with factor rungs.
     assert [r["kind"] for r in rows] == ["2x", "2x+ladder", "factors", "target-only", "paper",
-                                         "forecast", "2x", "2x", "2x"]
+                                         "forecast", "2x", "2x", "2x", "factors"]
     by = {r["method"]: r for r in rows}
-    assert list(by)[-3:] == ["2x+noise", "2x+band", "2x+band+noise"]
+    assert list(by)[-4:] == ["2x+noise", "2x+band", "2x+band+noise", "factors+band"]
     for noisy, search in (("2x+noise", "2x"), ("2x+band+noise", "2x+band")):
         assert by[noisy]["second_seeds_mean"] >= 0
         assert by[noisy]["compute_mean"] >= by[search]["compute_mean"]
@@ -345,6 +346,7 @@ def test_target_factor_compares_the_six_ways_to_a_direction(tmp_path):
     # The ladder and the factor rungs train at larger factors than the search they follow.
     assert by["2x+ladder"]["compute_mean"] > by["2x"]["compute_mean"]
     assert by["factors"]["compute_mean"] > by["2x"]["compute_mean"]
+    assert by["factors+band"]["compute_mean"] > by["2x+band"]["compute_mean"]
     forecast = by["forecast"]
     # Whether a replay reaches two factors in 8 trials is the sampler's (Optuna 4.0 and 5 differ
     # here); a replay that does not falls back to its search's best (tested below).
