@@ -23,6 +23,7 @@ import argparse
 import itertools
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -117,9 +118,12 @@ def best_chances(table: Table, factor: float, seed_std: float, draws: int = 10_0
                  seed: int = 0) -> list[tuple[tuple[float, ...], float]]:
     """How often each direction at `factor` is the best when each mean is drawn again from
     its seed noise (normal, the pooled seed std over the square root of its seeds): whether
-    the table's best is the best or one of several the seeds cannot order. Most likely
-    first."""
-    directions = table.directions(factor)
+    the table's best is the best or one of several the seeds cannot order. Directions that
+    round to one network are one draw, named by the first of them. Most likely first."""
+    networks: dict[str, Any] = {}
+    for d in table.directions(factor):
+        networks.setdefault(d.rows[0]["arch"], d)
+    directions = list(networks.values())
     means = np.array([d.mean for d in directions])
     spread = seed_std / np.sqrt([len(d.rows) for d in directions])
     drawn = np.random.default_rng(seed).normal(means, spread, size=(draws, len(means)))

@@ -286,12 +286,16 @@ def test_the_chance_of_being_best_follows_the_seed_noise():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
     from export_direction_table import best_chances
 
-    table = synthetic_table(2.0)
+    rows = synthetic_table(2.0).rows
+    table = Table(tuple(dict(r, arch=str(r["shares"])) for r in rows))  # a network each
     best = table.best(2.0).shares
     quiet = best_chances(table, 2.0, seed_std=1e-6)
     assert quiet[0] == (best, 1.0)
     loud = best_chances(table, 2.0, seed_std=1.0)  # noise swamps the differences
     assert loud[0][1] < 0.1 and sum(p for _, p in loud) == pytest.approx(1.0)
+    # Directions that round to one network are one candidate, not several chances.
+    twins = Table(tuple(dict(r, arch=str(i // 4)) for i, r in enumerate(rows)))
+    assert len(best_chances(twins, 2.0, seed_std=0.01)) == len({r["arch"] for r in twins.rows})
 
 
 def test_export_report_judges_each_forecast_model_by_extrapolation(capsys):
