@@ -70,16 +70,23 @@ def test_finish_cifar10_stops_at_a_failed_step(tmp_path):
 def test_a_failed_ladder_command_stops_the_other_one(tmp_path):
     """Two `validate` commands share the ladder; when one fails, the script ends without the
     ladder's file and does not leave the other training."""
+    import time
+
     tree, env = _tree(tmp_path)
     fake = Path(env["BIN"]) / "effsearch"
+    # The one whose output is thrown away (started in the background) trains on, its pid
+    # recorded; the other fails once it is.
     fake.write_text('#!/usr/bin/env bash\necho "effsearch $*" >> "$CALLS"\n'
                     '[[ $1 == validate ]] || exit 0\n'
-                    # The first to start trains on (its pid recorded), the other fails.
-                    'if mkdir "$CALLS.first" 2> /dev/null; then echo $$ > "$CALLS.pid"; '
-                    'exec sleep 5; fi\nexit 4\n')
+                    'if [[ $(readlink /proc/$$/fd/1) == /dev/null ]]; then\n'
+                    '  echo $$ > "$CALLS.pid"; exec sleep 60\nfi\n'
+                    'until [[ -s "$CALLS.pid" ]]; do sleep 0.05; done\nexit 4\n')
     done = subprocess.run(["bash", str(tree / "experiments" / "finish_cifar10.sh")], env=env,
-                          capture_output=True)
+                          capture_output=True, timeout=50)
     assert done.returncode == 4
     assert not (tree / "experiments" / "results" / "cifar10" / "ladder.json").exists()
-    pid = int(Path(env["CALLS"] + ".pid").read_text())
-    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    status = Path(f"/proc/{int(Path(env['CALLS'] + '.pid').read_text())}/status")
+    deadline = time.monotonic() + 10  # a signal sent is not yet a process ended
+    while status.exists() and "zombie" not in status.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not status.exists() or "zombie" in status.read_text()
