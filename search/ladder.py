@@ -225,9 +225,9 @@ def contrasts(record: dict[str, Any], metric: str = "test_top1") -> list[dict[st
         mine = next((r for r in here if r["method"] == exported), None)
         if mine is None:
             continue
-        single = max((r for r in here if r["reference"] in singles),
+        single = max((r for r in here if r.get("reference") in singles),
                      key=lambda r: r[chooser], default=None)
-        paper = next((r for r in here if r["reference"] == "paper"), None)
+        paper = next((r for r in here if r.get("reference") == "paper"), None)
         for name, other in (("paper", paper), ("best single dimension", single)):
             if other is None or other is mine:
                 continue

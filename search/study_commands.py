@@ -774,7 +774,7 @@ def _print_contrasts(record: dict[str, Any]) -> None:
 
     for c in ladder_lib.contrasts(record):
         z = (f"{c['z']:+.1f} SE, Welch p {c['p']:.2g}" if c["z"] is not None
-             else "no seed spread")
+             else "no standard error: no seed spread, or a failed training")
         console().print(f"{c['factor']:g}x: {c['direction']} against {c['against']} "
                         f"({c['method']}): test top-1 {c['difference']:+.4f} +- {c['se']:.4f} "
                         f"({z})", markup=False, highlight=False)
