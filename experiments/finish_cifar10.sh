@@ -4,9 +4,10 @@
 # the start of the table's 8x part.
 #   1. the direction table's 8x part (experiments/build_direction_table.sh), then its export;
 #   2. the replay benchmark at 8x (issue 26 section 3; minutes), JSON in results/factors/;
-#   3. part 4's ladder of the default search (issue 23): two `effsearch validate` commands
-#      share its rows (a row is claimed by one of them), the table's rows reused;
-#   4. the factor search once for real (issue 26; experiments/cifar10_factors.py).
+#   3. the factor search once for real (issue 26; experiments/cifar10_factors.py; about an
+#      hour, so it comes before the ladder's two);
+#   4. part 4's ladder of the default search (issue 23): two `effsearch validate` commands
+#      share its rows (a row is claimed by one of them), the table's rows reused.
 # Usage: EFFSEARCH_DATA_DIR=../shared/data nohup setsid bash experiments/finish_cifar10.sh \
 #            >> experiments/results/cifar10/logs/finish.out 2>&1 < /dev/null &
 set -euo pipefail
@@ -27,7 +28,10 @@ if [[ ! -s experiments/results/factors/cifar10-target8.json ]]; then
   mv "$R/logs/target8.json.part" experiments/results/factors/cifar10-target8.json
 fi
 
-step "3. part 4: the default search's ladder at 4x and 8x, 3 seeds"
+step "3. the factor search once for real"
+"$BIN/effsearch" search experiments/cifar10_factors.py --workdir "$R" --workers 2 \
+  2>&1 | tee -a "$R/logs/factors.log"
+step "4. part 4: the default search's ladder at 4x and 8x, 3 seeds"
 if [[ ! -s "$R/ladder.json" ]]; then
   ladder=("$BIN/effsearch" validate cifar10-directions --workdir "$R" --factors 4,8 --seeds 3
           --top 1 --reuse "$R/direction_table.jsonl" --json)
@@ -41,7 +45,4 @@ if [[ ! -s "$R/ladder.json" ]]; then
   mv "$R/logs/ladder.json.part" "$R/ladder.json"
 fi
 
-step "4. the factor search once for real"
-"$BIN/effsearch" search experiments/cifar10_factors.py --workdir "$R" --workers 2 \
-  2>&1 | tee -a "$R/logs/factors.log"
 step "done"

@@ -38,11 +38,12 @@ def test_finish_cifar10_runs_its_steps_in_order_and_resumes(tmp_path):
     commands = [line.split()[:3] for line in calls]
     assert commands[0] == ["effsearch", "search", "experiments/cifar10_direction_table.py"]
     assert ["python", "benchmarks/search_efficiency.py", "--table"] in commands
-    ladder = [line for line in calls if " validate " in line]
+    factors = commands.index(["effsearch", "search", "experiments/cifar10_factors.py"])
+    ladder = [i for i, line in enumerate(calls) if " validate " in line]
     assert len(ladder) == 2  # two commands share the ladder's rows
-    assert commands[-1] == ["effsearch", "search", "experiments/cifar10_factors.py"]
-    for line in [*ladder, calls[-1]]:
-        build_parser().parse_args(line.split()[1:])  # each parses as effsearch's CLI
+    assert factors < min(ladder) and max(ladder) == len(calls) - 1
+    for i in [*ladder, factors]:
+        build_parser().parse_args(calls[i].split()[1:])  # each parses as effsearch's CLI
     results = tree / "experiments" / "results"
     assert (results / "cifar10" / "ladder.json").read_text().strip() == "[]"
     assert (results / "factors" / "cifar10-target8.json").read_text().strip() == "[]"
