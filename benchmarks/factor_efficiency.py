@@ -62,15 +62,6 @@ KINDS = ("2x", "2x+ladder", "factors", "target-only", "paper", "forecast")
 NOISY = {"2x+noise": "2x", "2x+band": "2x", "2x+band+noise": "2x", "factors+band": "factors"}
 
 
-def pooled_se(table: Table, factor: float, tolerance: float | None) -> float:
-    """One standard error of the best direction's mean: the seed std pooled over the
-    directions (root mean variance) over the square root of the best's seed count."""
-    variances = [d.std**2 for d in table.directions(factor, tolerance) if len(d.rows) > 1]
-    best = table.best(factor, tolerance)
-    return math.sqrt(float(np.mean(variances))) / math.sqrt(len(best.rows)) if variances \
-        else 0.0
-
-
 def noise_ceiling(table: Table, factor: float, resamples: int = 1000,
                   seed: int = 0) -> tuple[float, tuple[float, float]] | None:
     """sqrt of the test-retest reliability at `factor` of a ranking by the mean of the
@@ -275,7 +266,7 @@ def run(table: Table, base: SearchConfig, target: float, seeds: int,
         picks["forecast"].append((pick, outcome.compute + extra, None))
         if rho is not None:
             rhos.append(rho)
-    se = pooled_se(table, target, tolerance)
+    se = table.pooled_se(target, tolerance)
     ceiling = noise_ceiling(table, target)
     rows = []
     for kind in (*KINDS, *NOISY):

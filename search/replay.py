@@ -233,6 +233,15 @@ class Table:
     def best(self, factor: float, tolerance: float | None = None) -> Direction:
         return max(self.directions(factor, tolerance), key=lambda d: d.mean)
 
+    def pooled_se(self, factor: float, tolerance: float | None = None) -> float:
+        """One standard error of the best direction's mean at `factor`: the seed std pooled
+        over the directions (root mean variance) over the square root of the best's seed
+        count; 0 where no direction has two seeds."""
+        variances = [d.std**2 for d in self.directions(factor, tolerance) if len(d.rows) > 1]
+        if not variances:
+            return 0.0
+        return math.sqrt(float(np.mean(variances)) / len(self.best(factor, tolerance).rows))
+
     def hypervolume_gap(self, found: Iterable[Sequence[float]], factor: float,
                         cost: str = "params", tolerance: float | None = None) -> float:
         """1 - HV(found) / HV(table) for (mean val top-1 up, `cost` down), reference point
