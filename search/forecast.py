@@ -165,19 +165,21 @@ def _budgets(points: Sequence[Point]) -> np.ndarray:
         len(points), len(shorter))
 
 
-def parameters(model: str, points: Sequence[Point] = ()) -> int:
-    """The fit's free parameters: 7 (separable; one more per shorter budget among `points`)
-    or 12 (iso-cost)."""
+def parameters(model: str, points: Sequence[Point] = (),
+               min_fraction: float = MIN_FRACTION) -> int:
+    """The fit's free parameters: 7 (separable; one more per shorter budget among the
+    `usable` `points`) or 12 (iso-cost)."""
     if model == "iso-cost":
         return 12
-    points = usable(points)
+    points = usable(points, min_fraction)
     return 7 + _budgets(points).shape[1] if points else 7
 
 
-def check(points: Sequence[Point], model: str) -> str | None:
+def check(points: Sequence[Point], model: str,
+          min_fraction: float = MIN_FRACTION) -> str | None:
     """Why `points` cannot be fitted by `model`, or None (counting the `usable` ones)."""
-    given, points = len(points), usable(points)
-    left_out = (f" ({given - len(points)} stopped before {MIN_FRACTION:.0%} of the longest "
+    given, points = len(points), usable(points, min_fraction)
+    left_out = (f" ({given - len(points)} stopped before {min_fraction:.0%} of the longest "
                 f"budget are left out)" if given > len(points) else "")
     if model not in MODELS:
         return f"the forecast model must be one of {', '.join(MODELS)}, got {model!r}"
@@ -191,8 +193,8 @@ def check(points: Sequence[Point], model: str) -> str | None:
         return (f"a forecast needs trainings at two factors at least; there are "
                 f"{'none' if not counts else 'only ' + ', '.join(f'{f:g}x' for f in counts)}"
                 f"{left_out}")
-    if model == "separable" and len(points) < parameters(model, points):
-        return (f"the separable fit has {parameters(model, points)} parameters and only "
+    if model == "separable" and len(points) < parameters(model, points, 0.0):
+        return (f"the separable fit has {parameters(model, points, 0.0)} parameters and only "
                 f"{len(points)} trainings{left_out}")
     if model == "iso-cost":
         thin = [f for f in sorted(counts)[-2:] if len(counts[f]) < 6]
@@ -204,18 +206,19 @@ def check(points: Sequence[Point], model: str) -> str | None:
 
 def forecast(points: Sequence[Point], factor: float,
              candidates: Sequence[tuple[float, float, float]], *, model: str = "separable",
-             resamples: int = 200, seed: int = 0) -> Forecast:
+             resamples: int = 200, seed: int = 0,
+             min_fraction: float = MIN_FRACTION) -> Forecast:
     """Fits the `usable` `points` (shares, factor, score[, epochs]; one per training) and
     predicts `candidates` at `factor`, with a case bootstrap within each fitted factor
-    (`resamples` 0: none).
+    (`resamples` 0: none). `min_fraction`: see `usable` (0 fits every training).
 
     Raises:
         ValueError: the points cannot be fitted by the model (`check` says why).
     """
-    why = check(points, model)
+    why = check(points, model, min_fraction)
     if why:
         raise ValueError(why)
-    given, points = len(points), usable(points)
+    given, points = len(points), usable(points, min_fraction)
     shares = np.array([p[0] for p in points], dtype=float)
     factors = np.array([p[1] for p in points], dtype=float)
     scores = np.array([p[2] for p in points], dtype=float)
@@ -237,7 +240,7 @@ def forecast(points: Sequence[Point], factor: float,
         low = high = central
     order = np.lexsort((-wins, -central))  # best predicted first
     return Forecast(
-        factor=float(factor), model=model, parameters=parameters(model, points),
+        factor=float(factor), model=model, parameters=parameters(model, points, 0.0),
         fitted_on={float(f): int((factors == f).sum()) for f in np.unique(factors)},
         left_out=given - len(points),
         candidates=tuple(tuple(float(v) for v in grid[i]) for i in order),  # type: ignore[misc]

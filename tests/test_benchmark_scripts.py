@@ -342,6 +342,9 @@ def test_target_factor_compares_the_six_ways_to_a_direction(tmp_path):
         assert {"method", "seeds", "compute_mean", "within_se_share", "target_regret_mean",
                 "target_regret_se"} <= set(r) and r["seeds"] == 3
         assert 0 <= r["within_se_share"] <= 1 and 0 <= r["target_regret_mean"] <= 1
+        assert 0 <= r["within_se_share_all_seeds"] <= 1
+        if r["kind"] not in ("factors", "target-only"):  # no training at the target chose it
+            assert r["within_se_share_all_seeds"] == r["within_se_share"]
     assert by["paper"]["compute_mean"] == 0 and by["target-only"]["compute_vs_target_only"] == 1
     # The ladder and the factor rungs train at larger factors than the search they follow.
     assert by["2x+ladder"]["compute_mean"] > by["2x"]["compute_mean"]
@@ -353,6 +356,13 @@ def test_target_factor_compares_the_six_ways_to_a_direction(tmp_path):
     assert 0 <= forecast["forecast_fitted"] <= 3
     if forecast["forecast_fitted"]:
         assert -1 <= forecast["forecast_spearman"] <= 1
+    # The same replays refitted at other thresholds on stopped trainings; the default's is
+    # the forecast row itself.
+    (default,) = [t for t in forecast["thresholds"]
+                  if t["min_fraction"] == forecast["min_fraction"]]
+    assert default["fitted"] == forecast["forecast_fitted"]
+    assert default["forecast_spearman"] == forecast["forecast_spearman"]
+    assert default["within_se_share"] == forecast["within_se_share"]
     assert 0 < forecast["noise_ceiling"] <= 1
     low, high = forecast["noise_ceiling_interval"]
     assert low <= high
