@@ -348,6 +348,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         default = " (the default)" if t["min_fraction"] == forecast["min_fraction"] else ""
         lines.append(f"  trainings stopped before {t['min_fraction']:.0%} of the longest budget "
                      f"left out{default}: "
-                     f"Spearman {'-' if rho is None else f'{rho:.2f}'} over {t['fitted']} fits, "
-                     f"{t['within_se_share']:.0%} within 1 SE")
+                     f"Spearman {'-' if rho is None else f'{rho:.2f}'} over {t['fitted']} fits; "
+                     f"{t['within_se_share']:.0%} of the picks within 1 SE, those of the "
+                     f"replays it cannot fit (the search's best) included")
     return "\n".join(lines)

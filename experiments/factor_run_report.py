@@ -7,10 +7,12 @@ r"""The factor search run for real, beside the direction table's numbers (issue 
 What the study trained at each factor and what it cost (MACs x epochs per image, as the
 replay benchmark counts it, and wall time); then two answers judged at the target on the
 table's seed means, as benchmarks/factor_efficiency.py judges replays: (c) the study's
-export, the best confirmed direction at its largest factor, and (f) the separable forecast
-fitted on the study's rungs below the target (`search/forecast.py`) with the one training at
-the target that would confirm it. Compute is also given relative to the replayed default
-search at the target alone ("target-only" in the replay's JSON), when that file is there.
+export, the best confirmed direction at its largest factor (also judged on the table's seeds
+other than the study's own, since a training of that seed chose it), and (f) the separable
+forecast fitted on the study's rungs below the target (`search/forecast.py`) with the one
+training at the target that would confirm it. Compute is also given relative to the
+replayed default search at the target alone ("target-only" in the replay's JSON), when that
+file is there.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from optuna.trial import TrialState
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from search import ladder, records  # noqa: E402
+from search import factor_rungs, ladder, records  # noqa: E402
 from search.forecast import check, forecast, spearman, study_points  # noqa: E402
-from search.halving import PROMOTED_RUNG  # noqa: E402
+from search.halving import PROMOTED_FROM, PROMOTED_RUNG  # noqa: E402
 from search.kinds.base import FACTOR  # noqa: E402
 from search.replay import Table  # noqa: E402
 from search.storage import load_study, open_storage, storage_url  # noqa: E402
@@ -39,9 +41,15 @@ RESULTS = HERE / "results"
 
 
 def trainings(trials: list[optuna.trial.FrozenTrial]) -> list[dict[str, Any]]:
-    """Every training the study ran (rejected proposals and reused networks left out): its
-    factor, the epochs it trained itself (a promotion continues its original's checkpoint),
-    MACs per image and wall seconds."""
+    """Every training the study ran (rejected proposals, reused networks and failed trials
+    left out): its factor, the epochs it trained itself (a promotion resumed from its
+    original's checkpoint trains the epochs after it; `resumed_at` is absent when the
+    checkpoint could not be read and it trained from epoch 1), whether it ended stopped by
+    halving (an original that a promotion continued did not end: `continued`), MACs per image
+    and wall seconds."""
+    # Halving's promotions (which carry the rung they resume from); a climb to the next
+    # factor is a new training, not a continuation.
+    continued = {t.user_attrs[PROMOTED_FROM] for t in trials if PROMOTED_RUNG in t.user_attrs}
     out = []
     for t in trials:
         a = t.user_attrs
@@ -49,27 +57,37 @@ def trainings(trials: list[optuna.trial.FrozenTrial]) -> list[dict[str, Any]]:
                 or "duplicate_of" in a or a.get("budget") is None or a.get("macs") is None:
             continue
         out.append({"trial": t.number, "factor": float(a.get(FACTOR, math.nan)),
-                    "epochs": int(a["budget"]) - int(a.get(PROMOTED_RUNG, 0)),
-                    "full": a["budget"] == a.get("max_budget"), "macs": float(a["macs"]),
+                    "epochs": int(a["budget"]) - int(a.get("resumed_at") or 0),
+                    "full": a["budget"] == a.get("max_budget"),
+                    "continued": t.number in continued, "macs": float(a["macs"]),
                     "wall_s": float(a.get("wall_s") or 0.0)})
     return out
 
 
-def judge(table: Table, shares: tuple[float, ...], target: float,
-          tolerance: float | None) -> dict[str, Any]:
+def judge(table: Table, shares: tuple[float, ...], target: float, tolerance: float | None,
+          drawn: int | None = None) -> dict[str, Any]:
     """Where `shares` lands among the table's directions at `target` (its nearest recorded
     direction): the seed mean, rank (1 = best), normalized regret, gap to the best and
-    whether that gap is within one pooled standard error of the best's mean."""
+    whether that gap is within one pooled standard error of the best's mean, judged on all of
+    its seeds; with `drawn` (the seed of a training at the target that chose it) also on the
+    other seeds alone (`held_out`), as benchmarks/factor_efficiency.py judges such picks."""
     directions = table.directions(target, tolerance)
     means = sorted((d.mean for d in directions), reverse=True)
     mine = table.nearest(shares, target, tolerance)
-    gap = means[0] - mine.mean
-    spread = means[0] - means[-1]
     se = table.pooled_se(target, tolerance)
-    return {"shares": list(shares), "table_shares": list(mine.shares), "mean": mine.mean,
-            "seeds": len(mine.rows), "rank": 1 + sum(m > mine.mean + 1e-12 for m in means),
-            "of": len(means), "gap": gap, "regret": gap / spread if spread else 0.0,
-            "pooled_se": se, "within_se": gap <= se + 1e-12}
+
+    def verdict(mean: float) -> dict[str, Any]:
+        gap = max(0.0, means[0] - mean)
+        spread = means[0] - means[-1]
+        return {"mean": mean, "gap": gap, "regret": gap / spread if spread else 0.0,
+                "within_se": gap <= se + 1e-12}
+    out = {"shares": list(shares), "table_shares": list(mine.shares), "seeds": len(mine.rows),
+           "rank": 1 + sum(m > mine.mean + 1e-12 for m in means), "of": len(means),
+           "pooled_se": se} | verdict(mine.mean)
+    others = [r["val_top1"] for r in mine.rows if r["seed"] != drawn]
+    if drawn is not None and others:
+        out["held_out"] = verdict(float(sum(others) / len(others))) | {"seeds": len(others)}
+    return out
 
 
 def report(study: optuna.Study, table: Table, target: float,
@@ -83,8 +101,11 @@ def report(study: optuna.Study, table: Table, target: float,
     # The directions a search with this tolerance may train, as the replay judges them.
     tolerance = search["tolerance"] if search.get("match") else None
     factors = sorted({t["factor"] for t in done})
-    per_factor = {f"{f:g}": {"trainings": sum(t["factor"] == f for t in done),
-                             "stopped": sum(t["factor"] == f and not t["full"] for t in done),
+    # A stopped original and the promotion that continued it are one training.
+    per_factor = {f"{f:g}": {"trainings": sum(t["factor"] == f and not t["continued"]
+                                              for t in done),
+                             "stopped": sum(t["factor"] == f and not t["full"]
+                                            and not t["continued"] for t in done),
                              "epochs": sum(t["epochs"] for t in done if t["factor"] == f),
                              "compute": sum(t["macs"] * t["epochs"] for t in done
                                             if t["factor"] == f),
@@ -95,15 +116,21 @@ def report(study: optuna.Study, table: Table, target: float,
                            "per_factor": per_factor, "search_compute": search_compute}
 
     # (c): the export, the confirmed best at the largest factor. The confirmation's first
-    # seed is the search's own training; the others are trained anew.
+    # seed is the search's own training where it trained that network (`own_trainings`);
+    # the other seeds are trained anew.
     if record and any(r["role"] == "candidate" for r in record["rows"]):
         best = ladder.best_candidate(record)
         metric = record["metric"]
-        confirm = (len(record["seeds"]) - 1) * record["epochs"] * sum(
-            r["macs"] for r in record["rows"] if r["role"] == "candidate")
+        own = factor_rungs.own_trainings(trials)
+        largest = max(record["factors"])
+        confirm = record["epochs"] * sum(
+            r["macs"] * sum(own(r["arch"], seed) is None for seed in record["seeds"])
+            for r in record["rows"] if r["role"] == "candidate" and r["factor"] == largest)
         shares = next((float(r.depth_share or 0), float(r.width_share or 0),
                        float(r.resolution_share or 0)) for r in rows if r.trial == best["trial"])
-        out["export"] = judge(table, shares, target, tolerance) | {
+        # The search's training at the largest factor chose it (its seed is the proxy's).
+        seed = records.study_config(study)["proxy"]["seed"]
+        out["export"] = judge(table, shares, target, tolerance, drawn=seed) | {
             "factor": max(record["factors"]), "seeds_trained": len(record["seeds"]),
             "val_mean": best[f"{metric}_mean"], "val_std": best[f"{metric}_std"],
             "test_mean": best.get("test_top1_mean"), "compute": search_compute + confirm}
@@ -154,10 +181,15 @@ def markdown(r: dict[str, Any]) -> str:
             lines.append(f"| {name} | {j.get('none', 'none')} | | | | | | | |")
             continue
         ratio = j.get("compute_vs_target_only")
+        within = "yes" if j["within_se"] else "no"
+        if "held_out" in j:
+            h = j["held_out"]
+            within += (f" ({'yes' if h['within_se'] else 'no'} on the {h['seeds']} seed(s) "
+                       f"that did not choose it: {h['mean']:.4f})")
         lines.append(
             f"| {name} | {_shares(j['shares'])} | {_shares(j['table_shares'])} "
             f"| {j['mean']:.4f} ({j['seeds']} seeds) | {j['rank']} of {j['of']} "
-            f"| {j['regret']:.3f} | {'yes' if j['within_se'] else 'no'} "
+            f"| {j['regret']:.3f} | {within} "
             f"| {j.get('compute', 0):.3g} | {'' if ratio is None else f'{ratio:.2f}'} |")
     if "val_mean" in r.get("export", {}):
         e = r["export"]

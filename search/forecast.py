@@ -60,7 +60,7 @@ class Forecast:
         model: "separable" or "iso-cost".
         parameters: the fit's free parameters.
         fitted_on: the factors of the trainings fitted, and how many at each.
-        left_out: trainings stopped before `MIN_FRACTION` of the longest budget, not fitted.
+        left_out: trainings stopped before `min_fraction` of the longest budget, not fitted.
         candidates: the directions predicted (shares), best predicted first.
         predicted: the fit's accuracy for each candidate (on all trainings).
         low, high: its 95% bootstrap percentiles.

@@ -343,8 +343,6 @@ def test_target_factor_compares_the_six_ways_to_a_direction(tmp_path):
                 "target_regret_se"} <= set(r) and r["seeds"] == 3
         assert 0 <= r["within_se_share"] <= 1 and 0 <= r["target_regret_mean"] <= 1
         assert 0 <= r["within_se_share_all_seeds"] <= 1
-        if r["kind"] not in ("factors", "target-only"):  # no training at the target chose it
-            assert r["within_se_share_all_seeds"] == r["within_se_share"]
     assert by["paper"]["compute_mean"] == 0 and by["target-only"]["compute_vs_target_only"] == 1
     # The ladder and the factor rungs train at larger factors than the search they follow.
     assert by["2x+ladder"]["compute_mean"] > by["2x"]["compute_mean"]
