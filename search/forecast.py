@@ -66,6 +66,7 @@ class Forecast:
         low, high: its 95% bootstrap percentiles.
         p_best: the share of bootstrap refits in which it is predicted best.
         resamples: bootstrap refits.
+        spread: the range of the fitted trainings' scores (best - worst).
     """
 
     factor: float
@@ -79,17 +80,27 @@ class Forecast:
     high: tuple[float, ...]
     p_best: tuple[float, ...]
     resamples: int
+    spread: float = 0.0
 
     @property
     def best(self) -> tuple[float, float, float]:
         return self.candidates[0]
+
+    @property
+    def vague(self) -> bool:
+        """Whether the intervals are wider (median over the candidates) than the fitted
+        scores' whole range: the trainings do not pin the fit, and its order is a shortlist
+        to train, not a ranking. (A factor search's few trainings above its lowest rung
+        usually leave it so: experiments/README.md F.5.) False without resamples."""
+        widths = np.array(self.high) - np.array(self.low)
+        return self.resamples > 0 and float(np.median(widths)) > self.spread
 
     def summary(self, top: int = 5) -> dict[str, Any]:
         """The forecast as JSON: settings and the `top` best candidates."""
         return {"factor": self.factor, "model": self.model, "parameters": self.parameters,
                 "fitted_on": {f"{f:g}": n for f, n in self.fitted_on.items()},
                 "left_out": self.left_out,
-                "resamples": self.resamples,
+                "resamples": self.resamples, "spread": self.spread, "vague": self.vague,
                 "directions": [{"shares": list(s), "predicted": p, "low": lo, "high": hi,
                                 "p_best": pb}
                                for s, p, lo, hi, pb in zip(self.candidates, self.predicted,
@@ -246,7 +257,8 @@ def forecast(points: Sequence[Point], factor: float,
         candidates=tuple(tuple(float(v) for v in grid[i]) for i in order),  # type: ignore[misc]
         predicted=tuple(float(central[i]) for i in order),
         low=tuple(float(low[i]) for i in order), high=tuple(float(high[i]) for i in order),
-        p_best=tuple(float(wins[i]) for i in order), resamples=resamples)
+        p_best=tuple(float(wins[i]) for i in order), resamples=resamples,
+        spread=float(scores.max() - scores.min()))
 
 
 def spearman(result: Forecast, candidates: Sequence[tuple[float, ...]],

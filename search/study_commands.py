@@ -464,11 +464,14 @@ def _print_forecast(name: str, rows: list[records.TrialRow], kind: Any,
     if result.left_out:
         fitted += (f" ({result.left_out} stopped before {MIN_FRACTION:.0%} of the budget "
                    f"left out)")
+    caption = "a forecast, not a measurement: train the best at that factor before relying on it"
+    if result.vague:
+        caption = (f"the intervals are wider than the fitted trainings' whole range "
+                   f"({result.spread:.4f}): these trainings do not pin the fit, so its order is "
+                   f"a shortlist to train at that factor, not a ranking")
     table = Table(title=f"study '{name}': forecast at {factor:g}x ({result.model} fit, "
                         f"{result.parameters} parameters, on {fitted} trainings; 95% "
-                        f"bootstrap interval, {result.resamples} resamples)",
-                  caption="a forecast, not a measurement: train the best at that factor "
-                          "before relying on it")
+                        f"bootstrap interval, {result.resamples} resamples)", caption=caption)
     for col in ("depth", "width", "resolution", "predicted", "95% interval", "P(best)"):
         table.add_column(col, justify="right")
     for row in result.summary(top=5)["directions"]:

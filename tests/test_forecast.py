@@ -99,3 +99,29 @@ def test_trainings_stopped_late_count_with_an_offset_and_early_ones_are_left_out
     assert mixed.predicted[0] == pytest.approx(alone.predicted[0], abs=0.005)
     why = check(full[:4] + full[-2:] + [(LATTICE[0], 2, 0.5, 1)] * 3, "separable")
     assert "7 parameters and only 6 trainings (3 stopped before 50%" in why
+
+
+def test_a_forecast_from_a_handful_of_trainings_says_its_order_is_a_shortlist():
+    """A table's worth of trainings pins the fit; what a factor search leaves (a few
+    directions at its lowest rung, one climbed) does not, and the forecast says so."""
+    full = forecast(points_of(separable_law, (2, 4), noise=0.002), 16, LATTICE, resamples=50)
+    assert full.spread > 0 and not full.vague and full.summary()["vague"] is False
+    few = points_of(separable_law, (2,), noise=0.002, seeds=1)[::8]
+    climbed = max(few, key=lambda p: p[2])[0]
+    thin = forecast([*few, (climbed, 4.0, separable_law(climbed, 4))], 16, LATTICE,
+                    resamples=50)
+    assert thin.vague and thin.summary()["vague"] is True
+    assert not forecast(few + points_of(separable_law, (4,), 0.002, seeds=1), 16, LATTICE,
+                        resamples=0).vague  # no intervals, nothing to judge by
+
+
+def test_front_says_when_a_forecast_is_only_a_shortlist(monkeypatch, capsys):
+    from search import forecast as forecast_module
+    from search import study_commands
+
+    few = points_of(separable_law, (2,), noise=0.002, seeds=1)[::8]
+    thin = forecast([*few, (few[0][0], 4.0, 0.6)], 16, LATTICE, resamples=50)
+    monkeypatch.setattr(forecast_module, "study_forecast", lambda *args: thin)
+    study_commands._print_forecast("s", [], None, 16.0)
+    text = " ".join(capsys.readouterr().out.split())
+    assert "wider than the fitted trainings' whole range" in text and "shortlist" in text
