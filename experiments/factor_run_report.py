@@ -131,7 +131,7 @@ def report(study: optuna.Study, table: Table, target: float,
         # The search's training at the largest factor chose it (its seed is the proxy's).
         seed = records.study_config(study)["proxy"]["seed"]
         out["export"] = judge(table, shares, target, tolerance, drawn=seed) | {
-            "factor": max(record["factors"]), "seeds_trained": len(record["seeds"]),
+            "factor": largest, "seeds_trained": len(record["seeds"]),
             "val_mean": best[f"{metric}_mean"], "val_std": best[f"{metric}_std"],
             "test_mean": best.get("test_top1_mean"), "compute": search_compute + confirm}
 
@@ -144,11 +144,12 @@ def report(study: optuna.Study, table: Table, target: float,
     else:
         directions = table.directions(target, tolerance)
         candidates = [d.shares for d in directions]
-        result = forecast(points, target, candidates, resamples=0)
+        result = forecast(points, target, candidates)  # with its bootstrap intervals
         pick = table.nearest(result.best, target, tolerance)
         compute = sum(v["compute"] for f, v in per_factor.items() if float(f) < target - 1e-9)
         out["forecast"] = judge(table, result.best, target, tolerance) | {
-            "left_out": result.left_out,
+            "left_out": result.left_out, "vague": result.vague,
+            "interval": [result.low[0], result.high[0]],
             "spearman": spearman(result, candidates, [d.mean for d in directions]),
             "compute": compute + pick.rows[0]["macs"] * pick.rows[0]["epochs"]}
     out["table_best"] = judge(table, table.best(target, tolerance).shares, target, tolerance)
@@ -199,7 +200,9 @@ def markdown(r: dict[str, Any]) -> str:
     if "spearman" in r.get("forecast", {}):
         f = r["forecast"]
         lines.append(f"the forecast's Spearman against the table's means at {r['target']:g}x: "
-                     f"{f['spearman']:.2f} ({f['left_out']} trainings left out as too short)")
+                     f"{f['spearman']:.2f} ({f['left_out']} trainings left out as too short); "
+                     f"its pick's 95% interval {f['interval'][0]:.3f} to {f['interval'][1]:.3f}"
+                     f"{' (vague: a shortlist, not a ranking)' if f['vague'] else ''}")
     se = r["table_best"]["pooled_se"]
     lines.append(f"one pooled standard error of the best at {r['target']:g}x: {se:.4f}")
     return "\n".join(lines)

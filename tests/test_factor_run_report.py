@@ -66,6 +66,7 @@ def test_the_report_counts_what_the_study_trained_and_judges_its_answers(replaye
     assert means[f["rank"] - 1] == pytest.approx(f["mean"]) and f["of"] == len(means)
     assert f["within_se"] == (means[0] - f["mean"] <= best["pooled_se"] + 1e-12)
     assert -1 <= f["spearman"] <= 1 and "held_out" not in f  # no training at 16x chose it
+    assert isinstance(f["vague"], bool) and f["interval"][0] <= f["interval"][1]
     below = sum(v["compute"] for k, v in r["per_factor"].items() if k != "16")
     assert f["compute"] > below and f["compute_vs_target_only"] == f["compute"] / 1000.0
 
