@@ -97,7 +97,8 @@ def report(study: optuna.Study, table: Table, target: float,
     rows = records.trial_rows(study)
     done = trainings(trials)
     record = ladder.load(study)
-    search = records.study_config(study)["search"]
+    config = records.study_config(study)
+    search = config["search"]
     # The directions a search with this tolerance may train, as the replay judges them.
     tolerance = search["tolerance"] if search.get("match") else None
     factors = sorted({t["factor"] for t in done})
@@ -129,8 +130,8 @@ def report(study: optuna.Study, table: Table, target: float,
         shares = next((float(r.depth_share or 0), float(r.width_share or 0),
                        float(r.resolution_share or 0)) for r in rows if r.trial == best["trial"])
         # The search's training at the largest factor chose it (its seed is the proxy's).
-        seed = records.study_config(study)["proxy"]["seed"]
-        out["export"] = judge(table, shares, target, tolerance, drawn=seed) | {
+        out["export"] = judge(table, shares, target, tolerance,
+                              drawn=config["proxy"]["seed"]) | {
             "factor": largest, "seeds_trained": len(record["seeds"]),
             "val_mean": best[f"{metric}_mean"], "val_std": best[f"{metric}_std"],
             "test_mean": best.get("test_top1_mean"), "compute": search_compute + confirm}

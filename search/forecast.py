@@ -80,7 +80,7 @@ class Forecast:
     high: tuple[float, ...]
     p_best: tuple[float, ...]
     resamples: int
-    spread: float = 0.0
+    spread: float
 
     @property
     def best(self) -> tuple[float, float, float]:
@@ -204,9 +204,10 @@ def check(points: Sequence[Point], model: str,
         return (f"a forecast needs trainings at two factors at least; there are "
                 f"{'none' if not counts else 'only ' + ', '.join(f'{f:g}x' for f in counts)}"
                 f"{left_out}")
-    if model == "separable" and len(points) < parameters(model, points, 0.0):
-        return (f"the separable fit has {parameters(model, points, 0.0)} parameters and only "
-                f"{len(points)} trainings{left_out}")
+    needed = parameters(model, points, 0.0)  # `points` are the usable ones already
+    if model == "separable" and len(points) < needed:
+        return (f"the separable fit has {needed} parameters and only {len(points)} trainings"
+                f"{left_out}")
     if model == "iso-cost":
         thin = [f for f in sorted(counts)[-2:] if len(counts[f]) < 6]
         if thin:
